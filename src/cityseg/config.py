@@ -1,0 +1,204 @@
+"""The one typed configuration: every setting of a run, with its default and meaning, in one place.
+
+A :class:`Config` loads from YAML (``Config.from_yaml``), takes ``section.key=value`` overrides
+(``Config.override``, what ``--set`` uses), checks every value against its declared type, and is
+saved with each run (``Config.to_yaml``) so the run can be reproduced or resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cityseg.errors import CitysegError
+
+
+@dataclass
+class DataConfig:
+    root: str = ""  # dataset root: Kaggle/pix2pix layout, a folder of pair images, or the Cityscapes release
+    mask_side: str = "right"  # which half of each pair image holds the colour mask: right | left
+    split: str = "official"  # official: train folder split into train/val, val folder = test | seed: pooled 64/16/20
+    val_fraction: float = 0.1  # share of the train folder held out for validation with split=official
+    seed_fractions: tuple[float, float, float] = (0.64, 0.16, 0.20)  # train/val/test shares with split=seed
+    limit: int = 0  # use at most this many images of each folder (0 = all); for quick runs
+    size: tuple[int, int] = (256, 256)  # (height, width) the model trains on
+    batch_size: int = 8
+    workers: int = 2  # DataLoader worker processes
+    cache_dir: str = ""  # where labels are cached; "" = $XDG_CACHE_HOME/cityseg (or ~/.cache/cityseg)
+    skip_bad: bool = False  # skip unreadable or malformed images (counted and listed) instead of stopping
+
+
+@dataclass
+class LabelConfig:
+    method: str = "palette"  # palette: nearest official colour | kmeans: K clusters of mask colours
+    classes: str = "train19"  # train19 | categories | labelids (kmeans makes its own K classes)
+    k: int = 10  # clusters for method=kmeans
+    kmeans_pixels: int = 200_000  # mask pixels sampled (seeded) to fit K-Means
+    max_distance: float = 30.0  # RGB distance beyond which a mask pixel is a JPEG blend, filled from neighbours
+    seed: int = 0
+
+
+@dataclass
+class AugmentConfig:
+    enabled: bool = True
+    hflip: bool = True
+    scale: tuple[float, float] = (0.5, 2.0)  # random rescale range before the crop
+    color_jitter: float = 0.2  # brightness/contrast/saturation strength (0 = off)
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "unet"  # any segmentation-models-pytorch architecture name
+    encoder: str = "resnet34"  # any smp/timm encoder name
+    encoder_weights: str = "none"  # imagenet | none | path to a safetensors file or state dict
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = "adam"  # adam | adamw | sgd
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "none"  # none | cosine | poly
+    loss: str = "ce"  # ce | ce+dice
+    class_weights: bool = False  # weight cross-entropy by inverse log class frequency
+
+
+@dataclass
+class TrainConfig:
+    max_epochs: int = 30
+    patience: int = 5  # early-stopping patience, in validation rounds
+    monitor: str = "val_mIoU"  # metric for early stopping and the best checkpoint
+    monitor_mode: str = "max"
+    budget_minutes: float = 0.0  # wall-clock budget, validation included (0 = none)
+    precision: str = "32-true"  # Lightning precision, e.g. bf16-mixed
+    accelerator: str = "auto"  # cpu | gpu | auto
+    devices: str = "auto"  # number of devices, or auto
+    num_nodes: int = 1
+    strategy: str = "auto"  # auto | ddp | ddp_spawn ...
+    channels_last: bool = False
+    seed: int = 0
+    runs_dir: str = "runs"
+    progress: bool = True
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    labels: LabelConfig = field(default_factory=LabelConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    # ---- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        config = cls()
+        for section, entries in (values or {}).items():
+            if section not in _sections(config):
+                raise CitysegError(f"unknown config section {section!r}; valid: {', '.join(_sections(config))}")
+            if not isinstance(entries, dict):
+                raise CitysegError(f"config section {section!r} must be a mapping of keys to values")
+            for key, value in entries.items():
+                config.set(f"{section}.{key}", value)
+        return config
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Config:
+        import yaml
+
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise CitysegError(f"cannot read config {path}: {exc.strerror}; check the path") from None
+        try:
+            values = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise CitysegError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+        return cls.from_dict(values)
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(value):
+            return list(value) if isinstance(value, tuple) else value
+
+        return {s: {k: plain(v) for k, v in dataclasses.asdict(getattr(self, s)).items()} for s in _sections(self)}
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        import yaml
+
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            from cityseg.files import atomic_write_text
+
+            atomic_write_text(path, text)
+        return text
+
+    # ---- overrides ----------------------------------------------------------------------------
+    def set(self, dotted_key: str, value: Any) -> None:
+        """Set ``section.key`` to ``value`` (a Python value or a string from the command line), type-checked."""
+        section_name, _, key = dotted_key.partition(".")
+        if section_name not in _sections(self) or not key:
+            raise CitysegError(f"unknown setting {dotted_key!r}; settings look like train.max_epochs")
+        section = getattr(self, section_name)
+        hints = typing.get_type_hints(type(section))
+        if key not in hints:
+            valid = ", ".join(f"{section_name}.{k}" for k in hints)
+            raise CitysegError(f"unknown setting {dotted_key!r}; valid in {section_name}: {valid}")
+        setattr(section, key, _coerce(dotted_key, value, hints[key]))
+
+    def override(self, assignments: list[str]) -> Config:
+        """Apply ``key=value`` strings, as given to ``--set``."""
+        for assignment in assignments or []:
+            key, sep, value = assignment.partition("=")
+            if not sep:
+                raise CitysegError(f"--set expects key=value, got {assignment!r}")
+            self.set(key.strip(), value.strip())
+        return self
+
+
+def _sections(config: Config) -> list[str]:
+    return [f.name for f in dataclasses.fields(config)]
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Convert ``value`` (possibly a string from the command line) to ``hint`` or raise a clear error."""
+    origin = typing.get_origin(hint)
+    try:
+        if origin is tuple:
+            items = value
+            if isinstance(value, str):
+                items = [v for v in value.strip("()[] ").split(",") if v.strip()]
+            args = typing.get_args(hint)
+            if len(items) != len(args):
+                raise ValueError(f"expected {len(args)} values")
+            return tuple(_coerce(key, v, a) for v, a in zip(items, args, strict=True))
+        if origin in (typing.Union, types.UnionType):
+            return value  # not used by the config today
+        if hint is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if hint is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError("expected an integer")
+            return int(value)
+        if hint is float:
+            if isinstance(value, bool):
+                raise ValueError("expected a number")
+            return float(value)
+        if hint is str:
+            if isinstance(value, dict | list):
+                raise ValueError("expected text")
+            return "" if value is None else str(value)
+    except (TypeError, ValueError) as exc:
+        raise CitysegError(f"bad value {value!r} for {key}: {exc}") from None
+    return value
