@@ -1,0 +1,326 @@
+"""Networks: building by name, encoder weights (offline ImageNet, package Lite0, files), saving and reloading."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from cityseg import models
+from cityseg.classes import IGNORE_INDEX, class_set
+from cityseg.errors import CitysegError
+from cityseg.models import (
+    LITE0_ENCODERS,
+    LITE0_PACKAGE_WEIGHTS,
+    TINY_TEST_MODEL,
+    ModelInfo,
+    create_model,
+    encoder_weights_used,
+    load_model,
+    save_model,
+)
+
+torch.set_num_threads(1)
+
+
+def tiny(num_classes: int = 3, encoder_weights: str = "none") -> torch.nn.Module:
+    torch.manual_seed(0)
+    return create_model(num_classes=num_classes, encoder_weights=encoder_weights, **TINY_TEST_MODEL)
+
+
+@pytest.fixture
+def no_network(monkeypatch, tmp_path):
+    """Any connection attempt fails at once (and is counted); the Hugging Face cache is empty."""
+    import huggingface_hub.constants
+
+    attempts = []
+
+    def refuse(address, *args, **kwargs):
+        attempts.append(address)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", lambda self, address: refuse(address))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+    return attempts
+
+
+# ---- building ---------------------------------------------------------------------------------
+
+
+def test_create_model_outputs_logits_per_class():
+    net = tiny(num_classes=5)
+    logits = net(torch.randn(2, 3, 64, 64))
+    assert logits.shape == (2, 5, 64, 64)  # (B, C, H, W), no softmax applied
+    assert not torch.allclose(logits.softmax(1).sum(1), logits.sum(1))
+    assert encoder_weights_used(net) == "none"
+
+
+def test_unknown_architecture_lists_valid_names():
+    with pytest.raises(CitysegError, match=r"unknown architecture 'unett'.*did you mean unet.*deeplabv3plus"):
+        create_model("unett", "resnet18")
+
+
+def test_unknown_encoder_lists_valid_names():
+    with pytest.raises(CitysegError, match=r"unknown encoder 'resnet19'.*resnet18.*tu-<name>"):
+        create_model("unet", "resnet19")
+    with pytest.raises(CitysegError, match=r"unknown timm encoder 'tu-not_a_model'"):
+        create_model("unet", "tu-not_a_model")
+
+
+def test_bad_architecture_option_is_one_line_error():
+    with pytest.raises(CitysegError, match="cannot build unet with encoder resnet18") as info:
+        create_model("unet", "resnet18", encoder_depth=3, decoder_channels=(8,))  # 1 channel list for depth 3
+    assert "\n" not in str(info.value)
+
+
+def test_input_normalization_matches_the_weights():
+    assert models.input_normalization("resnet34") == (models.IMAGENET_MEAN, models.IMAGENET_STD)
+    assert models.input_normalization("timm-tf_efficientnet_lite0") == ((0.5,) * 3, (0.5,) * 3)
+    assert models.input_normalization("tu-tf_efficientnet_lite0") == ((0.5,) * 3, (0.5,) * 3)
+
+
+# ---- ImageNet weights offline -----------------------------------------------------------------
+
+
+def test_imagenet_offline_fails_within_seconds(no_network):
+    start = time.perf_counter()
+    with pytest.raises(CitysegError) as info:
+        create_model("unet", "resnet18", num_classes=3, encoder_weights="imagenet")
+    elapsed = time.perf_counter() - start
+    message = str(info.value)
+    assert elapsed < 5, f"took {elapsed:.1f} s"
+    assert "none" in message and "PATH" in message and "\n" not in message
+    assert len(no_network) == 1  # one quick reachability check, no retry loop
+
+
+def test_imagenet_download_failure_falls_back_quickly(monkeypatch, no_network):
+    """The Hub answers the connection check but the download itself fails (proxy, rate limit ...)."""
+    import segmentation_models_pytorch.encoders as smp_encoders
+
+    def failing_download(*args, **kwargs):
+        raise ConnectionError("download interrupted")
+
+    monkeypatch.setattr(models, "_hub_reachable", lambda host, port: True)
+    monkeypatch.setattr(smp_encoders, "hf_hub_download", failing_download)
+    net = create_model("unet", "timm-tf_efficientnet_lite0", num_classes=3, encoder_weights="imagenet")
+    assert encoder_weights_used(net) == LITE0_PACKAGE_WEIGHTS
+    with pytest.raises(CitysegError, match=r"download from huggingface.co failed \(ConnectionError\).*none"):
+        create_model("unet", "resnet18", num_classes=3, encoder_weights="imagenet")
+
+
+def _file_tensors_in_order(encoder_name: str) -> list[torch.Tensor]:
+    """The package checkpoint's tensors in file order, without the classifier (and head, for tu- encoders)."""
+    state = torch.load(models.efficientnet_lite0_package_file(), map_location="cpu", weights_only=True)
+    skip = ("_fc.",) + (("_conv_head.", "_bn1.") if encoder_name.startswith("tu-") else ())
+    return [v for k, v in state.items() if not k.startswith(skip)]
+
+
+@pytest.mark.parametrize(("encoder_name", "tensor_count"), [(LITE0_ENCODERS[0], 294), (LITE0_ENCODERS[1], 288)])
+def test_efficientnet_lite0_offline_fills_every_encoder_tensor(no_network, encoder_name, tensor_count):
+    torch.manual_seed(1)
+    fresh = create_model("unet", encoder_name, num_classes=3, encoder_weights="none").encoder.state_dict()
+    torch.manual_seed(1)
+    net = create_model("unet", encoder_name, num_classes=3, encoder_weights="imagenet")
+    assert encoder_weights_used(net) == LITE0_PACKAGE_WEIGHTS
+    loaded = net.encoder.state_dict()
+    assert len(loaded) == tensor_count
+
+    # 1. Independently of the name mapping: paired purely by position, every encoder tensor is the file's.
+    file_tensors = _file_tensors_in_order(encoder_name)
+    assert len(file_tensors) == len(loaded)
+    for (key, tensor), expected in zip(loaded.items(), file_tensors, strict=True):
+        assert torch.equal(tensor, expected), key
+
+    # 2. None is left at its initial value (the checkpoint's BatchNorm step counters are 0, like fresh ones).
+    for key, tensor in loaded.items():
+        if key.endswith("num_batches_tracked"):
+            assert int(tensor) == 0
+        else:
+            assert not torch.equal(tensor, fresh[key]), f"{key} still has its initial value"
+
+
+def test_efficientnet_lite0_weights_work_as_a_path(tmp_path):
+    path = models.efficientnet_lite0_package_file()
+    net = create_model("unet", "tu-tf_efficientnet_lite0", num_classes=3, encoder_weights=str(path))
+    reference = create_model("unet", "tu-tf_efficientnet_lite0", num_classes=3)
+    models.load_efficientnet_lite0_package(reference.encoder)
+    for key, tensor in reference.encoder.state_dict().items():
+        assert torch.equal(net.encoder.state_dict()[key], tensor)
+    assert encoder_weights_used(net) == str(path)
+
+
+def test_lite0_weights_refuse_another_encoder():
+    net = tiny()
+    with pytest.raises(CitysegError, match=r"another variant|not an EfficientNet"):
+        models.load_efficientnet_lite0_package(net.encoder)
+
+
+# ---- encoder weights from a file --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("layout", ["safetensors-whole-model", "pt-encoder-only", "pt-lightning-checkpoint"])
+def test_encoder_weights_from_a_path(tmp_path, layout):
+    donor = tiny()
+    with torch.no_grad():
+        for tensor in donor.parameters():
+            tensor.add_(1.0)  # distinct from any fresh init
+    if layout == "safetensors-whole-model":
+        path = tmp_path / "model.safetensors"
+        save_file(donor.state_dict(), path)  # keys "encoder.model...." and "decoder...."
+    elif layout == "pt-encoder-only":
+        path = tmp_path / "encoder.pt"
+        torch.save(donor.encoder.state_dict(), path)  # keys without a prefix
+    else:
+        path = tmp_path / "last.ckpt"
+        state = {f"net.{k}": v for k, v in donor.state_dict().items()}
+        torch.save({"state_dict": state, "epoch": 3}, path)
+    net = tiny(encoder_weights=str(path))
+    for key, tensor in donor.encoder.state_dict().items():
+        assert torch.equal(net.encoder.state_dict()[key], tensor), key
+    assert not torch.equal(next(net.decoder.parameters()), next(donor.decoder.parameters()))  # decoder untouched
+    assert encoder_weights_used(net) == str(path)
+
+
+def test_encoder_weights_shape_mismatch_is_reported(tmp_path):
+    state = tiny().encoder.state_dict()
+    key = next(k for k, v in state.items() if v.ndim == 4)
+    state[key] = torch.zeros(1, 1, 1, 1)
+    path = tmp_path / "bad.safetensors"
+    save_file(state, path)
+    with pytest.raises(CitysegError, match=rf"{path}.*{key} has shape \(1, 1, 1, 1\)"):
+        tiny(encoder_weights=str(path))
+
+
+def test_encoder_weights_missing_tensors_are_reported(tmp_path):
+    state = tiny().encoder.state_dict()
+    state.pop(next(iter(state)))
+    path = tmp_path / "partial.pt"
+    torch.save(state, path)
+    with pytest.raises(CitysegError, match="lack 1 of the"):
+        tiny(encoder_weights=str(path))
+
+
+def test_encoder_weights_bad_files(tmp_path):
+    with pytest.raises(CitysegError, match=r"not found.*imagenet, none"):
+        tiny(encoder_weights=str(tmp_path / "nothing.safetensors"))
+    junk = tmp_path / "junk.safetensors"
+    junk.write_bytes(b"\x00" * 64)
+    with pytest.raises(CitysegError, match="cannot read safetensors file"):
+        tiny(encoder_weights=str(junk))
+    text = tmp_path / "notes.pt"
+    text.write_text("not a checkpoint")
+    with pytest.raises(CitysegError, match="not a safetensors file or a plain PyTorch state dict"):
+        tiny(encoder_weights=str(text))
+
+
+# ---- saving and loading -----------------------------------------------------------------------
+
+
+def _info(encoder_weights: str = "none") -> ModelInfo:
+    return ModelInfo.from_class_set(
+        TINY_TEST_MODEL["arch"], TINY_TEST_MODEL["encoder"], class_set("categories"), (64, 64),
+        encoder_weights=encoder_weights,
+    )  # fmt: skip
+
+
+def test_save_and_reload_offline_gives_identical_outputs(tmp_path, no_network):
+    net = tiny(num_classes=7)
+    net.config["encoder_weights"] = "imagenet"  # as if it had been created online with ImageNet weights
+    metrics = {"mIoU": 0.4321, "best_score": float("nan"), "steps": torch.tensor(12), "confmat": np.eye(2, dtype=int)}
+    folder = save_model(net, tmp_path / "model", _info("imagenet"), metrics=metrics)
+    assert net.config["encoder_weights"] == "imagenet"  # the live model is left as it was
+
+    assert {p.name for p in folder.iterdir()} == {
+        "config.json", "model.safetensors", "README.md", "cityseg.json", "metrics.json",
+    }  # fmt: skip
+    assert json.loads((folder / "config.json").read_text())["encoder_weights"] is None  # reload never downloads
+    assert "0.4321" in (folder / "README.md").read_text()
+    saved_metrics = json.loads((folder / "metrics.json").read_text())  # strict JSON: NaN -> null, arrays -> lists
+    assert saved_metrics == {"mIoU": 0.4321, "best_score": None, "steps": 12, "confmat": [[1, 0], [0, 1]]}
+
+    loaded, info = load_model(folder)
+    assert info == _info("imagenet")
+    assert not loaded.training
+    net.eval()
+    x = torch.randn(2, 3, 64, 64)
+    with torch.inference_mode():
+        assert torch.equal(net(x), loaded(x))
+    assert no_network == []  # nothing tried to connect
+
+    import segmentation_models_pytorch as smp
+
+    assert isinstance(smp.from_pretrained(str(folder)), type(net))  # smp itself can reload it offline too
+
+
+def test_save_replaces_atomically_and_leaves_no_temporaries(tmp_path, monkeypatch):
+    first, second = tiny(), tiny()
+    with torch.no_grad():
+        next(second.parameters()).add_(1.0)
+    save_model(first, tmp_path / "model", _info())
+    save_model(second, tmp_path / "model", _info())
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    reloaded, _ = load_model(tmp_path / "model")
+    assert torch.equal(next(reloaded.parameters()), next(second.parameters()))
+
+    # a failure half-way keeps the previous model and cleans up
+    def broken(self, *args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(first), "save_pretrained", broken)
+    with pytest.raises(OSError, match="disk full"):
+        save_model(first, tmp_path / "model", _info())
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+    reloaded, _ = load_model(tmp_path / "model")
+    assert torch.equal(next(reloaded.parameters()), next(second.parameters()))
+
+
+def test_load_model_errors_name_the_file(tmp_path):
+    with pytest.raises(CitysegError, match=r"model folder .*missing not found"):
+        load_model(tmp_path / "missing")
+
+    folder = save_model(tiny(), tmp_path / "model", _info())
+    (folder / "cityseg.json").write_text("{not json")
+    with pytest.raises(CitysegError, match=r"cannot read .*cityseg.json.*damaged"):
+        load_model(folder)
+
+    folder = save_model(tiny(), tmp_path / "model", _info())
+    weights = folder / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated
+    with pytest.raises(CitysegError, match=r"cannot read .*model.safetensors.*damaged"):
+        load_model(folder)
+
+    folder = save_model(tiny(), tmp_path / "model", _info())
+    (folder / "config.json").unlink()
+    with pytest.raises(CitysegError, match=r"config.json not found"):
+        load_model(folder)
+
+    folder = save_model(tiny(num_classes=3), tmp_path / "model", _info())
+    save_file(tiny(num_classes=4).state_dict(), folder / "model.safetensors")  # weights of another model
+    with pytest.raises(CitysegError, match=r"model.safetensors does not match .*config.json"):
+        load_model(folder)
+
+
+def test_model_info_round_trip_and_class_set():
+    info = _info()
+    assert ModelInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info
+    classes = info.class_set_obj()
+    assert classes.names == class_set("categories").names
+    assert np.array_equal(classes.id_to_class, class_set("categories").id_to_class)
+
+    # a fitted (kmeans) set: official ids map back to the first class written as that id
+    custom = ModelInfo(
+        arch="unet", encoder="resnet18", class_set="kmeans", names=("road", "car", "road-2"),
+        colors=((128, 64, 128), (0, 0, 142), (120, 60, 120)), class_to_id=(7, 26, 7),
+    )  # fmt: skip
+    table = custom.class_set_obj()
+    assert table.from_label_ids(np.array([[7, 26, 11]], dtype=np.uint8)).tolist() == [[0, 1, IGNORE_INDEX]]
+    assert table.colorize(np.array([[1]]))[0, 0].tolist() == [0, 0, 142]
+
+    with pytest.raises(CitysegError, match="lacks names"):
+        ModelInfo.from_dict({"arch": "unet", "encoder": "x", "class_set": "kmeans", "colors": [], "class_to_id": []})
