@@ -23,11 +23,12 @@ class DataConfig:
     mask_side: str = "right"  # which half of each pair image holds the colour mask: right | left
     split: str = "official"  # official: train folder split into train/val, val folder = test | seed: pooled 64/16/20
     val_fraction: float = 0.1  # share of the train folder held out for validation with split=official
+    test_fraction: float = 0.1  # split=official on a dataset without a val folder: share of it held out as test set
     seed_fractions: tuple[float, float, float] = (0.64, 0.16, 0.20)  # train/val/test shares with split=seed
     limit: int = 0  # use at most this many images of each folder (0 = all); for quick runs
     size: tuple[int, int] = (256, 256)  # (height, width) the model trains on
-    batch_size: int = 8
-    workers: int = 2  # DataLoader worker processes
+    batch_size: int = 8  # images per optimiser step (per device)
+    workers: int = 2  # DataLoader worker processes (0 = load in the training process)
     cache_dir: str = ""  # where labels are cached; "" = $XDG_CACHE_HOME/cityseg (or ~/.cache/cityseg)
     skip_bad: bool = False  # skip unreadable or malformed images (counted and listed) instead of stopping
 
@@ -38,15 +39,17 @@ class LabelConfig:
     classes: str = "train19"  # train19 | categories | labelids (kmeans makes its own K classes)
     k: int = 10  # clusters for method=kmeans
     kmeans_pixels: int = 200_000  # mask pixels sampled (seeded) to fit K-Means
-    max_distance: float = 30.0  # RGB distance beyond which a mask pixel is a JPEG blend, filled from neighbours
-    seed: int = 0
+    max_distance: float = 45.0  # RGB distance within which a mask pixel may be an official colour (a luma check
+    # applies too); farther pixels are JPEG blends, filled from their neighbours
+    seed: int = 0  # seeds the K-Means pixel sample and initialisation
 
 
 @dataclass
 class AugmentConfig:
-    enabled: bool = True
-    hflip: bool = True
-    scale: tuple[float, float] = (0.5, 2.0)  # random rescale range before the crop
+    enabled: bool = True  # false: photos and masks are only resized to data.size (the original project)
+    hflip: bool = True  # random horizontal flip (street scenes are left-right symmetric)
+    scale: tuple[float, float] = (0.5, 2.0)  # random rescale range (relative to data.size) before the crop
+    crop: tuple[int, int] = (0, 0)  # (height, width) of training crops from the rescaled image; 0 = data.size
     color_jitter: float = 0.2  # brightness/contrast/saturation strength (0 = off)
 
 
@@ -54,39 +57,54 @@ class AugmentConfig:
 class ModelConfig:
     arch: str = "unet"  # any segmentation-models-pytorch architecture name
     encoder: str = "resnet34"  # any smp/timm encoder name
-    encoder_weights: str = "none"  # imagenet | none | path to a safetensors file or state dict
+    encoder_weights: str = "none"  # imagenet | none | path to a safetensors file or state dict (offline: none/path)
+    encoder_depth: int = 0  # encoder stages used (3-5; 0 = the architecture's default); fewer = smaller, faster
+    decoder_width: int = 0  # decoder channels (0 = default); unet-like decoders halve it at each block, down to 8
 
 
 @dataclass
 class OptimConfig:
-    optimizer: str = "adam"  # adam | adamw | sgd
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    schedule: str = "none"  # none | cosine | poly
+    optimizer: str = "adamw"  # adam | adamw | sgd
+    lr: float = 1e-3  # peak learning rate
+    weight_decay: float = 1e-4  # decoupled for adamw, L2 for adam and sgd
+    momentum: float = 0.9  # sgd only
+    schedule: str = "poly"  # none | cosine | poly: per-step decay to 0 over the run (or over the budget, see train)
+    warmup_steps: int = 0  # linear warm-up from lr/100 over this many steps before the schedule
     loss: str = "ce"  # ce | ce+dice
     class_weights: bool = False  # weight cross-entropy by inverse log class frequency
 
 
 @dataclass
 class TrainConfig:
-    max_epochs: int = 30
-    patience: int = 5  # early-stopping patience, in validation rounds
+    max_epochs: int = 50  # upper bound; early stopping or the budget may end the run sooner
+    patience: int = 10  # early-stopping patience, in validation rounds
     monitor: str = "val_mIoU"  # metric for early stopping and the best checkpoint
-    monitor_mode: str = "max"
-    budget_minutes: float = 0.0  # wall-clock budget, validation included (0 = none)
+    monitor_mode: str = "max"  # max for accuracy/IoU, min for a loss
+    budget_minutes: float = 0.0  # wall-clock budget, validation included (0 = none); the schedule is fitted to it
+    budget_probe_steps: int = 20  # with a budget: training steps timed before the schedule length is first set
     precision: str = "32-true"  # Lightning precision, e.g. bf16-mixed
     accelerator: str = "auto"  # cpu | gpu | auto
     devices: str = "auto"  # number of devices, or auto
-    num_nodes: int = 1
+    num_nodes: int = 1  # machines taking part (multi-node DDP)
     strategy: str = "auto"  # auto | ddp | ddp_spawn ...
-    channels_last: bool = False
-    seed: int = 0
-    runs_dir: str = "runs"
-    progress: bool = True
+    channels_last: bool = False  # NHWC memory layout for the network (faster convolutions on recent GPUs)
+    seed: int = 0  # seeds splits, weight init, augmentation and loader workers (per process)
+    threads: int = 0  # torch CPU threads per process (0 = cores available / processes on this node)
+    log_every_n_steps: int = 10  # how often step-level values reach the loggers
+    runs_dir: str = "runs"  # each run writes runs_dir/<timestamp>/; runs_dir/latest points at the newest
+    progress: bool = True  # show the progress bar
 
 
 @dataclass
 class Config:
+    """Every setting of a run, in sections; the defaults are the project's best general recipe (configs/default.yaml).
+
+    Example:
+        >>> config = Config.from_yaml("seed").override(["train.max_epochs=3"])
+        >>> config.model.encoder, config.train.max_epochs
+        ('resnet34', 3)
+    """
+
     data: DataConfig = field(default_factory=DataConfig)
     labels: LabelConfig = field(default_factory=LabelConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -109,8 +127,11 @@ class Config:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Config:
+        """Load a YAML file; a bare preset name (``seed``, ``default``, ``demo``) loads the packaged preset."""
         import yaml
 
+        if str(path) in PRESETS and not Path(path).exists():
+            path = preset_path(str(path))
         try:
             text = Path(path).read_text()
         except OSError as exc:
@@ -119,7 +140,12 @@ class Config:
             values = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:
             raise CitysegError(f"config {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
-        return cls.from_dict(values)
+        if not isinstance(values, dict):
+            raise CitysegError(f"config {path} must be a mapping of sections (data:, model:, ...), not a list or value")
+        try:
+            return cls.from_dict(values)
+        except CitysegError as exc:
+            raise CitysegError(f"config {path}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         def plain(value):
@@ -148,7 +174,11 @@ class Config:
         if key not in hints:
             valid = ", ".join(f"{section_name}.{k}" for k in hints)
             raise CitysegError(f"unknown setting {dotted_key!r}; valid in {section_name}: {valid}")
-        setattr(section, key, _coerce(dotted_key, value, hints[key]))
+        value = _coerce(dotted_key, value, hints[key])
+        choices = CHOICES.get(dotted_key)
+        if choices is not None and value not in choices:
+            raise CitysegError(f"bad value {value!r} for {dotted_key}; choose one of: {', '.join(choices)}")
+        setattr(section, key, value)
 
     def override(self, assignments: list[str]) -> Config:
         """Apply ``key=value`` strings, as given to ``--set``."""
@@ -158,6 +188,33 @@ class Config:
                 raise CitysegError(f"--set expects key=value, got {assignment!r}")
             self.set(key.strip(), value.strip())
         return self
+
+
+# Settings that take one of a few words: checked when set, so a typo fails before any work starts.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "data.mask_side": ("right", "left"),
+    "data.split": ("official", "seed"),
+    "optim.optimizer": ("adam", "adamw", "sgd"),
+    "optim.schedule": ("none", "cosine", "poly"),
+    "optim.loss": ("ce", "ce+dice"),
+    "train.monitor_mode": ("max", "min"),
+}
+
+PRESETS = ("default", "seed", "demo")  # configs shipped inside the package (cityseg/configs/NAME.yaml)
+
+
+def preset_path(name: str) -> Path:
+    """The packaged YAML file of preset ``name`` (``default``, ``seed`` or ``demo``), found after any install.
+
+    Example:
+        >>> Config.from_yaml(preset_path("seed")).train.max_epochs
+        22
+    """
+    from importlib import resources
+
+    if name not in PRESETS:
+        raise CitysegError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)} or give a YAML file")
+    return Path(str(resources.files("cityseg") / "configs" / f"{name}.yaml"))
 
 
 def _sections(config: Config) -> list[str]:
@@ -190,11 +247,17 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
         if hint is int:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError("expected an integer")
-            return int(value)
+            try:
+                return int(value)
+            except ValueError:
+                raise ValueError("expected an integer") from None
         if hint is float:
             if isinstance(value, bool):
                 raise ValueError("expected a number")
-            return float(value)
+            try:
+                return float(value)
+            except ValueError:
+                raise ValueError("expected a number") from None
         if hint is str:
             if isinstance(value, dict | list):
                 raise ValueError("expected text")

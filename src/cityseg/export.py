@@ -1,0 +1,570 @@
+"""Export: a saved model as ONNX, fp32 and int8, each checked against its reference before it is written.
+
+``export_onnx(model)`` writes ``model.onnx`` into the model folder (see :mod:`cityseg.predict` for the
+layout): an fp32 graph with dynamic batch, height and width, exported in eval mode so every BatchNorm
+is folded into the convolution before it. With ``quantize="int8"`` it also writes ``model.int8.onnx``:
+static int8 quantisation by ONNX Runtime (per-channel weights, QDQ format, uint8 activations and int8
+weights, the pairing x86 kernels run fastest), calibrated on real photos.
+
+Nothing is written until the checks pass, and then each file appears whole (temporary file, rename):
+
+* fp32: the largest logit difference between ONNX Runtime and PyTorch on held-out images, and their
+  argmax agreement, at the model's size and at another size (the dynamic axes work);
+* int8: pixel agreement of its argmax with the fp32 model's, mIoU of int8 against the fp32 predictions,
+  and, for pair images (``pairs=True``), the mIoU of both models against the true labels;
+* either model agreeing on fewer than ``min_agreement`` of the pixels is refused with a CitysegError.
+
+The held-out images never take part in calibration: the folder is shuffled (seeded) and split.
+
+Example:
+    >>> report = export_onnx("runs/latest", quantize="int8", calibration="photos/")  # doctest: +SKIP
+    >>> print(report)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import random
+import shutil
+import tempfile
+import warnings
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cityseg.errors import CitysegError
+from cityseg.files import atomic_path
+from cityseg.predict import (
+    EXPORT_REPORT_FILE,
+    ONNX_FILE,
+    OnnxBackend,
+    expand_inputs,
+    labels_at_size,
+    open_photo,
+    preprocess,
+    resolve_model_dir,
+)
+
+FORMATS = ("onnx",)
+QUANTIZE = ("int8",)
+DEFAULT_OPSET = 17  # the TorchScript exporter's well-trodden opset; ONNX Runtime runs every op of it in int8
+CALIBRATION_IMAGES = 64  # photos the int8 ranges are measured on
+CHECK_IMAGES = 16  # held-out photos both checks run on
+MIN_AGREEMENT = 0.99  # least share of pixels whose class must match the reference model
+CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
+QUANT_FORMATS = ("qdq", "qoperator")
+
+
+@dataclass
+class ExportReport:
+    """Where the files went and the figures of the checks (fractions in [0, 1]; logits in their own units)."""
+
+    model_dir: str
+    onnx: str
+    opset: int
+    check_images: int
+    fp32_max_logit_diff: float
+    fp32_agreement: float
+    fp32_other_size: tuple[int, int]
+    fp32_other_size_max_diff: float
+    int8: str | None = None
+    calibration: str | None = None
+    calibration_images: int = 0
+    quantization: dict[str, Any] = field(default_factory=dict)
+    int8_agreement: float | None = None
+    int8_miou_vs_fp32: float | None = None  # mIoU of the int8 argmax, scored against the fp32 argmax
+    truth_images: int = 0
+    fp32_miou: float | None = None  # against the true labels of pair images
+    int8_miou: float | None = None
+    skipped: list[str] = field(default_factory=list)  # unreadable images left out of calibration and checks
+
+    @property
+    def miou_delta(self) -> float | None:
+        if self.fp32_miou is None or self.int8_miou is None:
+            return None
+        return self.int8_miou - self.fp32_miou
+
+    def __str__(self) -> str:
+        lines = [
+            f"fp32 ONNX {self.onnx}: largest logit difference to PyTorch {self.fp32_max_logit_diff:.2e}, "
+            f"argmax agreement {100 * self.fp32_agreement:.3f}% on {self.check_images} held-out image(s); "
+            f"at {self.fp32_other_size[0]}x{self.fp32_other_size[1]}: {self.fp32_other_size_max_diff:.2e}",
+        ]
+        if self.int8 is not None:
+            lines.append(
+                f"int8 ONNX {self.int8}: argmax agreement with fp32 {100 * self.int8_agreement:.2f}%, "
+                f"mIoU against the fp32 predictions {100 * self.int8_miou_vs_fp32:.2f}% "
+                f"(calibrated on {self.calibration_images} image(s) of {self.calibration})"
+            )
+            if self.miou_delta is not None:
+                lines.append(
+                    f"mIoU against the true labels of {self.truth_images} pair(s): fp32 {100 * self.fp32_miou:.2f}%, "
+                    f"int8 {100 * self.int8_miou:.2f}% ({100 * self.miou_delta:+.2f} points)"
+                )
+        if self.skipped:
+            lines.append(f"left out {len(self.skipped)} unreadable image(s), e.g. {self.skipped[0]}")
+        return "\n".join(lines)
+
+
+# ---- images for calibration and checks --------------------------------------------------------
+
+
+@dataclass
+class CalibrationSet:
+    """Preprocessed images for calibration and for the checks, disjoint, and the true labels of the latter."""
+
+    calibration: np.ndarray  # (N, 3, h, w) float32, preprocessed
+    check: np.ndarray  # (M, 3, h, w) float32, preprocessed, never used for calibration
+    truths: list[np.ndarray]  # (H, W) uint8 true class indices of the check images (pairs with a labeller)
+    skipped: list[str]
+
+
+def _list_images(folder: str | os.PathLike, pairs: bool) -> list[Path]:
+    if not Path(folder).is_dir():
+        raise CitysegError(f"calibration folder {folder} not found; pass a folder of photos (or pairs with --pairs)")
+    if pairs:
+        from cityseg.pairs import discover
+
+        return [path for paths in discover(folder).values() for path in paths]
+    return expand_inputs([folder])
+
+
+def _labeller_for(model_dir: Path | None, info):
+    """What turns a pair's colour mask into the model's classes: the run's own labeller, or the palette one."""
+    from cityseg.labels import PaletteLabeller, load_labeller
+
+    saved = model_dir.parent / "labeller.json" if model_dir else None  # the run's labeller, beside RUN/model
+    if saved is not None and saved.is_file():
+        labeller = load_labeller(saved)
+        if tuple(labeller.class_set.names) == tuple(info.names):
+            return labeller
+    if info.class_set in ("train19", "categories", "labelids"):
+        return PaletteLabeller(info.class_set)
+    return None  # k-means clusters without their fitted centres
+
+
+def load_calibration_set(
+    folder: str | os.PathLike | None,
+    info,
+    model_dir: Path | None = None,
+    pairs: bool = False,
+    mask_side: str = "right",
+    calibration_images: int = CALIBRATION_IMAGES,
+    check_images: int = CHECK_IMAGES,
+    seed: int = 0,
+) -> CalibrationSet:
+    """Images to calibrate and check with: the folder shuffled (seeded), the first held out for the checks.
+
+    Unreadable images are skipped (listed) and replaced by the next ones. At most a quarter of the folder
+    is held out, so a small folder still leaves most of its images for calibration.
+
+    Args:
+        folder: photos, or pair images with ``pairs=True``; None gives two seeded noise images to check
+            fp32 against PyTorch (no calibration possible).
+        info: the model's ModelInfo (input size and normalisation).
+        model_dir: the model folder; ``model_dir/../labeller.json`` (a run's labeller) labels pair masks.
+        pairs, mask_side: pair images and which half is the mask; their masks give the true labels.
+        calibration_images, check_images: how many of each.
+        seed: the shuffle.
+    """
+    size = tuple(info.input_size)
+    if folder is None:  # fp32-only export without photos: seeded noise images still compare the two runtimes
+        noise = np.random.default_rng(seed).standard_normal((2, 3, *size)).astype(np.float32)
+        return CalibrationSet(noise[:0], noise, [], [])
+    paths = _list_images(folder, pairs)
+    if len(paths) < 2:
+        raise CitysegError(f"{folder} holds {len(paths)} image(s); export needs at least 2 (to calibrate and check)")
+    random.Random(seed).shuffle(paths)
+    wanted_check = max(1, min(check_images, len(paths) // 4))
+    labeller = _labeller_for(model_dir, info) if pairs else None  # no labeller: no truth, int8 vs fp32 only
+    check: list[np.ndarray] = []
+    calibrate: list[np.ndarray] = []
+    truths: list[np.ndarray] = []
+    skipped: list[str] = []
+    for path in paths:
+        if len(check) == wanted_check and len(calibrate) == calibration_images:
+            break
+        try:
+            if pairs:
+                from cityseg.pairs import read_pair
+
+                photo, mask = read_pair(path, mask_side)
+            else:
+                photo, mask = open_photo(path, size).image, None
+            if len(check) < wanted_check and labeller is not None:
+                truths.append(labeller.label(mask, source=str(path)))
+        except CitysegError as exc:
+            skipped.append(f"{path} ({exc})")
+            continue
+        (check if len(check) < wanted_check else calibrate).append(preprocess(photo, info))
+    if not check or not calibrate:
+        raise CitysegError(f"fewer than 2 readable images in {folder}; add photos to calibrate and check with")
+    return CalibrationSet(np.stack(calibrate), np.stack(check), truths, skipped)
+
+
+# ---- the ONNX graphs --------------------------------------------------------------------------
+
+
+def torch_to_onnx(net, path: str | os.PathLike, sample: np.ndarray, opset: int = DEFAULT_OPSET) -> None:
+    """Write ``net`` as an fp32 ONNX graph: input ``image`` (batch, 3, height, width), output ``logits``.
+
+    The TorchScript-based exporter is used: it names the dynamic axes, exports a U-Net in seconds, and its
+    graphs pass ONNX Runtime's symbolic shape inference (needed by ``quant_pre_process``), which the
+    torch.export-based exporter's graphs did not. Eval mode lets constant folding merge every BatchNorm into
+    the convolution before it.
+
+    Args:
+        net: the network; put in eval mode.
+        path: the .onnx file to write.
+        sample: one (1, 3, h, w) float32 input to trace with.
+        opset: ONNX opset.
+    """
+    import torch
+
+    net.eval()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are about PyTorch, not the user
+        try:
+            torch.onnx.export(
+                net,
+                (torch.from_numpy(sample),),
+                str(path),
+                dynamo=False,
+                opset_version=opset,
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_axes={
+                    "image": {0: "batch", 2: "height", 3: "width"},
+                    "logits": {0: "batch", 2: "height", 3: "width"},
+                },
+                do_constant_folding=True,
+            )
+        except Exception as exc:
+            raise CitysegError(f"ONNX export failed: {_first_line(exc)}; try another --opset") from None
+
+
+def quantize_int8(
+    fp32_path: str | os.PathLike,
+    int8_path: str | os.PathLike,
+    calibration: np.ndarray,
+    per_channel: bool = True,
+    reduce_range: bool = False,
+    quant_format: str = "qdq",
+    calibrate_method: str = "minmax",
+    keep_fp32: tuple[str, ...] = (),
+    op_types: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
+    """Static int8 quantisation of an fp32 ONNX file, calibrated on real images.
+
+    ``quant_pre_process`` (shape inference and graph clean-up) runs first, as ONNX Runtime recommends;
+    activations are uint8 and weights int8, the pairing ONNX Runtime's x86 kernels run fastest.
+
+    Args:
+        fp32_path: the fp32 model (input ``image``).
+        int8_path: where the int8 model goes (not checked: :func:`export_onnx` checks before installing).
+        calibration: (N, 3, h, w) float32 preprocessed images; the activation ranges are measured on them.
+        per_channel, reduce_range, quant_format, calibrate_method: see :func:`export_onnx`.
+        keep_fp32: node-name prefixes left unquantised.
+        op_types: operator types to quantise (None: every type ONNX Runtime can).
+
+    Returns:
+        The settings used, for ``export.json``.
+    """
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    class Reader(CalibrationDataReader):  # one image per run: memory stays that of a single forward pass
+        def __init__(self, images: np.ndarray):
+            self.images = iter(images)
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            image = next(self.images, None)
+            return None if image is None else {"image": image[None]}
+
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "percentile": CalibrationMethod.Percentile,
+        "entropy": CalibrationMethod.Entropy,
+    }
+    work_dir = Path(tempfile.mkdtemp(prefix=".quantize-", dir=Path(int8_path).parent))
+    prepared = work_dir / "prepared.onnx"
+    try:
+        # ONNX Runtime's calibrators print progress notes to stdout; the caller prints the figures that matter
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            try:  # shape inference and graph clean-up, as ONNX Runtime recommends before quantising
+                quant_pre_process(str(fp32_path), str(prepared))
+            except Exception:  # symbolic shape inference gives up on some graphs (FPN): ONNX shape inference still runs
+                quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
+            excluded = (
+                [name for name in _node_names(prepared) if name.startswith(tuple(keep_fp32))] if keep_fp32 else []
+            )
+            quantize_static(
+                str(prepared),
+                str(int8_path),
+                Reader(calibration),
+                quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: the x86 (AVX2/VNNI) int8 kernels
+                weight_type=QuantType.QInt8,
+                calibrate_method=methods[calibrate_method],
+                nodes_to_exclude=excluded,
+                op_types_to_quantize=list(op_types) if op_types else None,
+            )
+    except CitysegError:
+        raise
+    except Exception as exc:
+        raise CitysegError(f"int8 quantisation failed: {_first_line(exc)}") from None
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+    return {
+        "format": quant_format.upper() if quant_format == "qdq" else "QOperator",
+        "per_channel": per_channel,
+        "reduce_range": reduce_range,
+        "activations": "uint8",
+        "weights": "int8",
+        "calibration_method": calibrate_method,
+        "kept_fp32": excluded,
+        "op_types": list(op_types) if op_types else "all",
+    }
+
+
+def _node_names(path: Path) -> list[str]:
+    import onnx
+
+    return [node.name for node in onnx.load(str(path), load_external_data=False).graph.node]
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__
+
+
+# ---- the checks -------------------------------------------------------------------------------
+
+
+def _run(model, images: np.ndarray, batch: int = 2) -> np.ndarray:
+    """Logits of ``images`` (N, 3, h, w), ``batch`` at a time (several per run: the batch axis is dynamic)."""
+    return np.concatenate([model(images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+def _torch_logits(net, images: np.ndarray, batch: int = 2) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return np.concatenate(
+            [net(torch.from_numpy(images[i : i + batch])).float().numpy() for i in range(0, len(images), batch)]
+        )
+
+
+def agreement(logits: np.ndarray, reference: np.ndarray) -> float:
+    return float((logits.argmax(axis=1) == reference.argmax(axis=1)).mean())
+
+
+def miou(predictions: list[np.ndarray], truths: list[np.ndarray], num_classes: int) -> float:
+    """mIoU of (H, W) class-index maps against truths (IGNORE_INDEX left out), over the whole set."""
+    import torch
+
+    from cityseg.evaluation import SegmentationMetrics
+
+    metric = SegmentationMetrics(num_classes=num_classes)
+    for prediction, truth in zip(predictions, truths, strict=True):
+        metric.update(torch.from_numpy(prediction[None]).long(), torch.from_numpy(truth[None]).long())
+    value = float(metric.compute()["mIoU"])
+    return 0.0 if np.isnan(value) else value
+
+
+def _other_size(size: tuple[int, int]) -> tuple[int, int]:
+    """Another valid input size (multiples of 32, the deepest encoder stride) to exercise the dynamic axes."""
+    return (size[0] + 32, size[1] + 64)
+
+
+# ---- export -----------------------------------------------------------------------------------
+
+
+def export_onnx(
+    model: str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    quantize: str | None = None,
+    calibration: str | os.PathLike | None = None,
+    pairs: bool = False,
+    mask_side: str = "right",
+    calibration_images: int = CALIBRATION_IMAGES,
+    check_images: int = CHECK_IMAGES,
+    min_agreement: float = MIN_AGREEMENT,
+    opset: int = DEFAULT_OPSET,
+    per_channel: bool = True,
+    reduce_range: bool = False,
+    quant_format: str = "qdq",
+    calibrate_method: str = "minmax",
+    keep_fp32: tuple[str, ...] = (),
+    seed: int = 0,
+) -> ExportReport:
+    """Export a model to ONNX (and int8), check it, and write it only if it agrees with its reference.
+
+    Args:
+        model: a model folder, run folder or ``runs/latest``.
+        out: the fp32 file (default ``MODEL/model.onnx``); the int8 one goes beside it as ``*.int8.onnx``.
+        quantize: ``None`` or ``"int8"``.
+        calibration: a folder of photos (or of pair images with ``pairs=True``); needed for int8.
+        pairs: the calibration images are pairs; their photo half is used and their masks give true labels.
+        mask_side: which half of a pair is the mask.
+        calibration_images: how many images calibrate the int8 ranges.
+        check_images: how many held-out images the checks run on.
+        min_agreement: least pixel agreement (fraction) with the reference model; below it nothing is written.
+        opset: ONNX opset.
+        per_channel: one int8 scale per output channel of each weight (else one per tensor).
+        reduce_range: 7-bit weights (for CPUs whose u8 x s8 products can overflow: pre-VNNI x86).
+        quant_format: ``qdq`` (QuantizeLinear/DequantizeLinear pairs, fused by ONNX Runtime) or ``qoperator``.
+        calibrate_method: ``minmax``, ``percentile`` or ``entropy``.
+        keep_fp32: node-name prefixes left in fp32 (e.g. ``/segmentation_head``).
+        seed: shuffles the folder before it is split into calibration and held-out images.
+
+    Returns:
+        An :class:`ExportReport`; its ``str`` is the printed summary. It is also saved as ``export.json``.
+
+    Raises:
+        CitysegError: bad settings or images, an export or quantisation failure, or a model below
+            ``min_agreement``.
+    """
+    from cityseg.models import load_model
+
+    if quantize not in (None, *QUANTIZE):
+        raise CitysegError(f"unknown --quantize {quantize!r}; choose: {', '.join(QUANTIZE)}")
+    if quantize and calibration is None:
+        raise CitysegError("int8 quantisation needs --calibration DIR: a folder of real photos (or pairs with --pairs)")
+    if not 0 <= min_agreement <= 1:
+        raise CitysegError(f"--min-agreement must be a percentage between 0 and 100, not {100 * min_agreement:g}")
+    if calibrate_method not in CALIBRATION_METHODS:
+        raise CitysegError(f"unknown calibration method {calibrate_method!r}; choose: {', '.join(CALIBRATION_METHODS)}")
+    if quant_format not in QUANT_FORMATS:
+        raise CitysegError(f"unknown quantisation format {quant_format!r}; choose: {', '.join(QUANT_FORMATS)}")
+    if calibration_images < 1 or check_images < 1:
+        raise CitysegError("--calibration-images and --check-images must be at least 1")
+
+    model_dir = resolve_model_dir(model)
+    net, info = load_model(model_dir)
+    fp32_path = Path(out) if out is not None else model_dir / ONNX_FILE
+    if fp32_path.suffix != ".onnx":
+        raise CitysegError(f"--out {fp32_path} should end in .onnx")
+    int8_path = fp32_path.with_name(f"{fp32_path.stem}.int8.onnx")
+    images = load_calibration_set(
+        calibration,
+        info,
+        model_dir,
+        pairs,
+        mask_side,
+        calibration_images,
+        check_images,
+        seed,
+    )
+
+    work_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=_writable_parent(fp32_path)))
+    try:
+        fp32_tmp = work_dir / "model.onnx"
+        torch_to_onnx(net, fp32_tmp, images.check[:1], opset)
+        fp32 = OnnxBackend(fp32_tmp)
+        reference = _torch_logits(net, images.check)  # (M, C, h, w)
+        fp32_logits = _run(fp32, images.check)
+        other = _other_size(tuple(info.input_size))
+        probe = np.random.default_rng(seed).standard_normal((1, 3, *other)).astype(np.float32)
+        report = ExportReport(
+            model_dir=str(model_dir),
+            onnx=str(fp32_path),
+            opset=opset,
+            check_images=len(images.check),
+            fp32_max_logit_diff=float(np.abs(fp32_logits - reference).max()),
+            fp32_agreement=agreement(fp32_logits, reference),
+            fp32_other_size=other,
+            fp32_other_size_max_diff=float(np.abs(fp32(probe) - _torch_logits(net, probe)).max()),
+            skipped=images.skipped,
+        )
+        _require(report.fp32_agreement, min_agreement, "fp32 ONNX", "PyTorch", len(images.check))
+
+        if quantize:
+            int8_tmp = work_dir / "model.int8.onnx"
+            report.quantization = quantize_int8(
+                fp32_tmp,
+                int8_tmp,
+                images.calibration,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                quant_format=quant_format,
+                calibrate_method=calibrate_method,
+                keep_fp32=tuple(keep_fp32),
+            )
+            int8_logits = _run(OnnxBackend(int8_tmp), images.check)
+            fp32_classes = list(fp32_logits.argmax(axis=1).astype(np.uint8))
+            int8_classes = list(int8_logits.argmax(axis=1).astype(np.uint8))
+            report.int8 = str(int8_path)
+            report.calibration = str(calibration)
+            report.calibration_images = len(images.calibration)
+            report.int8_agreement = agreement(int8_logits, fp32_logits)
+            report.int8_miou_vs_fp32 = miou(int8_classes, fp32_classes, info.num_classes)
+            if images.truths:
+                report.truth_images = len(images.truths)
+                report.fp32_miou = miou(_at_truth_size(fp32_logits, images.truths), images.truths, info.num_classes)
+                report.int8_miou = miou(_at_truth_size(int8_logits, images.truths), images.truths, info.num_classes)
+            _require(report.int8_agreement, min_agreement, "int8 ONNX", "fp32", len(images.check))
+
+        _install(fp32_tmp, fp32_path)
+        if quantize:
+            _install(work_dir / "model.int8.onnx", int8_path)
+        _record(fp32_path.parent / EXPORT_REPORT_FILE, report)
+        return report
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _at_truth_size(logits: np.ndarray, truths: list[np.ndarray]) -> list[np.ndarray]:
+    return [labels_at_size(scores, truth.shape) for scores, truth in zip(logits, truths, strict=True)]
+
+
+def _require(share: float, minimum: float, what: str, reference: str, images: int) -> None:
+    if share < minimum:
+        raise CitysegError(
+            f"{what} agrees with {reference} on only {100 * share:.2f}% of pixels of {images} held-out image(s), "
+            f"below --min-agreement {100 * minimum:g}%; nothing was written (calibrate on more photos like the ones "
+            "you will segment, try --calibrate-method percentile, or lower --min-agreement)"
+        )
+
+
+def _writable_parent(path: Path) -> Path:
+    from cityseg.files import ensure_writable_dir
+
+    return ensure_writable_dir(path.parent)
+
+
+def _install(source: Path, target: Path) -> None:
+    """Move a checked file into place: a rename within one folder, so readers see the old file or the new one."""
+    try:
+        os.replace(source, target)
+    except OSError as exc:
+        raise CitysegError(f"cannot write {target}: {exc.strerror or exc}; check free space and permissions") from None
+
+
+def _record(path: Path, report: ExportReport) -> None:
+    """Add this export's figures to ``export.json`` (keyed by file name; earlier entries for other files stay)."""
+    try:
+        entries = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        entries = {}  # a damaged record is rewritten from this export
+    values = asdict(report)
+    entries[Path(report.onnx).name] = {
+        k: v for k, v in values.items() if not k.startswith("int8") and k != "quantization"
+    }
+    if report.int8 is not None:
+        entries[Path(report.int8).name] = values | {"miou_delta": report.miou_delta}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(entries, indent=2, default=str) + "\n")

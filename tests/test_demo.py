@@ -1,0 +1,56 @@
+"""The demo, shrunk: a dozen scenes and one epoch of a tiny network, through every step and output."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cityseg.cli import main
+from cityseg.config import Config
+from cityseg.demo import demo_config, run_demo
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+
+
+def test_demo_preset_fits_the_demo_promise():
+    config = demo_config("out")
+    assert config.data.root.endswith("data") and config.train.runs_dir.endswith("runs")
+    assert config.data.cache_dir.endswith("cache")  # everything the demo writes stays under --out
+    assert 0 < config.train.budget_minutes <= 7  # leaves time for scenes, labels, testing and the report
+    assert config.labels.method == "palette" and config.data.split == "official"
+
+
+@pytest.mark.slow
+def test_reduced_demo_runs_every_step(tmp_path, capsys):
+    config = Config.from_yaml("demo").override(
+        [
+            "data.size=64,64",
+            "data.workers=0",
+            "model.encoder=resnet18",
+            "model.encoder_weights=none",
+            "model.encoder_depth=3",
+            "model.decoder_width=32",
+            "train.max_epochs=1",
+            "train.budget_minutes=0",
+            "train.progress=false",
+        ]
+    )
+    result = run_demo(tmp_path / "demo", count=12, seed=1, config=config)
+    assert sorted(p.name for p in (tmp_path / "demo" / "data" / "train").glob("*.jpg")) != []
+    assert len(list((tmp_path / "demo" / "data" / "val").glob("*.jpg"))) == 2  # 20% of 12, the test set
+    assert result.run_dir.parent == tmp_path / "demo" / "runs"
+    assert result.report.is_file() and result.report.read_text().startswith("<!DOCTYPE html>")
+    metrics = json.loads((result.run_dir / "metrics.json").read_text())
+    assert result.miou == metrics["mIoU"] and metrics["images"] == 2
+    assert len(result.predictions) == 2 and all(p.is_file() for p in result.predictions)
+    assert any((tmp_path / "demo" / "cache").rglob("*.npy"))
+    summary = str(result)
+    assert "test mIoU" in summary and str(result.report) in summary
+
+
+def test_demo_command_is_registered(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["demo", "--help"])
+    assert exit_info.value.code == 0
+    assert "--out" in capsys.readouterr().out

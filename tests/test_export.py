@@ -1,0 +1,145 @@
+"""Export: ONNX fp32 and int8, checked before writing; the ONNX backend agrees with PyTorch."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from PIL import Image
+
+from cityseg.classes import class_set
+from cityseg.cli import main
+from cityseg.errors import CitysegError
+from cityseg.export import export_onnx
+from cityseg.models import TINY_TEST_MODEL, ModelInfo, create_model, save_model
+from cityseg.predict import Segmenter, onnx_session
+from cityseg.synth import render_scene, write_scenes
+
+torch.set_num_threads(1)
+SIZE = (64, 64)
+
+
+def save_tiny(folder):
+    torch.manual_seed(0)
+    net = create_model(num_classes=19, **TINY_TEST_MODEL).eval()
+    info = ModelInfo.from_class_set(TINY_TEST_MODEL["arch"], TINY_TEST_MODEL["encoder"], class_set("train19"), SIZE)
+    return save_model(net, folder, info)
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    """10 synthetic pairs plus one broken file; asking for 2 check + 9 calibration images reads all 11."""
+    root = tmp_path_factory.mktemp("scenes")
+    write_scenes(root, count=10, seed=0)
+    (root / "train" / "11.jpg").write_bytes(b"not a jpeg")
+    return root
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, scenes):
+    model = save_tiny(tmp_path_factory.mktemp("exported") / "model")
+    report = export_onnx(
+        model, quantize="int8", calibration=scenes, pairs=True, calibration_images=9, check_images=2, min_agreement=0
+    )
+    return model, report
+
+
+def test_export_writes_fp32_and_int8_with_their_figures(exported):
+    model, report = exported
+    assert (model / "model.onnx").is_file() and (model / "model.int8.onnx").is_file()
+    assert report.fp32_max_logit_diff < 1e-3 and report.fp32_other_size_max_diff < 1e-3
+    assert report.fp32_agreement > 0.999
+    assert 0.5 < report.int8_agreement <= 1 and 0 <= report.int8_miou_vs_fp32 <= 1
+    assert report.check_images == 2 and report.calibration_images == 8  # 9 wanted, 1 file broken
+    assert report.truth_images == 2 and report.fp32_miou is not None and report.int8_miou is not None
+    assert len(report.skipped) == 1 and "11.jpg" in report.skipped[0]  # the broken file was left out, not fatal
+    record = json.loads((model / "export.json").read_text())
+    assert record["model.int8.onnx"]["int8_agreement"] == report.int8_agreement
+    assert record["model.int8.onnx"]["quantization"]["per_channel"] is True
+    assert "int8_agreement" not in record["model.onnx"]
+    assert not [p.name for p in model.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert "argmax agreement" in str(report) and "mIoU" in str(report)
+
+
+def test_onnx_graphs_have_dynamic_axes_folded_batchnorm_and_int8_weights(exported):
+    model, _ = exported
+    graph = onnx.load(str(model / "model.onnx")).graph
+    dims = [d.dim_param or d.dim_value for d in graph.input[0].type.tensor_type.shape.dim]
+    assert dims == ["batch", 3, "height", "width"]
+    assert "BatchNormalization" not in {node.op_type for node in graph.node}
+    int8 = onnx.load(str(model / "model.int8.onnx")).graph
+    ops = {node.op_type for node in int8.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    weights = {init.name: init for init in int8.initializer}
+    per_channel = [
+        n
+        for n in int8.node
+        if n.op_type == "DequantizeLinear" and len(weights.get(n.input[1], onnx.TensorProto()).dims)
+    ]
+    assert per_channel  # a scale vector, one per output channel
+    session = onnx_session(model / "model.int8.onnx", threads=1)
+    logits = session.run(None, {"image": np.zeros((2, 3, 96, 128), np.float32)})[0]
+    assert logits.shape == (2, 19, 96, 128)  # any batch, any size (multiple of the encoder stride)
+
+
+def test_onnx_and_torch_backends_agree_on_photos_of_any_size(exported):
+    model, _ = exported
+    torch_model = Segmenter.from_pretrained(model)
+    fp32 = Segmenter.from_pretrained(model, backend="onnx", onnx_file="model.onnx", threads=1)
+    int8 = Segmenter.from_pretrained(model, backend="onnx", threads=1)
+    assert int8.backend.path.name == "model.int8.onnx"  # the int8 file is preferred when present
+    rng = np.random.default_rng(3)
+    photos = [render_scene(rng, size)[0] for size in ((96, 160), (64, 64), (50, 80))]
+    for photo in photos:
+        reference = torch_model.predict(photo)
+        assert (fp32.predict(photo) == reference).mean() > 0.999
+        assert int8.predict(photo).shape == reference.shape
+    batched = fp32.predict_batch(photos)
+    assert [b.shape for b in batched] == [p.shape[:2] for p in photos]
+
+
+def test_int8_below_min_agreement_is_refused_and_nothing_is_written(tmp_path, scenes):
+    model = save_tiny(tmp_path / "model")
+    with pytest.raises(CitysegError, match="nothing was written") as info:
+        export_onnx(
+            model,
+            quantize="int8",
+            calibration=scenes,
+            pairs=True,
+            calibration_images=4,
+            check_images=2,
+            min_agreement=1.0,
+        )
+    assert "below --min-agreement 100%" in str(info.value) and "\n" not in str(info.value)
+    assert sorted(p.name for p in model.iterdir()) == ["README.md", "cityseg.json", "config.json", "model.safetensors"]
+
+
+def test_bad_export_requests_are_one_line_errors(exported, tmp_path):
+    model, _ = exported
+    with pytest.raises(CitysegError, match="needs --calibration"):
+        export_onnx(model, quantize="int8")
+    with pytest.raises(CitysegError, match="not found"):
+        export_onnx(model, quantize="int8", calibration=tmp_path / "missing")
+    (tmp_path / "one").mkdir()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "one" / "a.png")
+    with pytest.raises(CitysegError, match="at least 2"):
+        export_onnx(model, quantize="int8", calibration=tmp_path / "one")
+    with pytest.raises(CitysegError, match="not found"):
+        export_onnx(tmp_path / "no-model")
+    with pytest.raises(CitysegError, match="percentage"):
+        export_onnx(model, min_agreement=99)
+
+
+def test_cli_export_fp32_without_photos_checks_on_noise(tmp_path, exported, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(exported[0], model)
+    (model / "model.onnx").unlink()
+    assert main(["export", str(model), "--format", "onnx"]) == 0
+    assert "largest logit difference" in capsys.readouterr().out
+    assert (model / "model.onnx").is_file()
+    assert main(["export", str(model), "--quantize", "int8"]) == 2
+    assert "needs --calibration" in capsys.readouterr().err

@@ -1,0 +1,356 @@
+"""Training end to end on a few generated scenes with a tiny network: loss, run folder, resume, budget, reload."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import socket
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+
+from cityseg.config import Config
+from cityseg.errors import CitysegError
+from cityseg.training import (
+    BudgetPlanner,
+    LRSchedule,
+    SegmentationLoss,
+    SegModule,
+    class_weights,
+    evaluate_run,
+    network_options,
+    resolve_run,
+    train,
+    update_latest,
+    write_history,
+)
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+
+
+def read_history(run: Path) -> list[dict[str, str]]:
+    with open(run / "history.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory):
+    from cityseg.synth import write_scenes
+
+    root = tmp_path_factory.mktemp("scenes")
+    write_scenes(root, count=16, seed=5, val_fraction=0.25)  # 12 train (9 train + 3 validation), 4 test
+    return root
+
+
+def tiny_config(root: Path, runs: Path, **settings) -> Config:
+    """A network small enough to train in seconds: ResNet18, 3 encoder stages, narrow decoder, 64x64 input."""
+    config = Config()
+    config.data.root = str(root)
+    config.data.cache_dir = str(runs / "cache")
+    config.train.runs_dir = str(runs)
+    config.override(
+        [
+            "data.size=64,64",
+            "data.batch_size=3",
+            "data.workers=0",
+            "data.val_fraction=0.25",
+            "model.encoder=resnet18",
+            "model.encoder_depth=3",
+            "model.decoder_width=32",
+            "optim.lr=0.003",
+            "optim.schedule=none",
+            "augment.enabled=false",
+            "train.max_epochs=2",
+            "train.progress=false",
+            "train.threads=2",
+        ]
+    )
+    for key, value in settings.items():
+        config.set(key.replace("__", "."), value)
+    return config
+
+
+@pytest.fixture(scope="module")
+def finished_run(scenes, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    return train(tiny_config(scenes, runs))
+
+
+# ---- a finished run ---------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_two_epochs_and_the_loss_falls(finished_run):
+    history = read_history(finished_run)
+    assert [row["epoch"] for row in history] == ["0", "1"]
+    assert float(history[1]["train_loss"]) < float(history[0]["train_loss"])
+    for column in ("val_loss", "train_acc", "val_acc", "train_mIoU", "val_mIoU", "lr"):
+        assert all(row[column] for row in history), column
+
+
+@pytest.mark.slow
+def test_run_folder_holds_everything(finished_run):
+    for name in ("config.yaml", "splits.json", "labeller.json", "history.csv", "metrics.json", "report.html"):
+        assert (finished_run / name).is_file(), name
+    assert (finished_run / "checkpoints" / "best.ckpt").is_file()
+    assert (finished_run / "checkpoints" / "last.ckpt").is_file()
+    for name in ("config.json", "model.safetensors", "README.md", "cityseg.json"):
+        assert (finished_run / "model" / name).is_file(), name
+    for name in ("loss.png", "accuracy.png", "miou.png", "predictions.png", "confusion.png", "class_iou.png"):
+        assert (finished_run / "plots" / name).is_file(), name
+    assert resolve_run(finished_run.parent / "latest") == finished_run.resolve()
+    assert Config.from_yaml(finished_run / "config.yaml").model.decoder_width == 32
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert 0 <= metrics["mIoU"] <= 1 and metrics["split"] == "test" and metrics["images"] == 4
+    assert metrics["encoder_weights"] == "none"
+    checkpoint = torch.load(finished_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert checkpoint["hyper_parameters"]["config"]["model"]["encoder"] == "resnet18"  # the config travels along
+
+
+@pytest.mark.slow
+def test_saved_model_reloads_offline_with_identical_outputs(finished_run, monkeypatch):
+    from cityseg.models import load_model
+
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    net, info = load_model(finished_run / "model")
+    best = SegModule.load_from_checkpoint(
+        finished_run / "checkpoints" / "best.ckpt", map_location="cpu", pretrained=False
+    )
+    best.eval()
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(net(images), best(images))
+    assert info.input_size == (64, 64) and info.num_classes == 19
+
+
+@pytest.mark.slow
+def test_evaluate_scores_the_test_split_and_the_untrained_baseline(finished_run, tmp_path):
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    result = evaluate_run(finished_run, baseline=True, out=tmp_path, progress=False)
+    assert result["images"] == 4
+    assert result["mIoU"] == pytest.approx(metrics["mIoU"], abs=1e-6)  # same model, same test images
+    assert result["baseline"]["aAcc"] != result["aAcc"]
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["mIoU"] == result["mIoU"] and "baseline" in written
+    assert (tmp_path / "plots" / "confusion.png").is_file()
+    # a bare model folder works too, on data given explicitly
+    from_model = evaluate_run(finished_run / "model", data=metrics_root(finished_run), out=tmp_path, progress=False)
+    assert from_model["mIoU"] == pytest.approx(result["mIoU"], abs=1e-6)
+
+
+def metrics_root(run: Path) -> str:
+    return json.loads((run / "splits.json").read_text())["root"]
+
+
+# ---- resume and budget ------------------------------------------------------------------------------
+
+
+class Crash(Exception):
+    pass
+
+
+class CrashAtEpoch:
+    """A callback that kills the run when epoch ``epoch`` starts, as a power cut would."""
+
+    def __new__(cls, epoch: int):
+        from lightning.pytorch.callbacks import Callback
+
+        class _Crash(Callback):
+            def on_train_epoch_start(self, trainer, pl_module):
+                if trainer.current_epoch == epoch:
+                    raise Crash(f"simulated crash at epoch {epoch}")
+
+        return _Crash()
+
+
+@pytest.mark.slow
+def test_interrupted_run_resumes_at_the_next_epoch(scenes, tmp_path):
+    config = tiny_config(scenes, tmp_path, train__max_epochs=3)
+    with pytest.raises(Crash):
+        train(config, callbacks=[CrashAtEpoch(1)])
+    run = next(p for p in tmp_path.iterdir() if (p / "checkpoints" / "last.ckpt").is_file())
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["epoch"] == 0  # only the first epoch finished
+    steps_per_epoch = saved["global_step"]
+
+    resumed = Config.from_yaml(run / "config.yaml").override(["train.max_epochs=2"])
+    assert train(resumed, resume=run) == run
+    history = read_history(run)
+    assert [row["epoch"] for row in history] == ["0", "1"]
+    assert int(history[1]["step"]) == 2 * steps_per_epoch - 1  # the step counter went on, not from zero
+    assert len(list((run / "csv").glob("version_*"))) == 2  # one logger session per start
+    assert Config.from_yaml(run / "config.yaml").train.max_epochs == 2
+    assert (run / "model" / "model.safetensors").is_file()
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(CitysegError, match=r"last\.ckpt"):
+        train(None, resume=tmp_path / "run")
+
+
+@pytest.mark.slow
+def test_budget_ends_training_and_keeps_the_best_checkpoint(scenes, tmp_path):
+    budget_minutes = 0.1  # 6 seconds
+    config = tiny_config(scenes, tmp_path, train__max_epochs=500, train__budget_minutes=budget_minutes)
+    config.override(["optim.schedule=cosine", "train.budget_probe_steps=2", "train.patience=500"])
+    started = time.monotonic()
+    run = train(config)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] < 500
+    assert metrics["best_checkpoint"] == "best.ckpt"
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    # Lightning's Timer measured the training loop (validation included); a slow step or validation on a
+    # busy machine may end a few seconds past the budget, never an epoch's worth of steps more
+    assert checkpoint["callbacks"]["Timer"]["time_elapsed"]["train"] < budget_minutes * 60 + 10
+    # the cosine schedule was fitted to the steps that fit in the budget, not to 500 epochs of them
+    planned = checkpoint["callbacks"]["BudgetPlanner"]["planned_steps"]
+    assert planned is not None and planned <= metrics["steps"] + 3
+    assert time.monotonic() - started < 120
+
+
+# ---- pieces -----------------------------------------------------------------------------------------
+
+
+def test_schedules():
+    cosine = LRSchedule("cosine", total_steps=100)
+    assert cosine(0) == 1.0 and cosine(50) == pytest.approx(0.5) and cosine(100) == pytest.approx(0.0)
+    assert cosine(150) == pytest.approx(0.0)
+    poly = LRSchedule("poly", total_steps=10)
+    values = [poly(step) for step in range(11)]
+    assert values == sorted(values, reverse=True) and values[-1] == 0.0
+    warm = LRSchedule("none", total_steps=10, warmup_steps=4)
+    assert warm(0) == pytest.approx(0.01) and warm(2) < warm(3) < 1.0 and warm(4) == 1.0 and warm(9) == 1.0
+    poly.total_steps = 20  # the budget planner stretches or shrinks a running schedule
+    assert poly(10) == pytest.approx(0.5**0.9)
+
+
+def test_budget_planner_fits_the_schedule_to_the_time_left():
+    class FakeTimer:
+        def time_elapsed(self, stage):
+            return 30.0
+
+    class FakeTrainer:
+        global_step = 100
+        estimated_stepping_batches = 10_000
+        callbacks: ClassVar[list] = []
+
+    class FakeModule:
+        lr_schedule = LRSchedule("cosine", 10_000)
+
+    from lightning.pytorch.callbacks import Timer
+
+    trainer, module = FakeTrainer(), FakeModule()
+    trainer.callbacks = [type("T", (Timer,), {"time_elapsed": FakeTimer.time_elapsed})(duration="00:00:01:30")]
+    planner = BudgetPlanner(budget_s=90.0, probe_steps=5)
+    planner._plan(trainer, module, seconds_per_step=0.5)  # 60 s left at 0.5 s a step: 120 more steps
+    assert module.lr_schedule.total_steps == 220
+    planner._plan(trainer, module, seconds_per_step=0.001)  # never past max_epochs worth of steps
+    assert module.lr_schedule.total_steps == 10_000
+
+
+def test_seed_preset_builds_the_documented_model():
+    import segmentation_models_pytorch as smp
+
+    config = Config.from_yaml("seed")
+    module = SegModule(config, [f"cluster {i}" for i in range(config.labels.k)])
+    assert isinstance(module.net, smp.Unet)
+    assert type(module.net.encoder).__name__ == "ResNetEncoder"
+    assert len(module.net.encoder.layer1) == 3 and len(module.net.encoder.layer3) == 6  # ResNet34: 3-4-6-3 blocks
+    assert module.net.segmentation_head[0].out_channels == 10
+    optimizer = module.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == 0.01
+    assert module.criterion.ce.ignore_index == 255 and module.criterion.ce.weight is None  # plain sparse CE
+    assert module.criterion.dice is None
+
+
+def test_losses_leave_out_ignored_pixels_and_weigh_classes():
+    logits = torch.randn(2, 3, 8, 8)
+    masks = torch.randint(0, 3, (2, 8, 8))
+    ignored = masks.clone()
+    ignored[:, :4] = 255
+    plain = SegmentationLoss("ce")
+    expected = torch.nn.functional.cross_entropy(
+        logits.permute(0, 2, 3, 1)[:, 4:].reshape(-1, 3), masks[:, 4:].reshape(-1)
+    )
+    assert torch.allclose(plain(logits, ignored), expected)
+    weighted = SegmentationLoss("ce", class_weights=[0.0, 0.0, 1.0])
+    only_two = masks == 2
+    assert torch.allclose(
+        weighted(logits, masks),
+        torch.nn.functional.cross_entropy(logits.permute(0, 2, 3, 1)[only_two], masks[only_two]),
+    )
+    assert SegmentationLoss("ce+dice")(logits, ignored) > plain(logits, ignored)
+    with pytest.raises(CitysegError, match="ce or ce\\+dice"):
+        SegmentationLoss("focal")
+
+
+def test_class_weights_favour_rare_classes():
+    import numpy as np
+
+    class Cache:
+        def get(self, path):
+            labels = np.zeros((10, 10), dtype=np.uint8)  # class 0: 90 pixels, class 1: 10, class 2: none
+            labels[0] = 1
+            return labels
+
+    weights = class_weights(["a", "b"], Cache(), num_classes=3)
+    assert weights[1] > 5 * weights[0]
+    assert weights[2] == 1.0
+    assert (weights[0] + weights[1]) / 2 == pytest.approx(1.0)
+
+
+def test_network_options():
+    config = Config()
+    assert network_options(config) == {}
+    config.override(["model.encoder_depth=3", "model.decoder_width=64"])
+    assert network_options(config) == {"encoder_depth": 3, "decoder_channels": (64, 32, 16)}
+    config.set("model.decoder_width", 32)
+    assert network_options(config)["decoder_channels"] == (32, 16, 8)
+    config.override(["model.arch=deeplabv3plus", "model.encoder_depth=0", "model.decoder_width=64"])
+    assert network_options(config) == {"decoder_channels": 64}
+    config.override(["model.arch=fpn"])
+    with pytest.raises(CitysegError, match="decoder width"):
+        network_options(config)
+
+
+def test_latest_falls_back_to_a_text_file_without_symlinks(tmp_path, monkeypatch):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    update_latest(first)
+    assert (tmp_path / "latest").is_symlink() and resolve_run(tmp_path / "latest") == first.resolve()
+    update_latest(second)  # replaced, not stacked
+    assert resolve_run(tmp_path / "latest") == second.resolve()
+
+    def no_symlinks(self, *args, **kwargs):
+        raise OSError("symlinks not supported")
+
+    monkeypatch.setattr(Path, "symlink_to", no_symlinks)
+    update_latest(first)
+    assert not (tmp_path / "latest").is_symlink()
+    assert (tmp_path / "latest").read_text().strip() == "a"
+    assert resolve_run(tmp_path / "latest") == first.resolve()
+
+
+def test_history_merges_logger_sessions_by_epoch(tmp_path):
+    for version, rows in enumerate(
+        [
+            "epoch,step,train_loss,val_loss,val_mIoU\n0,4,,1.5,0.2\n0,4,1.9,,\n1,9,,1.4,",  # epoch 1 unfinished
+            "epoch,step,train_loss,val_loss,val_mIoU\n1,9,,1.3,0.3\n1,9,1.6,,\n2,14,,1.2,0.35\n2,14,1.4,,",
+        ]
+    ):
+        folder = tmp_path / "csv" / f"version_{version}"
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(rows + "\n")
+    rows = list(csv.DictReader(write_history(tmp_path).open()))
+    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
+    assert [float(r["val_loss"]) for r in rows] == [1.5, 1.3, 1.2]  # the resumed session's epoch 1 wins
+    assert math.isclose(float(rows[2]["val_mIoU"]), 0.35)
