@@ -1534,22 +1534,6 @@ class _Street:
             _coverage(z, self.slab[0], 0.04 / self.slab[0], z * z / (cam.fy * cam.height)),
             _coverage(x, self.slab[1], 0.04 / self.slab[1], z / cam.fx),
         )
-        photo[ys, xs] *= (1 - 0.35 * joints)[:, None]
-
-    def _paving(self, photo: np.ndarray, label: np.ndarray) -> None:
-        """Joints between paving slabs on the sidewalks, in ground-plane metres (box-filtered like the windows)."""
-        cam = self.cam
-        first = max(int(cam.horizon) + 2, 0)
-        ys, xs = np.nonzero(label[first:] == SIDEWALK)
-        if len(ys) == 0:
-            return
-        ys = ys + first
-        z = cam.fy * cam.height / (ys + 0.5 - cam.horizon)
-        x = (xs + 0.5 - cam.cx) * z / cam.fx
-        joints = np.maximum(
-            _coverage(z, self.slab[0], 0.04 / self.slab[0], z * z / (cam.fy * cam.height)),
-            _coverage(x, self.slab[1], 0.04 / self.slab[1], z / cam.fx),
-        )
         photo[ys, xs] *= (1 - 0.35 * joints)[:, None].astype(np.float32)
 
 
