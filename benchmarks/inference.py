@@ -275,9 +275,24 @@ def latency_variants(net, fp32_paths, int8_variants, image, args) -> dict[str, C
         latency["ORT fp32, graph optimisation basic"] = ort_runner(fp32, image, args.threads, "basic")
         latency["ORT int8 default, graph optimisation extended"] = ort_runner(int8, image, args.threads, "extended")
         latency["ORT int8 default, graph optimisation basic"] = ort_runner(int8, image, args.threads, "basic")
+        latency["PyTorch eager fp32, 1 thread"] = one_thread(latency["PyTorch eager fp32"], args.threads)
         latency["ORT fp32, 1 thread"] = ort_runner(fp32, image, 1)
         latency["ORT int8 default, 1 thread"] = ort_runner(int8, image, 1)
     return latency
+
+
+def one_thread(run: Callable[[], object], threads: int) -> Callable[[], object]:
+    """``run`` with PyTorch on one thread (a process-wide setting, restored after each call)."""
+    import torch
+
+    def single():
+        torch.set_num_threads(1)
+        try:
+            return run()
+        finally:
+            torch.set_num_threads(threads)
+
+    return single
 
 
 def main(argv: list[str] | None = None) -> int:

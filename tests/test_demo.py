@@ -17,7 +17,7 @@ def test_demo_preset_fits_the_demo_promise():
     config = demo_config("out")
     assert config.data.root.endswith("data") and config.train.runs_dir.endswith("runs")
     assert config.data.cache_dir.endswith("cache")  # everything the demo writes stays under --out
-    assert 0 < config.train.budget_minutes <= 7  # leaves time for scenes, labels, testing and the report
+    assert 0 < config.train.budget_minutes <= 8  # leaves time for scenes, labels, testing and the report
     assert config.labels.method == "palette" and config.data.split == "official"
 
 

@@ -410,6 +410,13 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per channel")
     parser.add_argument("--reduce-range", action="store_true", help="7-bit weights (pre-VNNI CPUs)")
     parser.add_argument("--qoperator", action="store_true", help="QOperator format instead of QDQ")
+    parser.add_argument(
+        "--keep-fp32",
+        metavar="PREFIX",
+        action="append",
+        default=[],
+        help="leave nodes whose name starts with PREFIX in fp32, e.g. /segmentation_head (repeatable)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed of the calibration/check split (default 0)")
 
 
@@ -432,6 +439,7 @@ def _run_export(args: argparse.Namespace) -> int:
         reduce_range=args.reduce_range,
         quant_format="qoperator" if args.qoperator else "qdq",
         calibrate_method=args.calibrate_method,
+        keep_fp32=tuple(args.keep_fp32),
         seed=args.seed,
     )
     print(report)

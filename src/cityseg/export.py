@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import logging
 import os
 import random
 import shutil
@@ -300,8 +301,9 @@ def quantize_int8(
     work_dir = Path(tempfile.mkdtemp(prefix=".quantize-", dir=Path(int8_path).parent))
     prepared = work_dir / "prepared.onnx"
     try:
-        # ONNX Runtime's calibrators print progress notes to stdout; the caller prints the figures that matter
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        # ONNX Runtime's quantiser prints calibration notes to stdout and logs a warning for every shape tensor
+        # it leaves alone (root logger); the caller prints the figures that matter
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():
             warnings.simplefilter("ignore")
             try:  # shape inference and graph clean-up, as ONNX Runtime recommends before quantising
                 quant_pre_process(str(fp32_path), str(prepared))
@@ -339,6 +341,17 @@ def quantize_int8(
         "kept_fp32": excluded,
         "op_types": list(op_types) if op_types else "all",
     }
+
+
+@contextlib.contextmanager
+def _quiet_root_logger():
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _node_names(path: Path) -> list[str]:
