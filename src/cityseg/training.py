@@ -399,6 +399,8 @@ class BudgetPlanner(Callback):
             self._plan(trainer, pl_module, amortised)
         step_seconds = (now - self._epoch_started) / max(1, trainer.global_step - self._epoch_start_step)
         if self._elapsed(trainer) + self._val_estimate(trainer, step_seconds) >= self.budget_s:
+            if self.planned_steps is None:  # the budget ran out before the probe: record what was measured
+                self._plan(trainer, pl_module, step_seconds)
             trainer.should_stop = True  # Lightning runs the last validation, then stops
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
