@@ -10,7 +10,11 @@ from cityseg.cli import main
 from cityseg.config import Config
 from cityseg.demo import demo_config, run_demo
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::RuntimeWarning")
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::UserWarning",
+    "ignore::RuntimeWarning",
+    "ignore:.*LeafSpec.*",  # Lightning's own deprecations
+)
 
 
 def test_demo_preset_fits_the_demo_promise():

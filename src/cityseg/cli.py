@@ -266,7 +266,10 @@ def _run_train(args: argparse.Namespace) -> int:
     from cityseg.training import train
 
     run_dir = train(config, resume=args.resume)
-    _print_run_summary(run_dir)
+    from lightning.pytorch.utilities import rank_zero_only
+
+    if rank_zero_only.rank == 0:  # one summary, not one per training process
+        _print_run_summary(run_dir)
     return 0
 
 
@@ -326,9 +329,11 @@ def _add_demo(parser: argparse.ArgumentParser) -> None:
 @command("demo", "generate scenes, train a small model, evaluate and report, in about 10 minutes on a CPU", _add_demo)
 def _run_demo(args: argparse.Namespace) -> int:
     _passive_cpu_threads()
+    from cityseg.config import Config
     from cityseg.demo import run_demo
 
-    config = load_config(args) if args.config or args.set else None
+    # the packaged demo preset (or --config FILE), with any --set overrides
+    config = Config.from_yaml(args.config or "demo").override(args.set)
     result = run_demo(args.out, count=args.count, seed=args.seed, config=config)
     print(result)
     return 0

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from cityseg.config import Config
 from cityseg.errors import CitysegError
@@ -277,6 +277,25 @@ class PairDataset(Dataset):
         return f"PairDataset({len(self.paths)} images, transform={type(self.transform).__name__})"
 
 
+class ShardSampler(Sampler[int]):
+    """Every ``world``-th index from ``rank``: each image scored by exactly one process, none repeated.
+
+    A DistributedSampler pads the last shard with repeated images so every process gets as many batches;
+    that would count those images twice in the test metrics. Testing runs the LightningModule directly (no
+    DDP forward, no per-batch collective) and its metrics are confusion-matrix sums synced once at the end,
+    so shards of different sizes are fine there.
+    """
+
+    def __init__(self, length: int, rank: int, world: int):
+        self.indices = list(range(rank, length, world))
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
 def normalisation(encoder: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) photos are normalised with: what the encoder's pretrained weights expect (used either way)."""
     from cityseg.models import input_normalization
@@ -338,12 +357,31 @@ class SegDataModule(L.LightningDataModule):
             raise CitysegError(f"the {name} split is empty; add images or change data.split")
         data = self.config.data
         dataset = self.datasets[name]
+        # a last partial batch of one image makes batch norm fail and noisy steps; drop it when training
+        drop_last = shuffle and len(dataset) > data.batch_size
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = None
+        if world > 1:  # the Trainer runs with use_distributed_sampler=False: each process takes its share here
+            if name == "test" and len(dataset) >= world:
+                sampler = ShardSampler(len(dataset), rank, world)  # exact: every test image scored once
+            else:
+                # validation inside fit goes through DDP, whose forward is a collective: every process needs
+                # as many batches, so the last shard is padded with repeated images (model selection only)
+                sampler = DistributedSampler(
+                    dataset,
+                    num_replicas=world,
+                    rank=rank,
+                    shuffle=shuffle,
+                    seed=self.config.train.seed,
+                    drop_last=shuffle,
+                )
         return DataLoader(
             dataset,
             batch_size=data.batch_size,
-            shuffle=shuffle,
-            # a last partial batch of one image makes batch norm fail and noisy steps; drop it when training
-            drop_last=shuffle and len(dataset) > data.batch_size,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
+            drop_last=drop_last,
             num_workers=data.workers,
             persistent_workers=data.workers > 0,
             pin_memory=torch.cuda.is_available(),

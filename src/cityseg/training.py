@@ -3,9 +3,10 @@
 Lightning does the loop, checkpointing (best and last), early stopping, logging (CSV and TensorBoard),
 the progress bar, seeding, precision and devices; this module adds only what is ours:
 
-* :class:`SegModule`: cross-entropy on integer labels (ignore index 255), the optimiser and per-step
-  LR schedule from the config, and accuracy/mIoU through :class:`cityseg.evaluation.SegmentationMetrics`
-  (a torchmetrics confusion matrix, so values are exact over the whole set and sync across processes).
+* :class:`SegModule`: :class:`SegmentationLoss` (cross-entropy on integer labels, ignore index 255,
+  optionally class-weighted and plus Dice), the optimiser and per-step LR schedule from the config, and
+  accuracy/mIoU through :class:`cityseg.evaluation.SegmentationMetrics` (a torchmetrics confusion matrix,
+  so values are exact over the whole set and sync across processes).
 * :class:`BudgetPlanner`: fits the run to ``train.budget_minutes`` (see its docstring).
 * :func:`train`: splits, labels, fits, tests the best checkpoint and writes the run folder::
 
@@ -21,7 +22,9 @@ the progress bar, seeding, precision and devices; this module adds only what is 
         plots/, report.html
     runs/latest -> <timestamp>
 
-Only the global-rank-0 process writes run files, so the same code runs under DDP.
+Only the global-rank-0 process writes run files, and the other processes wait for it before returning,
+so the same code runs under DDP (``--strategy ddp --devices N``): the run folder is named once and
+passed on in ``CITYSEG_RUN_DIR``, the budget plan is rank 0's, and test images are each scored once.
 
 Example:
     >>> config = Config.from_yaml("default")
@@ -273,7 +276,8 @@ class SegModule(L.LightningModule):
         values = metric.compute()  # summed over the whole set, and across processes, by torchmetrics
         metric.reset()
         for name, key in (("acc", "aAcc"), ("mIoU", "mIoU"), ("mAcc", "mAcc")):
-            self.log(f"{stage}_{name}", float(values[key]), prog_bar=stage == "val" and name != "mAcc")
+            # already summed over all processes; sync_dist only tells Lightning so (it averages equal values)
+            self.log(f"{stage}_{name}", float(values[key]), prog_bar=stage == "val" and name != "mAcc", sync_dist=True)
         return values
 
     def on_train_epoch_start(self) -> None:
@@ -376,7 +380,8 @@ class BudgetPlanner(Callback):
         """Fit the schedule to the steps that ``seconds_per_step`` (validation amortised) leaves room for."""
         remaining = self.budget_s - self._elapsed(trainer)
         fit = trainer.global_step + max(0, int(remaining / max(seconds_per_step, 1e-6)))
-        self.planned_steps = max(1, min(int(trainer.estimated_stepping_batches), fit))
+        # every process must follow rank 0's plan: different learning rates would pull the replicas apart
+        self.planned_steps = trainer.strategy.broadcast(max(1, min(int(trainer.estimated_stepping_batches), fit)))
         if module.lr_schedule is not None:
             module.lr_schedule.total_steps = self.planned_steps
 
@@ -398,7 +403,8 @@ class BudgetPlanner(Callback):
             amortised = step_seconds + self._val_estimate(trainer, step_seconds) / per_epoch
             self._plan(trainer, pl_module, amortised)
         step_seconds = (now - self._epoch_started) / max(1, trainer.global_step - self._epoch_start_step)
-        if self._elapsed(trainer) + self._val_estimate(trainer, step_seconds) >= self.budget_s:
+        out_of_time = self._elapsed(trainer) + self._val_estimate(trainer, step_seconds) >= self.budget_s
+        if trainer.strategy.broadcast(out_of_time):  # rank 0 decides, so all processes stop at the same step
             if self.planned_steps is None:  # the budget ran out before the probe: record what was measured
                 self._plan(trainer, pl_module, step_seconds)
             trainer.should_stop = True  # Lightning runs the last validation, then stops
@@ -418,10 +424,8 @@ class BudgetPlanner(Callback):
         self._plan(trainer, pl_module, seconds_per_step)
         # the epoch just ended with a validation: stop here if a few more steps and another validation
         # would not fit, rather than take a step or two and validate almost the same weights again
-        if (
-            self._elapsed(trainer) + self._val_estimate(trainer, seconds_per_step) + 3 * seconds_per_step
-            >= self.budget_s
-        ):
+        needed = self._val_estimate(trainer, seconds_per_step) + 3 * seconds_per_step
+        if trainer.strategy.broadcast(self._elapsed(trainer) + needed >= self.budget_s):
             trainer.should_stop = True
 
     def state_dict(self) -> dict[str, Any]:
@@ -515,7 +519,11 @@ def configure_threads(config: Config) -> int:
             cores = len(os.sched_getaffinity(0))
         except AttributeError:  # not on Linux
             cores = os.cpu_count() or 1
-        local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+        # processes on this machine: set by the launcher in each of them; before the launch, CPU training
+        # with devices=N will start N of them
+        devices = str(config.train.devices)
+        planned = devices if devices.isdigit() and config.train.accelerator == "cpu" else "1"
+        local_processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", planned)))
         threads = max(1, cores // local_processes)
     torch.set_num_threads(threads)
     return threads
@@ -554,12 +562,15 @@ def make_trainer(config: Config, run_dir: Path, **overrides: Any) -> L.Trainer:
 
     train = config.train
     devices: int | str = int(train.devices) if str(train.devices).isdigit() else train.devices
+    strategy = train.strategy
+    if strategy == "ddp" and config.model.encoder_depth > 0:
+        strategy = "ddp_find_unused_parameters_true"  # smp keeps the unused deeper stages of a cut encoder
     options: dict[str, Any] = {
         "max_epochs": train.max_epochs,
         "accelerator": train.accelerator,
         "devices": devices,
         "num_nodes": train.num_nodes,
-        "strategy": train.strategy,
+        "strategy": strategy,
         "precision": train.precision,
         "callbacks": _callbacks(config, run_dir),
         "logger": [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")],
@@ -567,6 +578,7 @@ def make_trainer(config: Config, run_dir: Path, **overrides: Any) -> L.Trainer:
         "enable_progress_bar": train.progress,
         "enable_model_summary": train.progress,
         "default_root_dir": run_dir,
+        "use_distributed_sampler": False,  # SegDataModule shards the data itself, without repeating images
     }
     options.update(overrides)
     try:
@@ -656,6 +668,7 @@ def _train_in(run_dir: Path, config: Config, resuming: bool, callbacks: Sequence
     trainer.test(module, datamodule=datamodule, ckpt_path=best or None, verbose=False)
     if trainer.is_global_zero:
         finish_run(run_dir, config, module, datamodule, class_set, fit_seconds, trainer)
+    trainer.strategy.barrier()  # the other processes return only once the run folder is complete
     return run_dir
 
 
