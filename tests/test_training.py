@@ -247,6 +247,61 @@ def test_two_process_ddp_run_writes_one_run_with_exact_test_metrics(scenes, tmp_
     single = evaluate_run(runs[0], out=tmp_path / "eval", progress=False)
     assert single["pixels"] == metrics["pixels"]  # no test image repeated to even out the shards
     assert single["mIoU"] == pytest.approx(metrics["mIoU"], abs=1e-9)
+    # 3 validation images on 2 processes: the short shard was padded with an ignored item, not a repeat
+    validated = evaluate_run(runs[0], split="val", out=tmp_path / "eval-val", progress=False)
+    assert validated["images"] == 3
+    assert float(read_history(runs[0])[-1]["val_mIoU"]) == pytest.approx(validated["mIoU"], abs=1e-6)
+
+    # the 2-process checkpoint resumes in a single process, at the next epoch
+    config = Config.from_yaml(runs[0] / "config.yaml")
+    config.override(["train.devices=1", "train.strategy=auto", "train.max_epochs=2"])
+    train(config, resume=runs[0])
+    assert [row["epoch"] for row in read_history(runs[0])] == ["0", "1"]
+
+
+def _outside_launch(launcher: str, scenes: Path, runs: Path) -> list[str]:
+    """Start a 2-process CPU run the way torchrun or SLURM's srun would; returns each process's stdout."""
+    import os
+    import subprocess
+    import sys
+
+    arguments = ["train", str(scenes), "--runs-dir", str(runs), "--accelerator", "cpu", "--devices", "2"]
+    arguments += ["--strategy", "ddp", "--epochs", "1", "--workers", "0", "--encoder", "resnet18", "--size", "64"]
+    arguments += ["--set", "model.encoder_depth=3", "--set", "train.progress=false"]
+    arguments += ["--set", f"data.cache_dir={runs / 'cache'}"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    if launcher == "torchrun":
+        command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517"]
+        done = subprocess.run([*command, "-m", "cityseg.cli", *arguments], capture_output=True, text=True, env=env)
+        assert done.returncode == 0, done.stderr[-2000:]
+        return [done.stdout]
+    # srun starts every task itself and describes the job in SLURM_* variables, which Lightning reads
+    slurm = {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NODEID": "0", "SLURM_JOB_ID": "4242"}
+    slurm |= {"SLURM_NODELIST": "localhost", "SLURM_JOB_NAME": "cityseg-test"}
+    tasks = [
+        subprocess.Popen(
+            [sys.executable, "-m", "cityseg.cli", *arguments],
+            env={**env, **slurm, "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank)},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for rank in range(2)
+    ]
+    outputs = [task.communicate(timeout=300) for task in tasks]
+    for task, (_, stderr) in zip(tasks, outputs, strict=True):
+        assert task.returncode == 0, stderr[-2000:]
+    return [stdout for stdout, _ in outputs]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["torchrun", "slurm"])
+def test_outside_launchers_run_the_same_command(launcher, scenes, tmp_path):
+    outputs = _outside_launch(launcher, scenes, tmp_path)
+    assert "".join(outputs).count("run folder:") == 1  # one summary, from rank 0
+    runs = [p for p in tmp_path.iterdir() if (p / "metrics.json").is_file() and not p.is_symlink()]
+    assert len(runs) == 1 and not list(tmp_path.glob(".pending-*"))  # one run folder, named by rank 0
+    assert json.loads((runs[0] / "metrics.json").read_text())["images"] == 4
 
 
 def test_shard_sampler_splits_without_repeats():
@@ -255,6 +310,20 @@ def test_shard_sampler_splits_without_repeats():
     shards = [list(ShardSampler(7, rank, 3)) for rank in range(3)]
     assert sorted(i for shard in shards for i in shard) == list(range(7))
     assert [len(ShardSampler(7, rank, 3)) for rank in range(3)] == [3, 2, 2]
+    padded = [list(ShardSampler(7, rank, 3, pad=True)) for rank in range(3)]
+    assert padded == [[0, 3, 6], [1, 4, 7], [2, 5, 7]]  # 7 = len: the ignored padding item
+
+
+def test_padding_item_is_scored_nowhere(scenes, tmp_path):
+    from cityseg.classes import IGNORE_INDEX
+    from cityseg.datasets import PairDataset, make_splits, prepare_labels
+
+    config = tiny_config(scenes, tmp_path)
+    splits, cache = prepare_labels(config, make_splits(config), progress=False)
+    dataset = PairDataset(splits["val"], cache)
+    photo, labels = dataset[len(dataset)]
+    assert photo.shape == dataset[0][0].shape and (labels == IGNORE_INDEX).all()
+    assert (dataset[0][1] != IGNORE_INDEX).any()
 
 
 # ---- pieces -----------------------------------------------------------------------------------------

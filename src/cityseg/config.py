@@ -27,6 +27,9 @@ class DataConfig:
     seed_fractions: tuple[float, float, float] = (0.64, 0.16, 0.20)  # train/val/test shares with split=seed
     limit: int = 0  # use at most this many images of each folder (0 = all); for quick runs
     size: tuple[int, int] = (256, 256)  # (height, width) the model trains on
+    eval_window: tuple[int, int] = (0, 0)  # validation/test: (height, width) windows slid over the data.size image,
+    # overlapping logits averaged (e.g. the training crop); (0, 0) = one forward pass over the whole image
+    eval_overlap: float = 0.33  # share of each eval_window shared with the next one (0 <= overlap < 1)
     batch_size: int = 8  # images per optimiser step (per device)
     workers: int = 2  # DataLoader worker processes (0 = load in the training process)
     cache_dir: str = ""  # where labels are cached; "" = $XDG_CACHE_HOME/cityseg (or ~/.cache/cityseg)
@@ -200,11 +203,11 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.monitor_mode": ("max", "min"),
 }
 
-PRESETS = ("default", "seed", "demo")  # configs shipped inside the package (cityseg/configs/NAME.yaml)
+PRESETS = ("default", "seed", "demo", "cpu-hour")  # configs shipped inside the package (cityseg/configs/NAME.yaml)
 
 
 def preset_path(name: str) -> Path:
-    """The packaged YAML file of preset ``name`` (``default``, ``seed`` or ``demo``), found after any install.
+    """The packaged YAML file of preset ``name`` (see PRESETS), found after any install.
 
     Example:
         >>> Config.from_yaml(preset_path("seed")).train.max_epochs

@@ -3,6 +3,8 @@
 Data is streamed: a :class:`PairDataset` holds only paths; each item is decoded in ``__getitem__`` (in a
 DataLoader worker) and its labels come from the on-disk label cache (:class:`cityseg.labels.LabelCache`),
 filled once, up front, by :func:`prepare_labels`. Memory therefore does not grow with the dataset.
+Photos of the official Cityscapes release (``data.root`` holding ``leftImg8bit/`` and ``gtFine/``) go the
+same way: the cache reads each one's ``gtFine`` label ids and maps them to classes, caching nothing.
 
 Splits (:func:`make_splits`), seeded so the same config always gives the same lists:
 
@@ -35,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
+from cityseg.classes import IGNORE_INDEX
 from cityseg.config import Config
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_write_text, natural_key
@@ -238,7 +241,7 @@ class PairDataset(Dataset):
     """Photos and their class labels, read one at a time from pair images and the label cache.
 
     Args:
-        paths: pair images.
+        paths: pair images, or Cityscapes release photos (their labels come from their gtFine label ids).
         label_cache: gives each image's (H, W) uint8 class indices (computed once, then read from disk).
         transform: maps ``(photo (H, W, 3) uint8, labels (H, W) uint8)`` to tensors; ``None`` returns the arrays.
         mask_side: which half of each pair holds the mask.
@@ -267,8 +270,13 @@ class PairDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int):
+        # index len(self) is the padding item of a ShardSampler(pad=True): a real photo with every pixel
+        # ignored, so it keeps the processes' batch counts equal without counting in any metric
+        padding = index == len(self.paths)
         # (H, W, 3) uint8 photo and (H, W) uint8 class indices; the pair image is decoded once
-        photo, labels = self.label_cache.pair(self.paths[index], mask_side=self.mask_side)
+        photo, labels = self.label_cache.pair(self.paths[0 if padding else index], mask_side=self.mask_side)
+        if padding:
+            labels = np.full_like(labels, IGNORE_INDEX)
         if self.transform is None:
             return photo, labels
         return self.transform(photo, labels)
@@ -281,13 +289,17 @@ class ShardSampler(Sampler[int]):
     """Every ``world``-th index from ``rank``: each image scored by exactly one process, none repeated.
 
     A DistributedSampler pads the last shard with repeated images so every process gets as many batches;
-    that would count those images twice in the test metrics. Testing runs the LightningModule directly (no
-    DDP forward, no per-batch collective) and its metrics are confusion-matrix sums synced once at the end,
-    so shards of different sizes are fine there.
+    that would count those images twice in the metrics. Testing runs the LightningModule directly (no DDP
+    forward, no per-batch collective) and its metrics are confusion-matrix sums synced once at the end, so
+    shards of different sizes are fine there. Validation inside ``fit`` goes through DDP's forward, where
+    every process must run as many batches: ``pad=True`` fills the short shards with index ``length``,
+    which :class:`PairDataset` serves as a fully ignored item (scored nowhere).
     """
 
-    def __init__(self, length: int, rank: int, world: int):
+    def __init__(self, length: int, rank: int, world: int, pad: bool = False):
         self.indices = list(range(rank, length, world))
+        if pad:
+            self.indices += [length] * (-(-length // world) - len(self.indices))
 
     def __iter__(self):
         return iter(self.indices)
@@ -363,11 +375,9 @@ class SegDataModule(L.LightningDataModule):
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         sampler = None
         if world > 1:  # the Trainer runs with use_distributed_sampler=False: each process takes its share here
-            if name == "test" and len(dataset) >= world:
-                sampler = ShardSampler(len(dataset), rank, world)  # exact: every test image scored once
+            if not shuffle:  # validation and test: every image scored exactly once, by one process
+                sampler = ShardSampler(len(dataset), rank, world, pad=name == "val")
             else:
-                # validation inside fit goes through DDP, whose forward is a collective: every process needs
-                # as many batches, so the last shard is padded with repeated images (model selection only)
                 sampler = DistributedSampler(
                     dataset,
                     num_replicas=world,

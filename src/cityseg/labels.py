@@ -15,6 +15,11 @@ Pixels at class edges are blends of two colours, and some blends land near a thi
 
 Labels are cached on disk (:class:`LabelCache`), keyed by the source file and the labeller's
 parameters, and a whole dataset is labelled in parallel, streaming, by :func:`label_dataset`.
+
+Photos of the official Cityscapes release (:func:`cityseg.pairs.is_release_photo`) need no labeller: their
+``gtFine`` label-id PNGs are exact, so :class:`LabelCache` maps those ids to the labeller's class set as
+it reads them, and caches nothing (the PNG already is the label). K-Means classes are clusters of mask
+colours and have no meaning there, so ``labels.method=kmeans`` on release photos is refused.
 """
 
 from __future__ import annotations
@@ -901,7 +906,21 @@ def make_labeller(
         raise CitysegError(
             f"unknown labelling method {label_config.method!r}; choose one of: {', '.join(LABELLERS)}"
         ) from None
-    return factory(label_config, list(paths), mask_side, cache_dir)
+    paths = list(paths)
+    if label_config.method == "kmeans":
+        from cityseg.pairs import is_release_photo
+
+        release = next((p for p in paths if is_release_photo(p)), None)
+        if release is not None:
+            _refuse_kmeans(release)
+    return factory(label_config, paths, mask_side, cache_dir)
+
+
+def _refuse_kmeans(photo: str | os.PathLike) -> None:
+    raise CitysegError(
+        f"labels.method=kmeans clusters the colours of pair images' masks, but {photo} is a Cityscapes release "
+        "photo with exact label ids (gtFine); use labels.method=palette (the release's ids are then read as they are)"
+    )
 
 
 # ---- the label cache ----------------------------------------------------------------------------
@@ -913,6 +932,10 @@ class LabelCache:
     An entry is keyed by the source file (resolved path, size, mtime_ns), the labeller's
     :meth:`~Labeller.key` and the mask side, so a changed file or setting is relabelled; entries are
     written to a temporary file and renamed, so an interrupted run never leaves a partial one.
+
+    A Cityscapes release photo (:func:`~cityseg.pairs.is_release_photo`) is served from its ``gtFine``
+    label ids instead, mapped to ``labeller.class_set`` on every read and never cached: the PNG already
+    is the label, and decoding it costs less than the photo beside it.
 
     Args:
         labeller: what computes the labels.
@@ -949,9 +972,14 @@ class LabelCache:
     def pair(
         self, path: str | os.PathLike, mask_side: str = "right", need_photo: bool = True
     ) -> tuple[np.ndarray | None, np.ndarray]:
-        """``(photo, labels)``, decoding the image once; ``photo`` is None when not needed and labels are cached."""
-        from cityseg.pairs import read_pair
+        """``(photo, labels)``, decoding the image once; ``photo`` is None when not needed and labels are cached.
 
+        For a release photo ``photo`` is None when not needed, and ``mask_side`` does not apply.
+        """
+        from cityseg.pairs import is_release_photo, read_pair
+
+        if is_release_photo(path):
+            return self._release_pair(path, need_photo)
         entry = self.entry(path, mask_side) if self.enabled else None
         if entry is not None and entry.exists():
             labels = _load_labels(entry)
@@ -969,6 +997,17 @@ class LabelCache:
                     f"cannot write label cache {entry}: {exc.strerror or exc}; free space or choose --cache-dir"
                 ) from None
         return photo, labels
+
+    def _release_pair(self, path: str | os.PathLike, need_photo: bool) -> tuple[np.ndarray | None, np.ndarray]:
+        from cityseg.pairs import read_release, read_release_truth
+
+        if self.labeller.method == "kmeans":
+            _refuse_kmeans(path)
+        if need_photo:
+            photo, label_ids = read_release(path)  # (H, W, 3), (H, W); sizes checked against each other
+        else:
+            photo, label_ids = None, read_release_truth(path)
+        return photo, self.labeller.class_set.from_label_ids(label_ids)  # (H, W) uint8 class indices
 
 
 def _load_labels(entry: Path) -> np.ndarray | None:

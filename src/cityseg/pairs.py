@@ -4,6 +4,12 @@ A *pair image* is a photo and its colour-coded label mask side by side, each hal
 is tall (the pix2pix / Kaggle "cityscapes image pairs" format, 512x256). This module finds them on disk,
 in any of the layouts they are shared in, and decodes one when asked; nothing here keeps decoded images.
 
+The official Cityscapes release is read too: full-resolution photos in
+``ROOT/leftImg8bit/{split}/{city}/{city}_{seq}_{frame}_leftImg8bit.png``, each with its exact label ids in
+``ROOT/gtFine/{split}/{city}/{city}_{seq}_{frame}_gtFine_labelIds.png`` (:func:`read_release`). Its photos
+take the place of pair images everywhere (:func:`discover` lists them), and their labels need no colour
+recovery: :class:`cityseg.labels.LabelCache` maps the ids to classes directly.
+
 Every problem with a file is a one-line :class:`~cityseg.errors.CitysegError` that names the file and
 says what to do, so a bad image in a folder of thousands is found at once, not by a traceback.
 """
@@ -23,6 +29,13 @@ from cityseg.files import natural_key
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 TRUTH_SUFFIX = "_labelids.png"  # exact label ids written beside generated pairs (cityseg synth); not pair images
 SPLITS = ("train", "val")
+RELEASE_PHOTOS = "leftImg8bit"  # the release's photo folder (ROOT/leftImg8bit/{split}/{city}/) and name suffix
+RELEASE_TRUTH = "gtFine"  # the release's fine annotations, beside it (ROOT/gtFine/{split}/{city}/)
+RELEASE_PHOTO_SUFFIX = "_leftImg8bit.png"
+RELEASE_TRUTH_SUFFIX = "_gtFine_labelIds.png"
+RELEASE_SPLITS = ("train", "val", "test")
+RELEASE_FIRST_LABELLED_ID = 7  # ids 0-6 are void (unlabeled, ego vehicle, ...): a truth of only those is unlabelled
+RELEASE_TEST_PROBES = 3  # truth files of the test split looked at to decide whether it is labelled
 LAYOUTS = ("cityscapes_data", "cityscapes", "")  # Kaggle, pix2pix, then the root itself holding train/ and val/
 MASK_SIDES = ("right", "left")
 
@@ -49,13 +62,15 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
 def discover(root: str | os.PathLike, split: str | None = None) -> dict[str, list[Path]]:
     """Find the pair images of a dataset, by split.
 
-    Layouts recognised, first match wins: ``root/cityscapes_data/{train,val}`` (Kaggle),
-    ``root/cityscapes/{train,val}`` (pix2pix), ``root/{train,val}``, or ``root`` itself holding the
-    pair images (split ``"all"``). Non-image files and ``*_labelIds.png`` truth files are ignored.
+    Layouts recognised, first match wins: the official Cityscapes release (``root/leftImg8bit`` exists;
+    see :func:`discover_release`: its photos, not pair images), ``root/cityscapes_data/{train,val}``
+    (Kaggle), ``root/cityscapes/{train,val}`` (pix2pix), ``root/{train,val}``, or ``root`` itself holding
+    the pair images (split ``"all"``). Non-image files and ``*_labelIds.png`` truth files are ignored.
 
     Args:
         root: dataset folder.
-        split: ``"train"`` or ``"val"`` to return only that split; ``None`` for every split found.
+        split: ``"train"`` or ``"val"`` (or the release's ``"test"``) to return only that split; ``None`` for
+            every split found.
 
     Returns:
         Split name -> naturally sorted image paths (``{"train": [...], "val": [...]}`` or ``{"all": [...]}``).
@@ -73,6 +88,15 @@ def discover(root: str | os.PathLike, split: str | None = None) -> dict[str, lis
     if not root.is_dir():
         raise CitysegError(f"dataset path {root} is a file; pass the folder that holds the pair images")
     found: dict[str, list[Path]] = {}
+    if (root / RELEASE_PHOTOS).is_dir():
+        found = discover_release(root)
+        if split is None:
+            return found
+        if split not in found:
+            raise CitysegError(
+                f"Cityscapes release {root} has no labelled {split!r} photos; splits: {', '.join(found)}"
+            )
+        return {split: found[split]}
     for layout in LAYOUTS:
         base = root / layout if layout else root
         split_dirs = {name: base / name for name in SPLITS if (base / name).is_dir()}
@@ -204,6 +228,156 @@ def read_photo(path: str | os.PathLike) -> np.ndarray:
             upright = image
         rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
         return np.array(rgb)
+
+
+# ---- the official Cityscapes release ----------------------------------------------------------
+
+
+def is_release_photo(path: str | os.PathLike) -> bool:
+    """True for a photo of the Cityscapes release: ``.../leftImg8bit/{split}/{city}/*_leftImg8bit.png``.
+
+    Example:
+        >>> is_release_photo("cityscapes/leftImg8bit/val/lindau/lindau_000000_000019_leftImg8bit.png")
+        True
+        >>> is_release_photo("cityscapes_pairs/train/1.jpg")
+        False
+    """
+    parts = Path(path).parts
+    return len(parts) >= 4 and parts[-1].endswith(RELEASE_PHOTO_SUFFIX) and parts[-4] == RELEASE_PHOTOS
+
+
+def release_truth_path(photo_path: str | os.PathLike) -> Path:
+    """The ``gtFine`` label-id file of a release photo (see :func:`is_release_photo`).
+
+    Example:
+        >>> release_truth_path("cs/leftImg8bit/val/lindau/lindau_000000_000019_leftImg8bit.png").as_posix()
+        'cs/gtFine/val/lindau/lindau_000000_000019_gtFine_labelIds.png'
+
+    Raises:
+        CitysegError: ``photo_path`` is not laid out as a release photo.
+    """
+    photo = Path(photo_path)
+    if not is_release_photo(photo):
+        raise CitysegError(
+            f"{photo} is not a Cityscapes release photo (ROOT/{RELEASE_PHOTOS}/SPLIT/CITY/*{RELEASE_PHOTO_SUFFIX}); "
+            "keep the release's folder layout"
+        )
+    city, split, root = photo.parent, photo.parent.parent, photo.parent.parent.parent.parent
+    name = photo.name[: -len(RELEASE_PHOTO_SUFFIX)] + RELEASE_TRUTH_SUFFIX
+    return root / RELEASE_TRUTH / split.name / city.name / name
+
+
+def _release_photos(folder: Path) -> list[Path]:
+    """The ``*_leftImg8bit.png`` photos of every city folder under ``folder``, cities and frames in natural order."""
+    try:
+        cities = sorted((p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")), key=natural_key)
+        return [
+            photo
+            for city in cities
+            for photo in sorted(city.glob(f"*{RELEASE_PHOTO_SUFFIX}"), key=natural_key)
+            if not photo.name.startswith(".")
+        ]
+    except OSError as exc:
+        raise CitysegError(f"cannot list dataset folder {folder}: {exc.strerror or exc}; check the path") from None
+
+
+def _has_labels(photos: Sequence[Path]) -> bool:
+    """Whether a split's truth is there and labelled, judged on its first few photos.
+
+    The release's test split ships gtFine files without the real labels (every pixel a void id), so
+    scoring on it would measure nothing; a split whose first files are missing or all void is left out.
+    """
+    for photo in photos[:RELEASE_TEST_PROBES]:
+        truth = release_truth_path(photo)
+        if not truth.is_file():
+            return False
+        try:
+            with Image.open(truth) as image:
+                if int(np.asarray(image).max(initial=0)) >= RELEASE_FIRST_LABELLED_ID:
+                    return True
+        except _DECODE_ERRORS:
+            return False
+    return False
+
+
+def discover_release(root: str | os.PathLike) -> dict[str, list[Path]]:
+    """The photos of a Cityscapes release at ``root``, by split (``train``, ``val``, ``test``; those found).
+
+    The ``train`` and ``val`` photos are listed whether or not their truth is readable (a missing file is
+    reported, naming it, when read). The ``test`` split is left out unless its truth files are present and
+    labelled: the public release's test annotations are withheld (its gtFine files are all void), so it
+    cannot be scored.
+
+    Returns:
+        Split name -> photo paths, cities and frames in natural order.
+
+    Raises:
+        CitysegError: ``root/leftImg8bit`` holds no photos of any split.
+
+    Example:
+        >>> {name: len(paths) for name, paths in discover_release("/data/cityscapes").items()}  # doctest: +SKIP
+        {'train': 2975, 'val': 500}
+    """
+    base = Path(root) / RELEASE_PHOTOS
+    found = {name: _release_photos(base / name) for name in RELEASE_SPLITS if (base / name).is_dir()}
+    found = {name: photos for name, photos in found.items() if photos}
+    if "test" in found and not _has_labels(found["test"]):
+        del found["test"]
+    if not found:
+        raise CitysegError(
+            f"no Cityscapes photos (*{RELEASE_PHOTO_SUFFIX}) in {base}/{{train,val}}/CITY/; "
+            "check the path or unpack leftImg8bit_trainvaltest.zip there"
+        )
+    return found
+
+
+def read_release(photo_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Decode a release photo and its ``gtFine`` label ids.
+
+    Args:
+        photo_path: a ``*_leftImg8bit.png`` photo in the release layout (see :func:`release_truth_path`).
+
+    Returns:
+        ``(photo, label_ids)``: ``(H, W, 3)`` uint8 RGB and ``(H, W)`` uint8 official label ids (0..33);
+        map them to classes with :meth:`cityseg.classes.ClassSet.from_label_ids`.
+
+    Raises:
+        CitysegError: either file missing, empty, not an image, corrupt or truncated; a truth file that is
+            not single-channel 8-bit; or a truth of another size than the photo.
+
+    Example:
+        >>> path = "cs/leftImg8bit/val/lindau/lindau_000000_000019_leftImg8bit.png"
+        >>> photo, ids = read_release(path)  # doctest: +SKIP
+        >>> photo.shape, ids.shape  # doctest: +SKIP
+        ((1024, 2048, 3), (1024, 2048))
+    """
+    photo_path = Path(photo_path)
+    photo = read_photo(photo_path)
+    label_ids = read_release_truth(photo_path)
+    if label_ids.shape != photo.shape[:2]:
+        raise CitysegError(
+            f"{release_truth_path(photo_path)} is {label_ids.shape[1]}x{label_ids.shape[0]} but its photo is "
+            f"{photo.shape[1]}x{photo.shape[0]}; replace the truth file (or pass --skip-bad)"
+        )
+    return photo, label_ids
+
+
+def read_release_truth(photo_path: str | os.PathLike) -> np.ndarray:
+    """The ``(H, W)`` uint8 label ids of a release photo, without decoding the photo (see :func:`read_release`)."""
+    truth = release_truth_path(photo_path)
+    if not truth.exists():
+        raise CitysegError(
+            f"truth file {truth} is missing for {Path(photo_path).name}; unpack gtFine_trainvaltest.zip beside "
+            f"{RELEASE_PHOTOS}/ (or pass --skip-bad)"
+        )
+    image = _open_decoded(truth)
+    with image:
+        if image.mode not in ("L", "P"):
+            raise CitysegError(
+                f"{truth} has {_MODE_NAMES.get(image.mode, image.mode)} pixels; a labelIds file holds one 8-bit "
+                "label id per pixel: use the release's *_gtFine_labelIds.png, not *_color.png (or pass --skip-bad)"
+            )
+        return np.array(image, dtype=np.uint8)  # a "P" file's indices are the ids themselves, not its colours
 
 
 class PairIndex(Sequence):

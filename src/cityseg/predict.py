@@ -361,6 +361,81 @@ def _bilinear_taps(out_len: int, in_len: int):
     return lower, upper, (position - lower).clamp(0, 1).float()
 
 
+# ---- sliding-window inference ------------------------------------------------------------------
+
+
+def window_stride(window: tuple[int, int], overlap: float) -> tuple[int, int]:
+    """The (height, width) step between windows that share ``overlap`` of their size (``data.eval_overlap``).
+
+    Example:
+        >>> window_stride((512, 1024), 0.25)
+        (384, 768)
+    """
+    if not 0 <= overlap < 1:
+        raise CitysegError(f"data.eval_overlap must be at least 0 and below 1, not {overlap}")
+    return max(1, math.ceil(window[0] * (1 - overlap))), max(1, math.ceil(window[1] * (1 - overlap)))
+
+
+def _window_starts(length: int, window: int, stride: int) -> list[int]:
+    """Offsets of windows ``stride`` apart covering ``length``; the last one is moved back to end at the edge.
+
+    A stride wider than the window is cut to it: windows may overlap, but never leave a gap between them.
+    """
+    if window >= length:
+        return [0]
+    starts = list(range(0, length - window + 1, min(stride, window)))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+def sliding_window_logits(net: Callable, image, window: tuple[int, int], stride: tuple[int, int], num_classes: int):
+    """Logits of a whole image from overlapping windows, averaged where they overlap.
+
+    The network sees windows of the size it was trained on (e.g. the training crop) instead of the
+    whole image at once, as in the usual Cityscapes evaluation at 2048x1024; every pixel's logits are
+    the mean over the windows that cover it. The windows of a row and column are ``stride`` apart and
+    the last one ends at the image's edge, so every pixel is covered (a stride wider than the window is
+    cut to the window); a window larger than the image shrinks to it.
+
+    Args:
+        net: maps (N, 3, h, w) images to (N, C, h, w) logits (an ``nn.Module``; logits of another size
+            are resized bilinearly to the window).
+        image: (N, 3, H, W) float tensor, already normalised.
+        window: (height, width) of each window, both positive.
+        stride: (height, width) step between windows, both positive (see :func:`window_stride`).
+        num_classes: C, the channels of the logits.
+
+    Returns:
+        (N, C, H, W) float32 logits on ``image``'s device.
+
+    Example:
+        >>> net = torch.nn.Conv2d(3, 5, 1)  # doctest: +SKIP
+        >>> sliding_window_logits(net, torch.rand(2, 3, 64, 128), (32, 64), (16, 32), 5).shape  # doctest: +SKIP
+        torch.Size([2, 5, 64, 128])
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if min(window) <= 0 or min(stride) <= 0:
+        raise CitysegError(f"sliding windows need a positive size and stride, not window {window}, stride {stride}")
+    batch, _, height, width = image.shape
+    win_h, win_w = min(int(window[0]), height), min(int(window[1]), width)
+    total = torch.zeros((batch, num_classes, height, width), dtype=torch.float32, device=image.device)  # (N, C, H, W)
+    covered = torch.zeros((1, 1, height, width), dtype=torch.float32, device=image.device)  # windows per pixel
+    for top in _window_starts(height, win_h, int(stride[0])):
+        for left in _window_starts(width, win_w, int(stride[1])):
+            rows, cols = slice(top, top + win_h), slice(left, left + win_w)
+            logits = net(image[:, :, rows, cols])  # (N, C, win_h, win_w)
+            if logits.shape[1] != num_classes:
+                raise ValueError(f"the network gives {logits.shape[1]} channels, not num_classes={num_classes}")
+            if logits.shape[-2:] != (win_h, win_w):
+                logits = F.interpolate(logits, size=(win_h, win_w), mode="bilinear", align_corners=False)
+            total[:, :, rows, cols] += logits.float()
+            covered[:, :, rows, cols] += 1
+    return total / covered  # every pixel is covered at least once
+
+
 # ---- backends ---------------------------------------------------------------------------------
 
 
@@ -798,3 +873,25 @@ def _save(image: Image.Image, path: Path, **options: Any) -> None:
             image.save(tmp, format="JPEG" if path.suffix == ".jpg" else "PNG", **options)
     except OSError as exc:
         raise CitysegError(f"cannot write {path}: {exc.strerror or exc}; check free space and permissions") from None
+
+
+def sliding_window_net(net, window: tuple[int, int], overlap: float, num_classes: int):
+    """``net`` wrapped to run as :func:`sliding_window_logits` does, for code that takes a network.
+
+    Example:
+        >>> windowed = sliding_window_net(net, (512, 1024), overlap=0.33, num_classes=19)  # doctest: +SKIP
+        >>> windowed(images).shape  # (B, C, H, W) for (B, 3, H, W) images of any size  # doctest: +SKIP
+    """
+    import torch
+
+    stride = window_stride(tuple(window), overlap)
+
+    class SlidingWindow(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C, H, W)
+            return sliding_window_logits(self.net, images, tuple(window), stride, num_classes)
+
+    return SlidingWindow()

@@ -171,12 +171,15 @@ def network_options(config: Config) -> dict[str, Any]:
     options: dict[str, Any] = {}
     if model.encoder_depth > 0:
         options["encoder_depth"] = model.encoder_depth
+    arch_class = smp.MODEL_ARCHITECTURES_MAPPING.get(model.arch.lower())
+    parameters = inspect.signature(arch_class).parameters if arch_class else {}
+    default = parameters["decoder_channels"].default if "decoder_channels" in parameters else None
+    if model.decoder_width == 0 and model.encoder_depth > 0 and isinstance(default, tuple | list):
+        # smp's default widths are for 5 blocks; a shallower encoder keeps the first ones
+        options["decoder_channels"] = tuple(default[: model.encoder_depth])
     if model.decoder_width > 0:
-        arch_class = smp.MODEL_ARCHITECTURES_MAPPING.get(model.arch.lower())
-        parameters = inspect.signature(arch_class).parameters if arch_class else {}
         if "decoder_channels" not in parameters:
             raise CitysegError(f"architecture {model.arch} has no decoder width to set; leave model.decoder_width 0")
-        default = parameters["decoder_channels"].default
         if isinstance(default, tuple | list):
             depth = model.encoder_depth or len(default)
             options["decoder_channels"] = tuple(max(8, model.decoder_width >> i) for i in range(depth))
@@ -251,14 +254,27 @@ class SegModule(L.LightningModule):
 
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         images, masks = batch  # (B, 3, h, w) float, (B, H, W) int64
-        logits = self(images)  # (B, C, h, w)
+        logits = self(images) if stage == "train" else self._eval_logits(images)  # (B, C, h, w)
         if logits.shape[-2:] != masks.shape[-2:]:
             # evaluation masks keep the labels' own size: score the upsampled logits, never resized labels
             logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-        loss = self.criterion(logits, masks)
         getattr(self, f"{stage}_metrics").update(logits.argmax(dim=1), masks)  # (B, H, W) predicted classes
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(images), sync_dist=True)
+        # images with any labelled pixel: a batch of only padding items (see datasets.ShardSampler) has none,
+        # and cross-entropy over zero pixels is 0/0
+        labelled = int((masks != IGNORE_INDEX).flatten(1).any(dim=1).sum())
+        loss = self.criterion(logits, masks) if labelled else logits.sum() * 0.0
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=labelled, sync_dist=True)
         return loss
+
+    def _eval_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Validation/test logits: one pass over the image, or averaged sliding windows (``data.eval_window``)."""
+        window = tuple(self.config.data.eval_window)
+        if min(window) <= 0:
+            return self(images)
+        from cityseg.predict import sliding_window_logits, window_stride
+
+        stride = window_stride(window, self.config.data.eval_overlap)
+        return sliding_window_logits(self, images, window, stride, len(self.class_names))  # (B, C, h, w)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:
         loss = self._shared_step(batch, "train")
@@ -308,6 +324,11 @@ class SegModule(L.LightningModule):
         # the schedule spans the epochs still configured (a resumed run may have been given more)
         if self.lr_schedule is not None:
             self.lr_schedule.total_steps = max(1, int(self.trainer.estimated_stepping_batches))
+        # every process built the network from the same seed (DDP also broadcasts rank 0's weights); from
+        # here on each gets its own random stream, so augmentations done in the training process differ
+        # between processes (DataLoader workers already get distinct streams from seed_everything(workers=True))
+        if self.trainer.world_size > 1:
+            L.seed_everything(self.config.train.seed + self.global_rank, workers=True, verbose=False)
 
     def configure_optimizers(self):
         optim = self.config.optim
@@ -662,6 +683,7 @@ def _train_in(run_dir: Path, config: Config, resuming: bool, callbacks: Sequence
     last = run_dir / "checkpoints" / "last.ckpt"
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resuming else None)
     fit_seconds = time.monotonic() - started
+    run_dir = Path(trainer.strategy.broadcast(str(run_dir)))  # rank 0's folder, in every process
 
     # test the best checkpoint (the last weights if no validation ever ran)
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -680,7 +702,10 @@ def _say(message: str) -> None:
 def _on_rank_zero_new_run_dir(runs_dir: str) -> Path:
     if rank_zero_only.rank == 0:
         return new_run_dir(runs_dir)
-    raise CitysegError("a non-zero rank started without CITYSEG_RUN_DIR; launch through cityseg train")
+    # started by an outside launcher (torchrun, srun) rather than by rank 0: this process learns the folder
+    # from rank 0 once the Trainer has joined the processes (ModelCheckpoint broadcasts its folder, _train_in
+    # the run folder); until then it writes nothing, and never into this placeholder
+    return Path(runs_dir) / f".pending-rank{rank_zero_only.rank}"
 
 
 def _save_labeller(labeller, run_dir: Path) -> None:
@@ -780,11 +805,16 @@ def write_pictures(run_dir: Path, module: SegModule, datamodule, class_set, repo
 
 def label_examples(datamodule, count: int = 3) -> list[tuple]:
     """(photo, colour mask, labels) of the first ``count`` training images, for the labelling figure."""
-    from cityseg.pairs import read_pair
+    from cityseg.classes import class_set
+    from cityseg.pairs import is_release_photo, read_pair, read_release
 
     rows = []
     for path in (datamodule.splits.get("train") or [])[:count]:
-        photo, mask = read_pair(path, datamodule.config.data.mask_side)
+        if is_release_photo(path):  # no colour mask: show the truth's label ids in their official colours
+            photo, label_ids = read_release(path)
+            mask = class_set("labelids").colorize(class_set("labelids").from_label_ids(label_ids))
+        else:
+            photo, mask = read_pair(path, datamodule.config.data.mask_side)
         rows.append((photo, mask, datamodule.label_cache.get(path, datamodule.config.data.mask_side)))
     return rows
 
@@ -917,6 +947,10 @@ def evaluate_run(
     dataset = PairDataset(paths, cache, eval_transform(info.input_size, info.mean, info.std), config.data.mask_side)
     loader = DataLoader(dataset, batch_size=config.data.batch_size, num_workers=config.data.workers)
     device = _device(config.train.accelerator)
+    if min(config.data.eval_window) > 0:  # the run validated and tested on sliding windows: score it the same way
+        from cityseg.predict import sliding_window_net
+
+        net = sliding_window_net(net, config.data.eval_window, config.data.eval_overlap, info.num_classes)
     report, confmat = evaluate_model(net.to(device), loader, info.num_classes, device, info.names, progress)
     if baseline:
         L.seed_everything(config.train.seed, verbose=False)  # the seed train() built the network under

@@ -94,7 +94,9 @@ def train_transform(
         steps = [
             # rescale so the photo fits `size` times a random factor, then cut a `crop` window out of it;
             # a border the rescaled photo does not cover is padded with IGNORE_INDEX, so it counts nowhere
-            v2.ScaleJitter(target_size=size, scale_range=(float(low), float(high)), antialias=True),
+            # ScaleJitter's target_size is (width, height), unlike every other size here: a non-square size
+            # such as the release's (1024, 2048) would otherwise halve 2048x1024 photos before the jitter
+            v2.ScaleJitter(target_size=(size[1], size[0]), scale_range=(float(low), float(high)), antialias=True),
             v2.RandomCrop(crop, pad_if_needed=True, fill={tv_tensors.Image: 0, tv_tensors.Mask: IGNORE_INDEX}),
         ]
         if augment.hflip:

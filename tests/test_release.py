@@ -1,0 +1,298 @@
+"""Reading the official Cityscapes release: layout, truth files, labels, non-square crops, sliding windows, training.
+
+Every test runs on a tiny release generated in a temporary folder (2 train cities, 1 val city, 128x64 photos).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from cityseg.classes import IGNORE_INDEX, class_set
+from cityseg.config import AugmentConfig, Config
+from cityseg.errors import CitysegError
+from cityseg.pairs import discover, is_release_photo, read_release, release_truth_path
+
+pytestmark = pytest.mark.filterwarnings(
+    "ignore::UserWarning",
+    "ignore::RuntimeWarning",
+    "ignore:.*LeafSpec.*",  # Lightning's own deprecations
+)
+
+# real label ids, void ones (0 unlabeled, 1 ego vehicle, 4 static) among them
+LABEL_IDS = np.array([0, 1, 4, 7, 8, 11, 17, 21, 23, 24, 26, 33], dtype=np.uint8)
+HEIGHT, WIDTH = 64, 128  # the release's 1:2 shape, tiny
+FRAMES = {  # split -> city -> frames; written out of order so the listing's order is discover's own
+    "train": {"bochum": ["000010_000019", "000002_000019"], "aachen": ["000000_000100", "000000_000019"]},
+    "val": {"frankfurt": ["000001_000077", "000000_000294"]},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a benchmark shares this machine
+    yield
+    torch.set_num_threads(threads)
+
+
+def _write_frame(root: Path, split: str, city: str, frame: str, rng: np.random.Generator, ids: np.ndarray | None):
+    photo_dir, truth_dir = root / "leftImg8bit" / split / city, root / "gtFine" / split / city
+    photo_dir.mkdir(parents=True, exist_ok=True)
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    photo = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    Image.fromarray(photo).save(photo_dir / f"{city}_{frame}_leftImg8bit.png")
+    if ids is None:  # blocks of 8x8 pixels, each a random real label id
+        blocks = rng.choice(LABEL_IDS, size=(HEIGHT // 8, WIDTH // 8))
+        ids = np.kron(blocks, np.ones((8, 8), dtype=np.uint8)).astype(np.uint8)
+    Image.fromarray(ids, mode="L").save(truth_dir / f"{city}_{frame}_gtFine_labelIds.png")
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> Path:
+    """A tiny release: 4 train photos in 2 cities, 2 val photos, and a test split whose truth is all unlabelled."""
+    root = tmp_path_factory.mktemp("cityscapes")
+    rng = np.random.default_rng(0)
+    for split, cities in FRAMES.items():
+        for city, frames in cities.items():
+            for frame in frames:
+                _write_frame(root, split, city, frame, rng, None)
+    # the public test split: photos, and gtFine files holding no label (as the release ships them)
+    _write_frame(root, "test", "berlin", "000000_000019", rng, np.zeros((HEIGHT, WIDTH), np.uint8))
+    return root
+
+
+def _photo(root: Path, split: str, city: str, frame: str) -> Path:
+    return root / "leftImg8bit" / split / city / f"{city}_{frame}_leftImg8bit.png"
+
+
+def _ids(photo: Path) -> np.ndarray:
+    return np.asarray(Image.open(release_truth_path(photo)))
+
+
+# ---- layout -----------------------------------------------------------------------------------------
+
+
+def test_discover_lists_release_photos_in_natural_order_and_skips_unlabelled_test(release):
+    found = discover(release)
+    assert list(found) == ["train", "val"]  # the test split's truth is all void: left out
+    assert [p.name for p in found["train"]] == [
+        "aachen_000000_000019_leftImg8bit.png",
+        "aachen_000000_000100_leftImg8bit.png",
+        "bochum_000002_000019_leftImg8bit.png",
+        "bochum_000010_000019_leftImg8bit.png",
+    ]
+    assert [p.name for p in found["val"]] == [
+        "frankfurt_000000_000294_leftImg8bit.png",
+        "frankfurt_000001_000077_leftImg8bit.png",
+    ]
+    assert discover(release, "val") == {"val": found["val"]}
+    with pytest.raises(CitysegError, match="test"):
+        discover(release, "test")
+
+
+def test_discover_keeps_a_labelled_test_split_and_drops_one_without_truth(tmp_path):
+    rng = np.random.default_rng(1)
+    _write_frame(tmp_path, "train", "aachen", "000000_000019", rng, None)
+    _write_frame(tmp_path, "test", "berlin", "000000_000019", rng, None)  # labelled: kept
+    assert list(discover(tmp_path)) == ["train", "test"]
+    release_truth_path(_photo(tmp_path, "test", "berlin", "000000_000019")).unlink()  # no truth: left out
+    assert list(discover(tmp_path)) == ["train"]
+
+
+def test_truth_paths_and_photo_recognition(release):
+    photo = _photo(release, "val", "frankfurt", "000000_294")
+    assert is_release_photo(photo)
+    assert release_truth_path(photo) == release / "gtFine/val/frankfurt/frankfurt_000000_294_gtFine_labelIds.png"
+    assert not is_release_photo(release / "train" / "1.jpg")
+    assert not is_release_photo(release / "frankfurt_000000_294_leftImg8bit.png")  # outside the layout
+    with pytest.raises(CitysegError, match="not a Cityscapes release photo"):
+        release_truth_path(release / "1.jpg")
+
+
+# ---- reading ----------------------------------------------------------------------------------------
+
+
+def test_read_release_returns_the_photo_and_its_label_ids(release):
+    path = _photo(release, "train", "aachen", "000000_000019")
+    photo, ids = read_release(path)
+    assert photo.shape == (HEIGHT, WIDTH, 3) and photo.dtype == np.uint8
+    assert ids.shape == (HEIGHT, WIDTH) and ids.dtype == np.uint8
+    np.testing.assert_array_equal(photo, np.asarray(Image.open(path)))
+    np.testing.assert_array_equal(ids, _ids(path))
+    assert set(np.unique(ids)) <= set(LABEL_IDS.tolist()) and len(np.unique(ids)) > 3
+
+
+def test_label_ids_map_to_train19():
+    train19 = class_set("train19")
+    ids = np.array([[7, 26, 0, 1], [8, 24, 33, 4]], dtype=np.uint8)
+    expected = np.array([[0, 13, IGNORE_INDEX, IGNORE_INDEX], [1, 11, 18, IGNORE_INDEX]], dtype=np.uint8)
+    np.testing.assert_array_equal(train19.from_label_ids(ids), expected)
+
+
+def test_missing_or_mismatched_truth_is_a_one_line_error(tmp_path):
+    rng = np.random.default_rng(2)
+    _write_frame(tmp_path, "train", "aachen", "000000_000019", rng, None)
+    photo = _photo(tmp_path, "train", "aachen", "000000_000019")
+    truth = release_truth_path(photo)
+    Image.fromarray(np.zeros((HEIGHT // 2, WIDTH // 2), np.uint8)).save(truth)
+    with pytest.raises(CitysegError, match="64x32 but its photo is 128x64") as info:
+        read_release(photo)
+    assert "\n" not in str(info.value)
+    Image.new("RGB", (WIDTH, HEIGHT)).save(truth)  # a colour image, e.g. *_color.png saved in its place
+    with pytest.raises(CitysegError, match="labelIds"):
+        read_release(photo)
+    truth.unlink()
+    with pytest.raises(CitysegError, match=f"truth file {truth} is missing") as info:
+        read_release(photo)
+    assert "\n" not in str(info.value)
+
+
+# ---- the data path ----------------------------------------------------------------------------------
+
+
+def _config(root: Path, tmp: Path, *settings: str) -> Config:
+    config = Config()
+    config.data.root = str(root)
+    config.data.cache_dir = str(tmp / "cache")
+    config.train.runs_dir = str(tmp / "runs")
+    return config.override(["data.workers=0", "data.val_fraction=0.25", "train.threads=1", *settings])
+
+
+def test_datasets_serve_release_photos_with_their_true_classes(release, tmp_path):
+    from cityseg.datasets import PairDataset, prepare_labels, split_dataset
+
+    config = _config(release, tmp_path)
+    splits, _ = split_dataset(config)
+    assert {name: len(paths) for name, paths in splits.items()} == {"train": 3, "val": 1, "test": 2}
+    assert splits["test"] == discover(release)["val"]  # official split: the val folder is the test set
+    splits, cache = prepare_labels(config, splits, progress=False)
+    train19 = class_set("train19")
+    dataset = PairDataset(splits["test"], cache)
+    for index, path in enumerate(splits["test"]):
+        photo, labels = dataset[index]
+        np.testing.assert_array_equal(photo, np.asarray(Image.open(path)))
+        np.testing.assert_array_equal(labels, train19.from_label_ids(_ids(path)))
+    assert cache.get(splits["train"][0]).shape == (HEIGHT, WIDTH)
+    assert not any(cache.folder.iterdir())  # the PNG is the label: nothing cached
+
+    categories = _config(release, tmp_path, "labels.classes=categories")
+    _, category_cache = prepare_labels(categories, splits, progress=False)
+    path = splits["val"][0]
+    np.testing.assert_array_equal(category_cache.get(path), class_set("categories").from_label_ids(_ids(path)))
+
+
+def test_kmeans_labelling_is_refused_for_the_release(release, tmp_path):
+    from cityseg.datasets import prepare_labels, split_dataset
+
+    config = _config(release, tmp_path, "labels.method=kmeans")
+    with pytest.raises(CitysegError, match=r"labels\.method=kmeans .* Cityscapes release"):
+        prepare_labels(config, split_dataset(config)[0], progress=False)
+
+
+def test_training_crops_of_a_non_square_size_keep_the_photo_scale():
+    from cityseg.transforms import eval_transform, train_transform
+
+    photo = np.random.default_rng(3).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
+    labels = np.zeros((HEIGHT, WIDTH), np.uint8)
+    augment = AugmentConfig(scale=(1.0, 1.0), crop=(HEIGHT, WIDTH), hflip=False, color_jitter=0.0)
+    image, mask = train_transform((HEIGHT, WIDTH), augment, (0.0,) * 3, (1.0,) * 3)(photo, labels)
+    assert image.shape == (3, HEIGHT, WIDTH)
+    assert int((mask == IGNORE_INDEX).sum()) == 0  # not shrunk and padded: the photo fills the crop at scale 1
+    np.testing.assert_allclose(image.permute(1, 2, 0).numpy(), photo / 255.0, atol=1e-6)
+
+    augment = AugmentConfig(scale=(0.5, 2.0), crop=(HEIGHT // 2, WIDTH // 2))
+    image, mask = train_transform((2 * HEIGHT, 2 * WIDTH), augment, (0.5,) * 3, (0.25,) * 3)(photo, labels)
+    assert image.shape == (3, HEIGHT // 2, WIDTH // 2) and mask.shape == (HEIGHT // 2, WIDTH // 2)
+    image, mask = eval_transform((2 * HEIGHT, 2 * WIDTH), (0.5,) * 3, (0.25,) * 3)(photo, labels)
+    assert image.shape == (3, 2 * HEIGHT, 2 * WIDTH) and mask.shape == (HEIGHT, WIDTH)
+
+
+# ---- sliding windows --------------------------------------------------------------------------------
+
+
+def test_sliding_window_with_one_window_is_the_plain_forward():
+    from cityseg.predict import sliding_window_logits
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 5, 3, padding=1))
+    image = torch.randn(2, 3, 24, 40)
+    with torch.no_grad():
+        plain = net(image)
+        for window in ((24, 40), (64, 64)):  # the image's size, and larger (shrinks to the image)
+            windowed = sliding_window_logits(net, image, window, (8, 8), 5)
+            torch.testing.assert_close(windowed, plain)
+        # windows smaller than the image see zero padding at their edges: a 3x3 net's logits then differ
+        assert not torch.allclose(sliding_window_logits(net, image, (12, 20), (6, 10), 5), plain)
+
+
+@pytest.mark.parametrize(("window", "stride"), [((8, 8), (8, 8)), ((10, 16), (3, 7)), ((24, 13), (5, 50))])
+def test_sliding_window_of_a_pointwise_net_is_the_plain_forward(window, stride):
+    from cityseg.predict import sliding_window_logits
+
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(3, 4, 1)  # each pixel's logits depend on that pixel only: any windowing agrees
+    image = torch.randn(2, 3, 24, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(sliding_window_logits(net, image, window, stride, 4), net(image))
+
+
+def test_sliding_window_averages_where_windows_overlap():
+    from cityseg.predict import sliding_window_logits, window_stride
+
+    calls = []
+
+    def net(tile):  # (N, 3, h, w) -> (N, 1, h, w) of the window's index: the mean shows the coverage
+        calls.append(tile.shape[-2:])
+        return torch.full((tile.shape[0], 1, *tile.shape[-2:]), float(len(calls)))
+
+    logits = sliding_window_logits(net, torch.zeros(1, 3, 4, 10), (4, 6), (4, 4), 1)  # windows at x = 0 and 4
+    assert calls == [(4, 6), (4, 6)]
+    np.testing.assert_allclose(logits[0, 0, 0].numpy(), [1, 1, 1, 1, 1.5, 1.5, 2, 2, 2, 2])
+    assert window_stride((512, 1024), 0.25) == (384, 768)
+    with pytest.raises(CitysegError, match="eval_overlap"):
+        window_stride((8, 8), 1.0)
+
+
+# ---- training end to end ----------------------------------------------------------------------------
+
+
+def test_train_on_the_release_with_sliding_window_evaluation(release, tmp_path):
+    from cityseg.training import train
+
+    config = _config(
+        release,
+        tmp_path,
+        f"data.size={HEIGHT},{WIDTH}",
+        "data.batch_size=2",
+        "data.eval_window=32,64",
+        "data.eval_overlap=0.5",
+        "augment.crop=32,64",
+        "model.encoder=resnet18",
+        "model.encoder_depth=3",
+        "model.decoder_width=32",
+        "optim.schedule=none",
+        "train.max_epochs=1",
+        "train.progress=false",
+    )
+    run = train(config)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["images"] == 2 and 0.0 <= metrics["mIoU"] <= 1.0
+    assert np.asarray(metrics["confmat"]).shape == (19, 19)
+    # scored at the labels' own size: every labelled pixel of both test images, and none of the void ones
+    labelled = sum(
+        int((class_set("train19").from_label_ids(_ids(p)) != IGNORE_INDEX).sum()) for p in discover(release)["val"]
+    )
+    assert int(np.asarray(metrics["confmat"]).sum()) == labelled
+    assert Config.from_yaml(run / "config.yaml").data.eval_window == (32, 64)
+    # cityseg evaluate scores the run the way its test did: sliding windows, the same confusion matrix
+    from cityseg.training import evaluate_run
+
+    again = evaluate_run(run, out=tmp_path / "evaluated", progress=False)
+    assert np.array_equal(np.asarray(again["confmat"]), np.asarray(metrics["confmat"]))
+    assert (run / "plots" / "labels.png").is_file()  # the label figure shows the truth ids' colours
