@@ -485,3 +485,23 @@ def test_real_pairs_are_plausible(palette):
     assert share[:19].argmax() == 0  # road is the most common class
     assert share[IGNORE_INDEX] < 0.25 and share[19:IGNORE_INDEX].sum() == 0  # only classes or void
     assert (share[[0, 2, 8, 13]] > 0.02).all()  # road, building, vegetation, car all clearly present
+
+
+def test_interrupted_labelling_resumes_with_the_missing_images(tmp_path):
+    """A labelling run stopped part-way left whole cache files (atomic writes); the next run computes only the rest."""
+    from cityseg.pairs import list_images
+    from cityseg.synth import write_scenes
+
+    write_scenes(tmp_path / "data", count=8, seed=5)
+    paths = list_images(tmp_path / "data" / "train")
+    labeller = PaletteLabeller()
+    cache = tmp_path / "cache"
+    label_dataset(paths[:3], labeller, cache_dir=cache, workers=1, progress=False)  # the interrupted run
+    kept = {entry: entry.stat().st_mtime_ns for entry in cache.rglob("*.npy")}
+    assert len(kept) == 3
+    report = label_dataset(paths, labeller, cache_dir=cache, workers=2, progress=False)
+    assert (report.count, report.cached) == (8, 3)
+    assert {entry: entry.stat().st_mtime_ns for entry in kept} == kept  # the earlier labels were not redone
+    assert len(list(cache.rglob("*.npy"))) == 8
+    again = label_dataset(paths, labeller, cache_dir=cache, workers=2, progress=False)
+    assert again.cached == 8 and np.array_equal(again.pixel_counts, report.pixel_counts)

@@ -143,7 +143,8 @@ def _run_label(args: argparse.Namespace) -> int:
         mask_side=data.mask_side,
         use_cache=not args.no_cache,
     )
-    print(f"labelled {report.count} of {len(paths)} images in {data.root} ({labeller.key()})")
+    resumed = f", {report.cached} of them already in the cache" if report.cached else ""
+    print(f"labelled {report.count} of {len(paths)} images in {data.root} ({labeller.key()}){resumed}")
     print(report.table())
     if labeller.method == "kmeans":
         print("clusters absorbed:")

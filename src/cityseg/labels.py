@@ -1040,6 +1040,7 @@ class LabelReport:
     image_counts: np.ndarray
     ignored_pixels: int = 0
     count: int = 0
+    cached: int = 0  # of ``count``, labels read back from the cache (an earlier or interrupted run made them)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
@@ -1074,15 +1075,18 @@ def _init_worker(labeller: Labeller, cache_dir, use_cache: bool, mask_side: str,
     )
 
 
-def _count_one(path: Path) -> tuple[np.ndarray | None, str | None]:
-    """Label one image (via the cache); return its per-value pixel counts, or the reason it was skipped."""
+def _count_one(path: Path) -> tuple[np.ndarray | None, str | None, bool]:
+    """Label one image (via the cache): its per-value pixel counts or the reason it was skipped, and whether
+    the labels were already cached (so an interrupted run resumes: only the missing labels are computed)."""
+    cache: LabelCache = _WORKER["cache"]
     try:
-        labels = _WORKER["cache"].get(path, _WORKER["mask_side"])
+        cached = cache.enabled and cache.entry(path, _WORKER["mask_side"]).exists()
+        labels = cache.get(path, _WORKER["mask_side"])
     except CitysegError as exc:
         if _WORKER["skip_bad"]:
-            return None, str(exc)
+            return None, str(exc), False
         raise
-    return np.bincount(labels.ravel(), minlength=256), None
+    return np.bincount(labels.ravel(), minlength=256), None, cached
 
 
 def label_dataset(
@@ -1121,7 +1125,7 @@ def label_dataset(
     labeller.prepare()  # build lookup tables once; forked workers inherit them
     bar = tqdm(total=len(paths), desc="labelling", unit="img", disable=not progress, dynamic_ncols=True)
 
-    def collect(path: Path, counts: np.ndarray | None, reason: str | None) -> None:
+    def collect(path: Path, counts: np.ndarray | None, reason: str | None, cached: bool) -> None:
         if counts is None:
             report.skipped.append((path, reason or "unreadable"))
         else:
@@ -1129,6 +1133,7 @@ def label_dataset(
             report.image_counts += counts[:num] >= max(1.0, PRESENCE_SHARE * counts.sum())
             report.ignored_pixels += int(counts[num:].sum())
             report.count += 1
+            report.cached += cached
         bar.update()
 
     try:
