@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -42,9 +43,17 @@ def scenes(tmp_path_factory):
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, scenes):
     model = save_tiny(tmp_path_factory.mktemp("exported") / "model")
-    report = export_onnx(
-        model, quantize="int8", calibration=scenes, pairs=True, calibration_images=9, check_images=2, min_agreement=0
-    )
+    # run from an empty working folder: ONNX tools save large graphs with external-data files named after
+    # uuids beside them, which must land in the export's own temporary folder, never in the user's folder
+    working = tmp_path_factory.mktemp("working-folder")
+    previous = os.getcwd()
+    os.chdir(working)
+    try:
+        options = {"calibration_images": 9, "check_images": 2, "min_agreement": 0}
+        report = export_onnx(model, quantize="int8", calibration=scenes, pairs=True, **options)
+    finally:
+        os.chdir(previous)
+    assert not list(working.iterdir()), "export left files in the working folder"
     return model, report
 
 
