@@ -36,6 +36,9 @@ DEMO_TEST_FRACTION = 0.2  # share of them written to val/, the test set of the o
 PREDICTION_COUNT = 4  # test photos segmented by the saved model at the end
 
 
+CLASS_SET_NAMES = {"categories": "Cityscapes categories", "train19": "train classes", "labelids": "label ids"}
+
+
 @dataclass
 class DemoResult:
     """What the demo made and how long each step took; ``str()`` is the summary ``cityseg demo`` prints."""
@@ -44,7 +47,7 @@ class DemoResult:
     run_dir: Path
     report: Path
     miou: float | None
-    classes: str = ""  # what the mIoU averages over, e.g. "7 categories classes present"
+    classes: str = ""  # what the mIoU averages over: the classes present in the test scenes, e.g. "7 categories"
     seconds: dict[str, float] = field(default_factory=dict)  # step -> wall-clock seconds
     predictions: list[Path] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -54,7 +57,7 @@ class DemoResult:
         miou = "n/a" if self.miou is None else f"{self.miou:.3f}"
         lines = [
             f"demo finished in {sum(self.seconds.values()) / 60:.1f} min ({steps})",
-            f"test mIoU {miou} over the {self.classes} on the generated test scenes",
+            f"test mIoU {miou} over {self.classes} (those present) on the generated test scenes",
             f"run folder: {self.run_dir}",
             f"report:     {self.report}",
         ]
@@ -123,7 +126,7 @@ def run_demo(
         run_dir=run_dir,
         report=run_dir / "report.html",
         miou=metrics.get("mIoU"),
-        classes=f"{present} {config.labels.classes} classes present",
+        classes=f"{present} {CLASS_SET_NAMES.get(config.labels.classes, config.labels.classes)}",
         seconds=seconds,
         predictions=predictions,
         notes=notes,
