@@ -296,3 +296,19 @@ def test_train_on_the_release_with_sliding_window_evaluation(release, tmp_path):
     again = evaluate_run(run, out=tmp_path / "evaluated", progress=False)
     assert np.array_equal(np.asarray(again["confmat"]), np.asarray(metrics["confmat"]))
     assert (run / "plots" / "labels.png").is_file()  # the label figure shows the truth ids' colours
+
+
+def test_label_figure_shows_the_truth_ids_in_their_colours(release, tmp_path, capsys):
+    from cityseg.cli import main
+    from cityseg.labels import LabelCache, PaletteLabeller, label_figure_rows
+
+    photo_path = discover(release)["train"][0]
+    [(photo, mask, labels)] = label_figure_rows([photo_path], LabelCache(PaletteLabeller(), tmp_path / "cache"))
+    ids = _ids(photo_path)
+    every_id = class_set("labelids")
+    assert photo.shape == (HEIGHT, WIDTH, 3) and np.array_equal(mask, every_id.colorize(every_id.from_label_ids(ids)))
+    assert np.array_equal(labels, class_set("train19").from_label_ids(ids))
+
+    figure = tmp_path / "labels.png"
+    assert main(["label", str(release), "--cache-dir", str(tmp_path / "c"), "--show", "2", "--out", str(figure)]) == 0
+    assert figure.is_file() and "figure:" in capsys.readouterr().out

@@ -155,13 +155,13 @@ def _run_label(args: argparse.Namespace) -> int:
         for path, reason in report.skipped:
             print(f"  {path}: {reason}")
     if args.show > 0:
-        from cityseg.pairs import read_pair
+        from cityseg.labels import label_figure_rows
         from cityseg.plots import plot_label_figure
 
         cache = LabelCache(labeller, cache_dir, enabled=not args.no_cache)
         skipped = {path for path, _ in report.skipped}
         shown = [path for path in paths if path not in skipped][: args.show]
-        rows = [(*read_pair(path, data.mask_side), cache.get(path, data.mask_side)) for path in shown]
+        rows = label_figure_rows(shown, cache, data.mask_side)
         try:
             plot_label_figure(rows, labeller.class_set, figure)
         except OSError as exc:

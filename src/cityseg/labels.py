@@ -1089,6 +1089,27 @@ def _count_one(path: Path) -> tuple[np.ndarray | None, str | None, bool]:
     return np.bincount(labels.ravel(), minlength=256), None, cached
 
 
+def label_figure_rows(
+    paths: Sequence[str | os.PathLike], cache: LabelCache, mask_side: str = "right"
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(photo, colour mask, class indices) of each image, for :func:`cityseg.plots.plot_label_figure`.
+
+    A Cityscapes release photo has no colour mask: its truth's label ids are shown in their official colours.
+    """
+    from cityseg.pairs import is_release_photo, read_pair, read_release
+
+    rows = []
+    for path in paths:
+        if is_release_photo(path):
+            photo, label_ids = read_release(path)
+            every_id = _class_set("labelids")
+            mask = every_id.colorize(every_id.from_label_ids(label_ids))
+        else:
+            photo, mask = read_pair(path, mask_side)
+        rows.append((photo, mask, cache.get(path, mask_side)))
+    return rows
+
+
 def label_dataset(
     paths: Sequence[str | os.PathLike],
     labeller: Labeller,

@@ -805,18 +805,10 @@ def write_pictures(run_dir: Path, module: SegModule, datamodule, class_set, repo
 
 def label_examples(datamodule, count: int = 3) -> list[tuple]:
     """(photo, colour mask, labels) of the first ``count`` training images, for the labelling figure."""
-    from cityseg.classes import class_set
-    from cityseg.pairs import is_release_photo, read_pair, read_release
+    from cityseg.labels import label_figure_rows
 
-    rows = []
-    for path in (datamodule.splits.get("train") or [])[:count]:
-        if is_release_photo(path):  # no colour mask: show the truth's label ids in their official colours
-            photo, label_ids = read_release(path)
-            mask = class_set("labelids").colorize(class_set("labelids").from_label_ids(label_ids))
-        else:
-            photo, mask = read_pair(path, datamodule.config.data.mask_side)
-        rows.append((photo, mask, datamodule.label_cache.get(path, datamodule.config.data.mask_side)))
-    return rows
+    paths = (datamodule.splits.get("train") or [])[:count]
+    return label_figure_rows(paths, datamodule.label_cache, datamodule.config.data.mask_side)
 
 
 @torch.no_grad()
