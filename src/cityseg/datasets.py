@@ -379,12 +379,7 @@ class SegDataModule(L.LightningDataModule):
                 sampler = ShardSampler(len(dataset), rank, world, pad=name == "val")
             else:
                 sampler = DistributedSampler(
-                    dataset,
-                    num_replicas=world,
-                    rank=rank,
-                    shuffle=shuffle,
-                    seed=self.config.train.seed,
-                    drop_last=shuffle,
+                    dataset, num_replicas=world, rank=rank, shuffle=True, seed=self.config.train.seed, drop_last=True
                 )
         return DataLoader(
             dataset,

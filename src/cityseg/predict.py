@@ -436,6 +436,28 @@ def sliding_window_logits(net: Callable, image, window: tuple[int, int], stride:
     return total / covered  # every pixel is covered at least once
 
 
+def sliding_window_net(net, window: tuple[int, int], overlap: float, num_classes: int):
+    """``net`` wrapped to run as :func:`sliding_window_logits` does, for code that takes a network.
+
+    Example:
+        >>> windowed = sliding_window_net(net, (512, 1024), overlap=0.33, num_classes=19)  # doctest: +SKIP
+        >>> windowed(images).shape  # (B, C, H, W) for (B, 3, H, W) images of any size  # doctest: +SKIP
+    """
+    import torch
+
+    stride = window_stride(tuple(window), overlap)
+
+    class SlidingWindow(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C, H, W)
+            return sliding_window_logits(self.net, images, tuple(window), stride, num_classes)
+
+    return SlidingWindow()
+
+
 # ---- backends ---------------------------------------------------------------------------------
 
 
@@ -873,25 +895,3 @@ def _save(image: Image.Image, path: Path, **options: Any) -> None:
             image.save(tmp, format="JPEG" if path.suffix == ".jpg" else "PNG", **options)
     except OSError as exc:
         raise CitysegError(f"cannot write {path}: {exc.strerror or exc}; check free space and permissions") from None
-
-
-def sliding_window_net(net, window: tuple[int, int], overlap: float, num_classes: int):
-    """``net`` wrapped to run as :func:`sliding_window_logits` does, for code that takes a network.
-
-    Example:
-        >>> windowed = sliding_window_net(net, (512, 1024), overlap=0.33, num_classes=19)  # doctest: +SKIP
-        >>> windowed(images).shape  # (B, C, H, W) for (B, 3, H, W) images of any size  # doctest: +SKIP
-    """
-    import torch
-
-    stride = window_stride(tuple(window), overlap)
-
-    class SlidingWindow(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.net = net
-
-        def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, 3, H, W) -> (B, C, H, W)
-            return sliding_window_logits(self.net, images, tuple(window), stride, num_classes)
-
-    return SlidingWindow()
