@@ -4,7 +4,9 @@ Trains a recipe on a seeded split of ``../shared/data/cityscapes_pairs/train`` u
 (``train.budget_minutes``, validation included), with ``--holdout`` images (450 by default) held out as the
 test set: never trained on, never used for model selection (the validation images are a separate share of
 the rest). Training ends by testing the best checkpoint on the held-out images with the 19 Cityscapes train
-classes; the run folder holds ``metrics.json``, the per-class IoU chart and the report.
+classes; the run folder holds ``metrics.json``, the per-class IoU chart and the report. The same checkpoint
+is then scored again with flip test-time augmentation (each photo and its mirror image, logits averaged:
+``cityseg evaluate RUN --flip``), into ``RUN/flip/``; the table gives both.
 
 Recipes:
     cpu-hour  ``configs/cpu-hour.yaml``, the project's recipe for the CPU hour;
@@ -15,6 +17,7 @@ Recipes:
 Usage:
     python benchmarks/accuracy.py --recipe cpu-hour [--minutes 60] [--runs-dir DIR]
     python benchmarks/accuracy.py --table RUN [RUN ...]     # the markdown comparison of finished runs
+    cityseg evaluate RUN --flip --out RUN/flip             # the flip scores of a run trained without them
 """
 
 from __future__ import annotations
@@ -58,12 +61,17 @@ def table(runs: list[Path]) -> str:
     rows.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     per_class: dict[str, list[str]] = {}
     names = []
+    scored = []  # (name, run, metrics): each run, and its flip scores where they were made
     for run in runs:
-        metrics = json.loads((run / "metrics.json").read_text())
         config = (run / "config.yaml").read_text()
         arch = next((line.split(":", 1)[1].strip() for line in config.splitlines() if "  arch:" in line), "?")
         encoder = next((line.split(":", 1)[1].strip() for line in config.splitlines() if "  encoder:" in line), "?")
-        name = f"{arch}/{encoder}"
+        metrics = json.loads((run / "metrics.json").read_text())
+        scored.append((f"{arch}/{encoder}", run, metrics))
+        if (run / "flip" / "metrics.json").is_file():
+            flip = json.loads((run / "flip" / "metrics.json").read_text())
+            scored.append((f"{arch}/{encoder} + flip", run, {**metrics, **flip}))
+    for name, run, metrics in scored:
         names.append(name)
         rows.append(
             f"| {name} | {run.name} | {100 * metrics['aAcc']:.2f}% | {100 * metrics['mAcc']:.2f}% | "
@@ -96,6 +104,9 @@ def main(argv: list[str] | None = None) -> None:
 
     config = recipe_config(args.recipe, args.data, args.minutes, args.holdout, args.runs_dir)
     run = train(config)
+    from cityseg.training import evaluate_run
+
+    evaluate_run(run, flip=True, out=run / "flip", progress=False)
     metrics = json.loads((run / "metrics.json").read_text())
     if metrics["images"] != args.holdout:
         print(f"warning: {metrics['images']} test images, expected {args.holdout}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""Inference speed on this CPU: PyTorch eager against ONNX Runtime fp32 and int8, and what int8 costs in accuracy.
+"""Inference speed on this CPU: PyTorch eager against ONNX Runtime and OpenVINO, fp32 and int8, and what int8 costs.
 
 Everything runs in one process and one run, so the figures compare like with like: each timing round
 runs every variant once (interleaved), so a busy machine slows them all alike; the tables give the median
@@ -11,8 +11,9 @@ The model is a trained one (agreement figures on random weights mean nothing):
     python benchmarks/inference.py                                # trains U-Net/ResNet34 briefly first
 
 ``--explore`` adds the int8 knobs (per-tensor weights, reduce_range, QOperator, fp32 head, calibration
-method, opset, graph optimisation level, threads); ``--alternatives`` times lighter architectures
-(random weights: speed only). Photos come from ``../shared/data/cityscapes_pairs`` (``--data``): int8 is
+method, opset, graph optimisation level, threads); ``--alternatives`` times other architectures
+(random weights: speed only). OpenVINO (the optional extra ``cityseg[openvino]``) runs the same ONNX
+files as ONNX Runtime when it is installed. Photos come from ``../shared/data/cityscapes_pairs`` (``--data``): int8 is
 calibrated on some and checked on others it never saw, against the fp32 model and the true labels.
 """
 
@@ -50,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-minutes", type=float, default=8.0, help="budget of the brief training (default 8)")
     parser.add_argument("--train-images", type=int, default=600, help="pairs the brief training uses (default 600)")
     parser.add_argument("--explore", action="store_true", help="also time the int8 and runtime knobs")
-    parser.add_argument("--alternatives", action="store_true", help="also time lighter architectures (speed only)")
+    parser.add_argument("--alternatives", action="store_true", help="also time other networks (speed only)")
     parser.add_argument("--work", help="folder for ONNX files and the brief training run (default: a temp folder)")
     return parser.parse_args(argv)
 
@@ -132,6 +133,24 @@ def ort_runner(path: Path, image: np.ndarray, threads: int, optimization: str = 
     return lambda: session.run(None, {"image": image})
 
 
+def openvino_runner(path: Path, image: np.ndarray, threads: int) -> Callable[[], object]:
+    from cityseg.predict import OpenVinoBackend
+
+    backend = OpenVinoBackend(path, threads=threads)
+    return lambda: backend(image)
+
+
+def have_openvino() -> bool:
+    try:
+        import openvino  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+RUNTIMES = {"ORT": ort_runner, "OpenVINO": openvino_runner}  # the runtimes of the exported ONNX files
+
+
 # ---- ONNX variants --------------------------------------------------------------------------------
 
 
@@ -141,8 +160,8 @@ class Int8Variant:
     options: dict  # quantize_int8 keyword arguments
     source: str = "fp32"  # which fp32 graph it quantises
     path: Path | None = None
-    agreement: float = float("nan")
-    miou: float | None = None
+    agreement: dict[str, float] = dataclasses.field(default_factory=dict)  # per runtime
+    miou: dict[str, float | None] = dataclasses.field(default_factory=dict)
 
 
 def build_onnx(net, info, images, work: Path, explore: bool) -> tuple[dict[str, Path], list[Int8Variant]]:
@@ -154,7 +173,14 @@ def build_onnx(net, info, images, work: Path, explore: bool) -> tuple[dict[str, 
         fp32["fp32 opset 13"] = work / "fp32-opset13.onnx"
     for name, path in fp32.items():
         torch_to_onnx(net, path, images.check[:1], opset=13 if "13" in name else 17)
-    variants = [Int8Variant("int8 QDQ per-channel (export default)", {})]
+    variants = [
+        Int8Variant("int8 QDQ per-channel, all layers", {}),
+        Int8Variant("int8 QDQ per-channel, encoder fp32", {"keep_fp32": ("/encoder",)}),
+        Int8Variant(
+            "int8 QDQ per-channel, decoder convolutions only, fp32 outputs",
+            {"keep_fp32": ("/encoder",), "op_types": ("Conv",), "fp32_outputs": ("Conv",)},
+        ),
+    ]
     if explore:
         head = ("/segmentation_head",)
         variants += [
@@ -174,16 +200,21 @@ def build_onnx(net, info, images, work: Path, explore: bool) -> tuple[dict[str, 
     return fp32, variants
 
 
-def score(variants: list[Int8Variant], fp32_path: Path, images, info, threads: int) -> dict[str, float | None]:
-    """Argmax agreement of each int8 variant with fp32 ONNX, and mIoU against the true labels, on held-out photos."""
-    from cityseg.export import agreement, miou
-    from cityseg.predict import labels_at_size, onnx_session
+def score(
+    variants: list[Int8Variant], fp32_path: Path, images, info, threads: int, runtimes: tuple[str, ...]
+) -> dict[str, float | None]:
+    """Argmax agreement of each int8 variant with fp32 ONNX, and mIoU against the true labels, on held-out photos.
 
-    def logits(path: Path) -> np.ndarray:
-        session = onnx_session(path, threads=threads)
-        return np.concatenate(
-            [session.run(None, {"image": images.check[i : i + 4]})[0] for i in range(0, len(images.check), 4)]
-        )
+    Each runtime runs the int8 file with its own 8-bit kernels, whose rounding differs, so each is scored.
+    """
+    from cityseg.export import agreement, miou
+    from cityseg.predict import ONNX_RUNTIMES, labels_at_size
+
+    backends = {"ORT": ONNX_RUNTIMES["onnx"], "OpenVINO": ONNX_RUNTIMES["openvino"]}
+
+    def logits(path: Path, runtime: str = "ORT") -> np.ndarray:
+        run = backends[runtime](path, threads=threads)
+        return np.concatenate([run(images.check[i : i + 4]) for i in range(0, len(images.check), 4)])
 
     def truth_miou(scores: np.ndarray) -> float | None:
         if not images.truths:
@@ -193,15 +224,17 @@ def score(variants: list[Int8Variant], fp32_path: Path, images, info, threads: i
 
     reference = logits(fp32_path)
     for variant in variants:
-        scores = logits(variant.path)
-        variant.agreement = agreement(scores, reference)
-        variant.miou = truth_miou(scores)
+        for runtime in runtimes:
+            scores = logits(variant.path, runtime)
+            variant.agreement[runtime] = agreement(scores, reference)
+            variant.miou[runtime] = truth_miou(scores)
     return {"fp32": truth_miou(reference)}
 
 
 # ---- lighter architectures (speed only) ----------------------------------------------------------
 
 ALTERNATIVES = (  # (label, create_model keyword arguments)
+    ("U-Net / ResNet34 (the default model)", {}),
     ("U-Net / ResNet18", {"arch": "unet", "encoder": "resnet18"}),
     ("U-Net / ResNet34, decoder (128, 64, 32, 16, 8)", {"decoder_channels": (128, 64, 32, 16, 8)}),
     ("FPN / ResNet34", {"arch": "fpn", "encoder": "resnet34"}),
@@ -212,7 +245,7 @@ ALTERNATIVES = (  # (label, create_model keyword arguments)
 
 
 def alternatives(images, image: np.ndarray, work: Path, args, baseline: Callable[[], object]) -> list[tuple]:
-    """Eager fp32 and ORT int8 latency of lighter networks (random weights), each timed against the baseline."""
+    """Eager fp32 and int8 latency of other networks (random weights), each timed against the baseline."""
     from cityseg.export import quantize_int8, torch_to_onnx
     from cityseg.models import create_model
 
@@ -224,13 +257,16 @@ def alternatives(images, image: np.ndarray, work: Path, args, baseline: Callable
         torch_to_onnx(net, fp32, image)
         quantize_int8(fp32, int8, images.calibration[:16])
         eager = torch_variants(net, image)["PyTorch eager fp32"]
+        runners = {
+            "baseline": baseline,
+            "eager": eager,
+            "ort": ort_runner(fp32, image, args.threads),
+            "int8": ort_runner(int8, image, args.threads),
+        }
+        if "OpenVINO" in args.runtimes:
+            runners["openvino int8"] = openvino_runner(int8, image, args.threads)
         times = interleaved(
-            {
-                "baseline": baseline,
-                "eager": eager,
-                "ort": ort_runner(fp32, image, args.threads),
-                "int8": ort_runner(int8, image, args.threads),
-            },
+            runners,
             max(10, args.runs // 2),
             2,
         )
@@ -264,11 +300,12 @@ def cpu_flags() -> str:
 
 
 def latency_variants(net, fp32_paths, int8_variants, image, args) -> dict[str, Callable[[], object]]:
-    """Batch-1 runners: PyTorch's three, ONNX Runtime fp32, every int8 variant, and the runtime knobs."""
+    """Batch-1 runners: PyTorch's three, each runtime's fp32 and int8 variants, and the runtime knobs."""
     latency = torch_variants(net, image)
-    latency["ORT fp32"] = ort_runner(fp32_paths["fp32"], image, args.threads)
-    for variant in int8_variants:
-        latency[f"ORT {variant.name}"] = ort_runner(variant.path, image, args.threads)
+    for runtime in args.runtimes:
+        latency[f"{runtime} fp32"] = RUNTIMES[runtime](fp32_paths["fp32"], image, args.threads)
+        for variant in int8_variants:
+            latency[f"{runtime} {variant.name}"] = RUNTIMES[runtime](variant.path, image, args.threads)
     if args.explore:
         fp32, int8 = fp32_paths["fp32"], int8_variants[0].path
         latency["ORT fp32 opset 13"] = ort_runner(fp32_paths["fp32 opset 13"], image, args.threads)
@@ -324,8 +361,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     seconds = time.perf_counter() - started
     print(f"read {len(images.calibration)} calibration + {len(images.check)} held-out photos in {seconds:.0f} s")
+    args.runtimes = ("ORT", "OpenVINO") if have_openvino() else ("ORT",)
+    if len(args.runtimes) == 1:
+        print("OpenVINO is not installed (pip install 'cityseg[openvino]'): timing ONNX Runtime only")
     fp32_paths, int8_variants = build_onnx(net, info, images, work, args.explore)
-    fp32_miou = score(int8_variants, fp32_paths["fp32"], images, info, args.threads)["fp32"]
+    fp32_miou = score(int8_variants, fp32_paths["fp32"], images, info, args.threads, args.runtimes)["fp32"]
 
     load_before = os.getloadavg()[0]
     image = images.check[:1]  # (1, 3, size, size): a real photo
@@ -334,11 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     times = interleaved(latency, args.runs, args.warmup)
 
     batch = np.ascontiguousarray(np.concatenate([images.check] * BATCH)[:BATCH])  # (8, 3, size, size)
-    fastest_int8 = min(int8_variants, key=lambda v: statistics.median(times[f"ORT {v.name}"]))
     throughput = torch_variants(net, batch)
     throughput.pop("PyTorch bf16 autocast")
-    throughput["ORT fp32"] = ort_runner(fp32_paths["fp32"], batch, args.threads)
-    throughput[f"ORT {fastest_int8.name}"] = ort_runner(fastest_int8.path, batch, args.threads)
+    for runtime in args.runtimes:
+        fastest_int8 = min(int8_variants, key=lambda v: statistics.median(times[f"{runtime} {v.name}"]))
+        throughput[f"{runtime} fp32"] = RUNTIMES[runtime](fp32_paths["fp32"], batch, args.threads)
+        throughput[f"{runtime} {fastest_int8.name}"] = RUNTIMES[runtime](fastest_int8.path, batch, args.threads)
     print(f"timing batch {BATCH}: {args.batch_runs} rounds", flush=True)
     batch_times = interleaved(throughput, args.batch_runs, 1)
     load = (load_before, os.getloadavg()[0])
@@ -353,12 +394,19 @@ def print_report(args, info, images, int8_variants, fp32_miou, times, batch_time
     import onnxruntime
     import torch
 
+    openvino = ""
+    if "OpenVINO" in args.runtimes:
+        import openvino as ov
+
+        openvino = f", openvino {ov.__version__}"
+
     eager = statistics.median(times["PyTorch eager fp32"])
-    accuracy = {f"ORT {v.name}": v for v in int8_variants}
+    accuracy = {(f"{runtime} {v.name}", runtime): v for v in int8_variants for runtime in args.runtimes}
     print()
     print(
         f"## Inference\n\n{cpu_name()} ({cpu_flags()}), {args.threads} threads; torch {torch.__version__}, "
-        f"onnxruntime {onnxruntime.__version__}. Model {info.arch}/{info.encoder}, {info.num_classes} classes, "
+        f"onnxruntime {onnxruntime.__version__}{openvino}. "
+        f"Model {info.arch}/{info.encoder}, {info.num_classes} classes, "
         f"{args.size}x{args.size}. Median of {args.runs} interleaved rounds after {args.warmup} warm-up; "
         f"1-minute load average {load[0]:.1f} before timing, {load[1]:.1f} after."
     )
@@ -374,11 +422,12 @@ def print_report(args, info, images, int8_variants, fp32_miou, times, batch_time
     for name, values in times.items():
         median, p90 = 1000 * statistics.median(values), 1000 * float(np.percentile(values, 90))
         fastest = 1000 * min(values)
-        variant = accuracy.get(name)
-        agree = f"{100 * variant.agreement:.2f}%" if variant else ""
+        runtime = name.split(" ", 1)[0]
+        variant = accuracy.get((name, runtime))
+        agree = f"{100 * variant.agreement[runtime]:.2f}%" if variant else ""
         quality = ""
-        if variant and variant.miou is not None and fp32_miou is not None:
-            quality = f"{_pct(variant.miou)} ({100 * (variant.miou - fp32_miou):+.2f})"
+        if variant and variant.miou[runtime] is not None and fp32_miou is not None:
+            quality = f"{_pct(variant.miou[runtime])} ({100 * (variant.miou[runtime] - fp32_miou):+.2f})"
         speedup = 1000 * eager / median
         print(f"| {name} | {median:.1f} | {p90:.1f} | {fastest:.1f} | {speedup:.2f}x | {agree} | {quality} |")
     print(f"\n| variant (batch {BATCH}) | median ms per batch | images/s | vs eager fp32 |")
@@ -389,13 +438,17 @@ def print_report(args, info, images, int8_variants, fp32_miou, times, batch_time
         print(f"| {name} | {1000 * median:.0f} | {BATCH / median:.1f} | {batch_eager / median:.2f}x |")
     if rows:
         print(
-            "\n| lighter network (random weights: speed only) | M params | eager fp32 ms | ORT fp32 ms | ORT int8 ms "
-            "| int8 vs U-Net/ResNet34 eager fp32 |"
+            "\n| other network (random weights: speed only) | M params | eager fp32 ms | ORT fp32 ms | ORT int8 ms "
+            "| OpenVINO int8 ms | fastest int8 vs its own eager fp32 |"
         )
-        print("|---|---:|---:|---:|---:|---:|")
+        print("|---|---:|---:|---:|---:|---:|---:|")
         for label, params, m in rows:
-            speedup = m["baseline"] / m["int8"]
-            print(f"| {label} | {params:.1f} | {m['eager']:.1f} | {m['ort']:.1f} | {m['int8']:.1f} | {speedup:.2f}x |")
+            fastest = min(m["int8"], m.get("openvino int8", float("inf")))
+            openvino = f"{m['openvino int8']:.1f}" if "openvino int8" in m else "n/a"
+            print(
+                f"| {label} | {params:.1f} | {m['eager']:.1f} | {m['ort']:.1f} | {m['int8']:.1f} | {openvino} "
+                f"| {m['eager'] / fastest:.2f}x |"
+            )
     print(f"\ncommand: python benchmarks/inference.py {' '.join(sys.argv[1:] if argv is None else argv)}")
 
 

@@ -111,6 +111,39 @@ def test_onnx_and_torch_backends_agree_on_photos_of_any_size(exported):
     assert [b.shape for b in batched] == [p.shape[:2] for p in photos]
 
 
+def test_openvino_backend_runs_the_same_files_with_the_same_answers(exported, tmp_path):
+    pytest.importorskip("openvino", reason="the optional extra cityseg[openvino] is not installed")
+    model, _ = exported
+    torch_model = Segmenter.from_pretrained(model)
+    fp32 = Segmenter.from_pretrained(model, backend="openvino", onnx_file="model.onnx", threads=1)
+    int8 = Segmenter.from_pretrained(model, backend="openvino", threads=1)
+    onnx_int8 = Segmenter.from_pretrained(model, backend="onnx", threads=1)
+    assert int8.backend.path.name == "model.int8.onnx" and "OpenVINO" in str(int8.backend)
+    rng = np.random.default_rng(4)
+    photos = [render_scene(rng, size)[0] for size in ((96, 160), (64, 64))]
+    for photo in photos:
+        reference = torch_model.predict(photo)
+        assert (fp32.predict(photo) == reference).mean() > 0.999
+        # one QDQ graph, two runtimes' int8 kernels (rounding differs): OpenVINO's is as faithful as ONNX Runtime's
+        assert (int8.predict(photo) == reference).mean() >= (onnx_int8.predict(photo) == reference).mean() - 0.05
+    assert [p.shape for p in fp32.predict_batch(photos)] == [p.shape[:2] for p in photos]
+    broken = tmp_path / "model"
+    shutil.copytree(model, broken)
+    (broken / "model.int8.onnx").write_bytes(b"not a protobuf")
+    with pytest.raises(CitysegError, match="damaged") as info:
+        Segmenter.from_pretrained(broken, backend="openvino")
+    assert "\n" not in str(info.value)
+
+
+def test_openvino_backend_without_openvino_says_what_to_install(exported, monkeypatch):
+    import sys
+
+    model, _ = exported
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import fails as if the extra were not installed
+    with pytest.raises(CitysegError, match=r"pip install 'cityseg\[openvino\]'"):
+        Segmenter.from_pretrained(model, backend="openvino")
+
+
 def test_int8_below_min_agreement_is_refused_and_nothing_is_written(tmp_path, scenes):
     model = save_tiny(tmp_path / "model")
     with pytest.raises(CitysegError, match="nothing was written") as info:
@@ -125,6 +158,43 @@ def test_int8_below_min_agreement_is_refused_and_nothing_is_written(tmp_path, sc
         )
     assert "below --min-agreement 100%" in str(info.value) and "\n" not in str(info.value)
     assert sorted(p.name for p in model.iterdir()) == ["README.md", "cityseg.json", "config.json", "model.safetensors"]
+
+
+def test_int8_short_of_agreement_tries_again_with_the_encoder_in_fp32(tmp_path, scenes, monkeypatch):
+    import cityseg.export
+
+    tried = []
+    quantize = cityseg.export.quantize_int8
+
+    def spy(*args, keep_fp32=(), **kwargs):
+        tried.append(keep_fp32)
+        return quantize(*args, keep_fp32=keep_fp32, **kwargs)
+
+    monkeypatch.setattr(cityseg.export, "quantize_int8", spy)
+    model = save_tiny(tmp_path / "model")
+    options = {"calibration": scenes, "pairs": True, "calibration_images": 4, "check_images": 2}
+    with pytest.raises(CitysegError, match="nothing was written"):
+        export_onnx(model, quantize="int8", min_agreement=1.0, **options)
+    assert tried == [(), ("/encoder",)]  # every layer first, then the encoder in fp32, then refused
+    tried.clear()
+    with pytest.raises(CitysegError, match="nothing was written"):
+        export_onnx(model, quantize="int8", min_agreement=1.0, keep_fp32=("/segmentation_head",), **options)
+    assert tried == [("/segmentation_head",)]  # what the user asked for, and only that
+
+
+def test_keep_fp32_leaves_those_layers_in_float(tmp_path, scenes):
+    model = save_tiny(tmp_path / "model")
+    options = {"calibration": scenes, "pairs": True, "calibration_images": 4, "check_images": 2}
+    report = export_onnx(model, quantize="int8", min_agreement=0, keep_fp32=("/encoder",), **options)
+    assert "with /encoder kept in fp32" in str(report)
+    graph = onnx.load(str(model / "model.int8.onnx")).graph
+    made_by = {output: node.op_type for node in graph.node for output in node.output}
+    convs = [node for node in graph.node if node.op_type == "Conv"]
+    int8_weights = {node.name: made_by.get(node.input[1]) == "DequantizeLinear" for node in convs}
+    encoder = [name for name in int8_weights if name.startswith("/encoder")]
+    decoder = [name for name in int8_weights if not name.startswith("/encoder")]
+    assert encoder and decoder
+    assert not any(int8_weights[name] for name in encoder) and all(int8_weights[name] for name in decoder)
 
 
 def test_bad_export_requests_are_one_line_errors(exported, tmp_path):

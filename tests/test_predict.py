@@ -357,3 +357,34 @@ def test_cli_refuses_labelids_for_a_kmeans_model_before_reading_images(tmp_path,
     )
     assert "no official label ids" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+# ---- flip test-time augmentation -------------------------------------------------------------------
+
+
+def test_flip_averaging_means_the_logits_of_the_image_and_its_mirror_image():
+    from cityseg.predict import eval_net, flip_averaged_logits
+
+    ramp = torch.arange(6, dtype=torch.float32)  # a network that knows left from right: adds the column index
+
+    def sided(images):
+        return images[:, :1] + (ramp if isinstance(images, torch.Tensor) else ramp.numpy())
+
+    images = torch.randn(2, 3, 4, 6)
+    expected = images[:, :1] + ramp.mean()  # the ramp and its mirror average to its mean everywhere
+    torch.testing.assert_close(flip_averaged_logits(sided, images), expected)
+    torch.testing.assert_close(flip_averaged_logits(sided, images.numpy()), expected.numpy())  # backends' arrays
+    pointwise = torch.nn.Conv2d(3, 5, 1)  # mirror-symmetric: flipping changes nothing
+    with torch.no_grad():
+        torch.testing.assert_close(eval_net(pointwise, flip=True)(images), pointwise(images))
+        assert eval_net(pointwise) is pointwise  # nothing asked, nothing wrapped
+
+
+def test_segmenter_with_flip_averages_its_backends_logits(model_dir):
+    plain = Segmenter.from_pretrained(model_dir)
+    flipped = Segmenter.from_pretrained(model_dir, flip=True)
+    batch = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
+    mirrored = plain.logits(np.ascontiguousarray(batch[..., ::-1]))[..., ::-1]
+    np.testing.assert_allclose(flipped.logits(batch), (plain.logits(batch) + mirrored) / 2, atol=1e-5)
+    assert not np.allclose(flipped.logits(batch), plain.logits(batch))  # a random network is not symmetric
+    assert flipped.predict(street(50, 80)).shape == (50, 80)

@@ -272,6 +272,7 @@ def test_train_on_the_release_with_sliding_window_evaluation(release, tmp_path):
         "data.batch_size=2",
         "data.eval_window=32,64",
         "data.eval_overlap=0.5",
+        "data.eval_flip=true",
         "augment.crop=32,64",
         "model.encoder=resnet18",
         "model.encoder_depth=3",
@@ -290,11 +291,12 @@ def test_train_on_the_release_with_sliding_window_evaluation(release, tmp_path):
     )
     assert int(np.asarray(metrics["confmat"]).sum()) == labelled
     assert Config.from_yaml(run / "config.yaml").data.eval_window == (32, 64)
-    # cityseg evaluate scores the run the way its test did: sliding windows, the same confusion matrix
+    # cityseg evaluate scores the run the way its test did: sliding windows and flip, the same confusion matrix
     from cityseg.training import evaluate_run
 
     again = evaluate_run(run, out=tmp_path / "evaluated", progress=False)
     assert np.array_equal(np.asarray(again["confmat"]), np.asarray(metrics["confmat"]))
+    assert again["flip"] is True  # metrics.json says how it was scored
     assert (run / "plots" / "labels.png").is_file()  # the label figure shows the truth ids' colours
 
 

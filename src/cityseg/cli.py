@@ -293,6 +293,11 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="DataLoader worker processes (default: the run's)")
     parser.add_argument("--accelerator", help="cpu, gpu, auto (default: the run's)")
     parser.add_argument("--out", metavar="DIR", help="where metrics.json and plots go (default: the run folder)")
+    parser.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        help="also segment each mirror image and average the logits (default: the run's data.eval_flip)",
+    )
 
 
 @command("evaluate", "score a trained model on the test split: aAcc, mAcc, mIoU, per-class IoU", _add_evaluate)
@@ -310,6 +315,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         workers=args.workers,
         accelerator=args.accelerator,
         out=args.out,
+        flip=args.flip,
     )
     if "baseline" in result:
         print("untrained baseline (same architecture and init seed):")
@@ -344,14 +350,17 @@ def _run_demo(args: argparse.Namespace) -> int:
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
+    from cityseg.predict import BACKENDS
+
     parser.add_argument("model", metavar="MODEL", help="a model folder, a run folder, or runs/latest")
     parser.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders or glob patterns ('*.jpg')")
     parser.add_argument("--out", metavar="DIR", required=True, help="output folder (created)")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="runtime (default torch)")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="runtime (default torch)")
     parser.add_argument(
         "--onnx",
         metavar="FILE",
-        help="with --backend onnx: the ONNX file (default MODEL/model.int8.onnx if there, else MODEL/model.onnx)",
+        help="with --backend onnx or openvino: the ONNX file (default MODEL/model.int8.onnx if there, "
+        "else MODEL/model.onnx)",
     )
     parser.add_argument(
         "--ids",
@@ -367,6 +376,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alpha", type=float, default=0.5, help="weight of the colours in the overlay (default 0.5)")
     parser.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed at the end)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--flip", action="store_true", help="average with the mirror image's logits (2x the time)")
 
 
 @command("predict", "segment photos: label-id PNG, colour PNG and overlay per image", _add_predict)
@@ -386,6 +396,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         onnx_file=args.onnx,
         skip_bad=args.skip_bad,
         progress=not args.no_progress,
+        flip=args.flip,
         overlay_alpha=args.alpha,
     )
     print(summary)
@@ -420,8 +431,8 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
         "--keep-fp32",
         metavar="PREFIX",
         action="append",
-        default=[],
-        help="leave nodes whose name starts with PREFIX in fp32, e.g. /segmentation_head (repeatable)",
+        help="leave nodes whose name starts with PREFIX in fp32, e.g. /encoder (repeatable); default: every "
+        "layer int8, or the encoder in fp32 if that falls under --min-agreement",
     )
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed of the calibration/check split (default 0)")
 
@@ -445,7 +456,7 @@ def _run_export(args: argparse.Namespace) -> int:
         reduce_range=args.reduce_range,
         quant_format="qoperator" if args.qoperator else "qdq",
         calibrate_method=args.calibrate_method,
-        keep_fp32=tuple(args.keep_fp32),
+        keep_fp32=tuple(args.keep_fp32) if args.keep_fp32 else None,
         seed=args.seed,
     )
     print(report)
@@ -456,12 +467,15 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:
+    from cityseg.predict import BACKENDS
+
     parser.add_argument("model", metavar="MODEL", help="a model folder, a run folder, or runs/latest")
-    parser.add_argument("--backend", choices=("torch", "onnx"), default="torch", help="runtime (default torch)")
+    parser.add_argument("--backend", choices=BACKENDS, default="torch", help="runtime (default torch)")
     parser.add_argument(
         "--onnx",
         metavar="FILE",
-        help="with --backend onnx: the ONNX file (default MODEL/model.int8.onnx if there, else MODEL/model.onnx)",
+        help="with --backend onnx or openvino: the ONNX file (default MODEL/model.int8.onnx if there, "
+        "else MODEL/model.onnx)",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port; 0 picks a free one (default 8000)")

@@ -30,6 +30,7 @@ class DataConfig:
     eval_window: tuple[int, int] = (0, 0)  # validation/test: (height, width) windows slid over the data.size image,
     # overlapping logits averaged (e.g. the training crop); (0, 0) = one forward pass over the whole image
     eval_overlap: float = 0.33  # share of each eval_window shared with the next one (0 <= overlap < 1)
+    eval_flip: bool = False  # validation/test: also segment the mirror image and average the logits (flip TTA)
     batch_size: int = 8  # images per optimiser step (per device)
     workers: int = 2  # DataLoader worker processes (0 = load in the training process)
     cache_dir: str = ""  # where labels are cached; "" = $XDG_CACHE_HOME/cityseg (or ~/.cache/cityseg)

@@ -1,10 +1,10 @@
-"""Prediction: segment any photo with a saved model, in PyTorch or ONNX Runtime.
+"""Prediction: segment any photo with a saved model, in PyTorch, ONNX Runtime or OpenVINO.
 
 One image goes through five steps::
 
     file -> open_photo      decode with PIL; JPEG draft decoding and integer reduction keep huge photos small
          -> preprocess      training's evaluation transform: resize to ModelInfo.input_size, normalise
-         -> backend         PyTorch or ONNX Runtime: (B, 3, h, w) float32 -> (B, C, h, w) logits
+         -> backend         PyTorch, ONNX Runtime or OpenVINO: (B, 3, h, w) float32 -> (B, C, h, w) logits
          -> labels_at_size  logits resized bilinearly towards the photo's size in row bands, argmax
          -> (H, W) uint8 class indices at the photo's own size
 
@@ -19,7 +19,8 @@ A model folder (``models.save_model``) may also hold the ONNX files ``cityseg ex
     model/model.int8.onnx    int8 (static, per-channel, QDQ), written only if it agrees with fp32
     model/export.json        the figures of the checks each export passed
 
-``backend="onnx"`` runs ``model.int8.onnx`` when it is there, else ``model.onnx`` (or the file named by
+``backend="onnx"`` (ONNX Runtime) and ``backend="openvino"`` (OpenVINO, the optional extra
+``cityseg[openvino]``) run ``model.int8.onnx`` when it is there, else ``model.onnx`` (or the file named by
 ``onnx_file``).
 
 Example:
@@ -55,7 +56,7 @@ if TYPE_CHECKING:
 ONNX_FILE = "model.onnx"  # fp32 ONNX export, beside the safetensors weights in the model folder
 INT8_ONNX_FILE = "model.int8.onnx"  # int8 export; preferred by backend="onnx" when present
 EXPORT_REPORT_FILE = "export.json"  # what the export checked, and the figures
-BACKENDS = ("torch", "onnx")
+BACKENDS = ("torch", "onnx", "openvino")
 ID_KINDS = ("classes", "trainids", "labelids")  # what the label PNG holds; see label_writer()
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -436,6 +437,49 @@ def sliding_window_logits(net: Callable, image, window: tuple[int, int], stride:
     return total / covered  # every pixel is covered at least once
 
 
+def flip_averaged_logits(net: Callable, images):
+    """Mean of the logits of ``images`` and, mirrored back, of their mirror images: flip test-time augmentation.
+
+    Street scenes look as plausible mirrored (training flips them too), so the two passes err differently
+    and their mean is a little more accurate, at twice the cost.
+
+    Args:
+        net: maps (N, 3, H, W) images to (N, C, H, W) logits (torch tensors, or NumPy arrays for a backend).
+        images: (N, 3, H, W) float tensor or array, already normalised.
+    """
+    return (net(images) + _mirror(net(_mirror(images)))) / 2
+
+
+def _mirror(images):
+    """(..., W) tensor or array, left and right swapped."""
+    return images.flip(-1) if hasattr(images, "flip") else np.ascontiguousarray(images[..., ::-1])
+
+
+def eval_net(net, window: tuple[int, int] = (0, 0), overlap: float = 0.33, flip: bool = False, num_classes: int = 0):
+    """``net`` wrapped to evaluate as the config's ``data.eval_window``, ``eval_overlap`` and ``eval_flip`` say.
+
+    Example:
+        >>> windowed = eval_net(net, (512, 1024), overlap=0.33, flip=True, num_classes=19)  # doctest: +SKIP
+        >>> windowed(images).shape  # (B, C, H, W) for (B, 3, H, W) images of any size  # doctest: +SKIP
+    """
+    import torch
+
+    if min(window) > 0:
+        net = sliding_window_net(net, window, overlap, num_classes)
+    if not flip:
+        return net
+
+    class FlipAveraged(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return flip_averaged_logits(self.net, images)
+
+    return FlipAveraged()
+
+
 def sliding_window_net(net, window: tuple[int, int], overlap: float, num_classes: int):
     """``net`` wrapped to run as :func:`sliding_window_logits` does, for code that takes a network.
 
@@ -500,6 +544,51 @@ class OnnxBackend:
         return channels if isinstance(channels, int) else None
 
 
+class OpenVinoBackend:
+    """Runs an ONNX file in OpenVINO (CPU): (B, 3, h, w) float32 -> (B, C, h, w) float32 logits.
+
+    OpenVINO reads the same ONNX files as ONNX Runtime, int8 QDQ files included, and runs their 8-bit
+    convolutions with its own kernels. Inference precision is pinned to f32: on CPUs with bf16 units
+    OpenVINO would otherwise compute the fp32 model in bf16, and the answers would no longer be fp32's.
+    """
+
+    name = "openvino"
+
+    def __init__(self, path: str | os.PathLike, threads: int | None = None):
+        try:
+            import openvino
+        except ImportError:
+            raise CitysegError(
+                "the openvino backend needs OpenVINO: pip install 'cityseg[openvino]' (or use --backend onnx)"
+            ) from None
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CitysegError(f"ONNX file {self.path} not found; run cityseg export first")
+        settings: dict[str, Any] = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}
+        if threads:
+            settings["INFERENCE_NUM_THREADS"] = int(threads)
+        try:
+            core = openvino.Core()
+            self.model = core.compile_model(core.read_model(str(self.path)), "CPU", settings)
+        except Exception as exc:  # OpenVINO raises RuntimeError with a multi-line report
+            problem = _first_line(exc)
+            raise CitysegError(f"cannot load {self.path}: {problem}; the file is damaged, export it again") from None
+        self.request = self.model.create_infer_request()
+
+    def __str__(self) -> str:
+        return f"OpenVINO ({self.path.name})"
+
+    def __call__(self, batch: np.ndarray) -> np.ndarray:
+        return self.request.infer({0: batch})[0].copy()  # the request reuses its output buffer
+
+    def num_classes(self) -> int | None:
+        channels = self.model.outputs[0].get_partial_shape()[1]
+        return channels.get_length() if channels.is_static else None
+
+
+ONNX_RUNTIMES = {"onnx": OnnxBackend, "openvino": OpenVinoBackend}  # backends that run the exported ONNX files
+
+
 def onnx_session(path: str | os.PathLike, threads: int | None = None, optimization: str = "all", **options: Any):
     """An ONNX Runtime CPU session with full graph optimisation; ``threads`` intra-op threads (None: all cores).
 
@@ -554,10 +643,17 @@ class Segmenter:
         (1024, 2048)
     """
 
-    def __init__(self, backend: Callable[[np.ndarray], np.ndarray], info: ModelInfo, model_dir: Path | None = None):
+    def __init__(
+        self,
+        backend: Callable[[np.ndarray], np.ndarray],
+        info: ModelInfo,
+        model_dir: Path | None = None,
+        flip: bool = False,
+    ):
         self.backend = backend
         self.info = info
         self.model_dir = model_dir
+        self.flip = flip  # also segment the mirror image and average the logits (twice the time)
 
     @classmethod
     def from_pretrained(
@@ -566,15 +662,19 @@ class Segmenter:
         backend: str = "torch",
         onnx_file: str | os.PathLike | None = None,
         threads: int | None = None,
+        flip: bool = False,
     ) -> Segmenter:
         """Load a model folder (``models.save_model`` output), a run folder, or ``runs/latest``.
 
         Args:
             path: the model.
-            backend: ``torch`` (the safetensors weights) or ``onnx`` (ONNX Runtime; see :func:`find_onnx_file`).
-            onnx_file: with ``backend="onnx"``, the file to run (name in the model folder, or a path).
-            threads: CPU threads (torch: ``torch.set_num_threads``, a process-wide setting; ONNX Runtime: the
-                session's intra-op threads). None keeps the libraries' defaults.
+            backend: ``torch`` (the safetensors weights), ``onnx`` (ONNX Runtime) or ``openvino`` (OpenVINO);
+                the last two run an exported ONNX file (see :func:`find_onnx_file`).
+            onnx_file: with ``onnx`` or ``openvino``, the file to run (name in the model folder, or a path).
+            threads: CPU threads (torch: ``torch.set_num_threads``, a process-wide setting; ONNX Runtime and
+                OpenVINO: the model's inference threads). None keeps the libraries' defaults.
+            flip: average each photo's logits with its mirror image's (flip test-time augmentation, as
+                ``cityseg evaluate --flip``): a little more accurate, twice the time.
 
         Raises:
             CitysegError: unknown backend, missing or damaged model files, an ONNX file for other classes.
@@ -590,16 +690,16 @@ class Segmenter:
             if threads:
                 torch.set_num_threads(int(threads))
             net, info = load_model(model_dir)
-            return cls(TorchBackend(net), info, model_dir)
+            return cls(TorchBackend(net), info, model_dir, flip)
         info = read_model_info(model_dir)
-        runner = OnnxBackend(find_onnx_file(model_dir, onnx_file), threads=threads)
+        runner = ONNX_RUNTIMES[backend](find_onnx_file(model_dir, onnx_file), threads=threads)
         channels = runner.num_classes()
         if channels is not None and channels != info.num_classes:
             raise CitysegError(
                 f"{runner.path} outputs {channels} classes but {model_dir / INFO_FILE} lists {info.num_classes}; "
                 f"export the model again (cityseg export {model_dir} --format onnx)"
             )
-        return cls(runner, info, model_dir)
+        return cls(runner, info, model_dir, flip)
 
     @property
     def class_set(self) -> ClassSet:
@@ -608,7 +708,8 @@ class Segmenter:
 
     def logits(self, batch: np.ndarray) -> np.ndarray:
         """(B, 3, h, w) float32 preprocessed images -> (B, C, h, w) float32 logits."""
-        return self.backend(np.ascontiguousarray(batch, dtype=np.float32))
+        batch = np.ascontiguousarray(batch, dtype=np.float32)
+        return flip_averaged_logits(self.backend, batch) if self.flip else self.backend(batch)
 
     def open(self, image: str | os.PathLike | Image.Image | np.ndarray, pairs: bool = False) -> Photo:
         """Decode ``image`` for this model (see :func:`open_photo`)."""
@@ -785,6 +886,7 @@ def predict_files(
     skip_bad: bool = False,
     progress: bool = True,
     overlay_alpha: float = OVERLAY_ALPHA,
+    flip: bool = False,
 ) -> PredictSummary:
     """Segment image files and write, per image, ``STEM_<ids>.png``, ``STEM_color.png`` and ``STEM_overlay.jpg``.
 
@@ -796,16 +898,18 @@ def predict_files(
         model: a model folder, run folder, ``runs/latest``, or a loaded :class:`Segmenter`.
         inputs: image files, folders and glob patterns.
         out_dir: where outputs go (created).
-        backend: ``torch`` or ``onnx``.
+        backend: ``torch``, ``onnx`` or ``openvino``.
         ids: ``classes``, ``trainids`` or ``labelids``.
         pairs: inputs are pair images; their photo half is used.
         mask_side: which half of a pair is the mask.
         batch_size: images per forward pass.
         threads: CPU threads for the backend.
-        onnx_file: ONNX file to run with ``backend="onnx"``.
+        onnx_file: ONNX file to run with ``backend="onnx"`` or ``"openvino"``.
         skip_bad: skip unreadable images (listed in the summary) instead of stopping at the first.
         progress: show a tqdm progress bar.
         overlay_alpha: weight of the colours in the overlay.
+        flip: average each photo's logits with its mirror image's (twice the time); ignored for a loaded
+            :class:`Segmenter`, which has its own ``flip``.
 
     Returns:
         A :class:`PredictSummary` (its ``str`` is the latency summary).
@@ -816,7 +920,8 @@ def predict_files(
         raise CitysegError(f"--batch-size must be at least 1, not {batch_size}")
     if mask_side not in ("right", "left"):
         raise CitysegError(f"--mask-side must be right or left, not {mask_side!r}")
-    segmenter = model if isinstance(model, Segmenter) else Segmenter.from_pretrained(model, backend, onnx_file, threads)
+    loaded = isinstance(model, Segmenter)
+    segmenter = model if loaded else Segmenter.from_pretrained(model, backend, onnx_file, threads, flip)
     to_ids, suffix = label_writer(segmenter.info, ids)  # fails before any image is read
     paths = expand_inputs(inputs)
     writer = OutputWriter(ensure_writable_dir(out_dir), segmenter.class_set, to_ids, suffix, overlay_alpha)

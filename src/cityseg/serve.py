@@ -751,8 +751,9 @@ def serve(
         model: a model folder, run folder, ``runs/latest`` or a loaded :class:`Segmenter`.
         host: address to listen on (default loopback only).
         port: TCP port; 0 picks a free one (printed).
-        backend: ``torch`` or ``onnx`` (int8 when ``model.int8.onnx`` is there), as ``cityseg predict``.
-        onnx_file: with ``backend="onnx"``, the ONNX file to run.
+        backend: ``torch``, ``onnx`` or ``openvino`` (int8 when ``model.int8.onnx`` is there), as
+            ``cityseg predict``.
+        onnx_file: with ``backend="onnx"`` or ``"openvino"``, the ONNX file to run.
         threads: CPU threads for the model.
         settings: limits; see :class:`ServeSettings`.
         log_level: uvicorn's log level (``info`` logs every request).

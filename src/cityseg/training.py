@@ -267,7 +267,15 @@ class SegModule(L.LightningModule):
         return loss
 
     def _eval_logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Validation/test logits: one pass over the image, or averaged sliding windows (``data.eval_window``)."""
+        """Validation/test logits: one pass over the image, or averaged sliding windows (``data.eval_window``),
+        averaged with the mirror image's (``data.eval_flip``)."""
+        if self.config.data.eval_flip:
+            from cityseg.predict import flip_averaged_logits
+
+            return flip_averaged_logits(self._unflipped_eval_logits, images)
+        return self._unflipped_eval_logits(images)
+
+    def _unflipped_eval_logits(self, images: torch.Tensor) -> torch.Tensor:
         window = tuple(self.config.data.eval_window)
         if min(window) <= 0:
             return self(images)
@@ -873,6 +881,7 @@ def evaluate_run(
     accelerator: str | None = None,
     out: str | os.PathLike | None = None,
     progress: bool = True,
+    flip: bool | None = None,
 ) -> dict[str, Any]:
     """Score a trained model on one split: what ``cityseg evaluate`` runs.
 
@@ -887,6 +896,7 @@ def evaluate_run(
         baseline: also score the untrained network: same architecture and encoder weights, same init seed.
         batch_size, workers, accelerator: override the run's settings.
         out: folder for metrics.json and plots/ (default: the run folder, else the model folder).
+        flip: also segment each mirror image and average the logits (default: the run's ``data.eval_flip``).
 
     Returns:
         The :func:`~cityseg.evaluation.metrics_report` plus ``split``, ``images``, ``data``, ``model``,
@@ -913,6 +923,8 @@ def evaluate_run(
             config.set(key, value)
     if accelerator is not None:
         config.set("train.accelerator", accelerator)
+    if flip is not None:
+        config.data.eval_flip = flip
     configure_threads(config)
 
     saved = run_dir / "splits.json" if run_dir else None
@@ -939,17 +951,24 @@ def evaluate_run(
     dataset = PairDataset(paths, cache, eval_transform(info.input_size, info.mean, info.std), config.data.mask_side)
     loader = DataLoader(dataset, batch_size=config.data.batch_size, num_workers=config.data.workers)
     device = _device(config.train.accelerator)
-    if min(config.data.eval_window) > 0:  # the run validated and tested on sliding windows: score it the same way
-        from cityseg.predict import sliding_window_net
+    from cityseg.predict import eval_net
 
-        net = sliding_window_net(net, config.data.eval_window, config.data.eval_overlap, info.num_classes)
+    # as the run validated and tested: sliding windows (data.eval_window), the mirror image (data.eval_flip)
+    data_config = config.data
+    net = eval_net(net, data_config.eval_window, data_config.eval_overlap, data_config.eval_flip, info.num_classes)
     report, confmat = evaluate_model(net.to(device), loader, info.num_classes, device, info.names, progress)
     if baseline:
         L.seed_everything(config.train.seed, verbose=False)  # the seed train() built the network under
         untrained = SegModule(config, info.names).net.to(device)
         report["baseline"] = evaluate_model(untrained, loader, info.num_classes, device, info.names, progress)[0]
     report.update(
-        {"split": split, "images": len(paths), "data": str(config.data.root), "model": str(model_dir.resolve())}
+        {
+            "split": split,
+            "images": len(paths),
+            "data": str(config.data.root),
+            "model": str(model_dir.resolve()),
+            "flip": bool(config.data.eval_flip),  # how it was scored: with the mirror image or without
+        }
     )
 
     out_dir = Path(out) if out else (run_dir or model_dir)
