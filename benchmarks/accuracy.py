@@ -35,7 +35,7 @@ DATA = REPO.parent / "shared" / "data" / "cityscapes_pairs"  # never copied into
 RECIPES = ("cpu-hour", "seed")
 
 
-def recipe_config(recipe: str, data: Path, minutes: float, holdout: int, runs_dir: Path):
+def recipe_config(recipe: str, data: Path, minutes: float, holdout: int, runs_dir: Path, seed: int = 0):
     """The recipe's preset with the benchmark's data, split and budget."""
     from cityseg.config import Config
     from cityseg.pairs import discover
@@ -48,6 +48,7 @@ def recipe_config(recipe: str, data: Path, minutes: float, holdout: int, runs_di
     config.data.split = "official"  # the folder has no val set: test = a seeded share, val = another
     config.data.test_fraction = holdout / len(pool)
     config.train.runs_dir = str(runs_dir)
+    config.train.seed = seed  # seeds the split (which pairs are held out), the initial weights and the data order
     config.train.budget_minutes = minutes
     config.train.max_epochs = max(config.train.max_epochs, 1000)  # the budget ends training, not epochs
     if recipe == "seed":
@@ -93,6 +94,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--holdout", type=int, default=450, help="pairs held out as the test set")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--runs-dir", type=Path, default=REPO / "runs" / "accuracy")
+    parser.add_argument("--seed", type=int, default=0, help="split, initial weights and data order (default 0)")
     parser.add_argument("--table", type=Path, nargs="+", help="print the comparison of these finished runs")
     args = parser.parse_args(argv)
     if args.table:
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"no real pairs at {args.data}: this benchmark needs the Cityscapes pairs there")
     from cityseg.training import train
 
-    config = recipe_config(args.recipe, args.data, args.minutes, args.holdout, args.runs_dir)
+    config = recipe_config(args.recipe, args.data, args.minutes, args.holdout, args.runs_dir, args.seed)
     run = train(config)
     from cityseg.training import evaluate_run
 
