@@ -44,7 +44,7 @@ def score(count: int, args: argparse.Namespace) -> dict:
     import torch
     from torch.utils.data import DataLoader
 
-    from cityseg.datasets import PairDataset, normalisation
+    from cityseg.datasets import PairDataset, normalization
     from cityseg.evaluation import evaluate_model
     from cityseg.labels import LabelCache, PaletteLabeller, label_dataset
     from cityseg.pairs import list_images
@@ -67,7 +67,7 @@ def score(count: int, args: argparse.Namespace) -> dict:
             import segmentation_models_pytorch as smp
 
             net = smp.create_model(args.arch, encoder_name=args.encoder, encoder_weights=None, classes=19)
-            (mean, std), size, classes = normalisation(args.encoder), (256, 256), 19
+            (mean, std), size, classes = normalization(args.encoder), (256, 256), 19
         dataset = PairDataset(paths, LabelCache(labeller, cache_dir=cache), eval_transform(size, mean, std))
         loader = DataLoader(dataset, batch_size=8, num_workers=1)
         started = time.perf_counter()

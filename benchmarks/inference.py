@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def trained_model(args: argparse.Namespace, work: Path) -> Path:
     """``--model``, or U-Net/ResNet34 trained for ``--train-minutes`` on real pairs with the project's train()."""
-    from cityseg.predict import resolve_model_dir
+    from cityseg.runs import resolve_model_dir
 
     if args.model:
         return resolve_model_dir(args.model)
@@ -127,14 +127,14 @@ def _copy(net):
 
 
 def ort_runner(path: Path, image: np.ndarray, threads: int, optimization: str = "all") -> Callable[[], object]:
-    from cityseg.predict import onnx_session
+    from cityseg.backends import onnx_session
 
     session = onnx_session(path, threads=threads, optimization=optimization)
     return lambda: session.run(None, {"image": image})
 
 
 def openvino_runner(path: Path, image: np.ndarray, threads: int) -> Callable[[], object]:
-    from cityseg.predict import OpenVinoBackend
+    from cityseg.backends import OpenVinoBackend
 
     backend = OpenVinoBackend(path, threads=threads)
     return lambda: backend(image)
@@ -207,10 +207,11 @@ def score(
 
     Each runtime runs the int8 file with its own 8-bit kernels, whose rounding differs, so each is scored.
     """
+    from cityseg.backends import BACKENDS
     from cityseg.export import agreement, miou
-    from cityseg.predict import ONNX_RUNTIMES, labels_at_size
+    from cityseg.inference import labels_at_size
 
-    backends = {"ORT": ONNX_RUNTIMES["onnx"], "OpenVINO": ONNX_RUNTIMES["openvino"]}
+    backends = {"ORT": BACKENDS["onnx"], "OpenVINO": BACKENDS["openvino"]}
 
     def logits(path: Path, runtime: str = "ORT") -> np.ndarray:
         run = backends[runtime](path, threads=threads)

@@ -73,15 +73,17 @@ def run_lightning(args: argparse.Namespace, limit: int) -> dict:
     import lightning as L
     from lightning.pytorch.callbacks import Callback
 
-    from cityseg.datasets import SegDataModule, prepare_labels, split_dataset
-    from cityseg.training import SegModule, configure_threads
+    from cityseg.datasets import prepare_labels
+    from cityseg.devices import configure_threads
+    from cityseg.splits import split_dataset
+    from cityseg.training import SegDataModule, SegModule
 
     cache = tempfile.mkdtemp(prefix="cityseg-bench-cache-") if args.fresh_cache else ""
     config = make_config(args, limit, cache)
     configure_threads(config)
     L.seed_everything(0, workers=True, verbose=False)
     splits, _ = split_dataset(config)
-    splits, label_cache = prepare_labels(config, splits, progress=False)
+    splits, label_cache, _ = prepare_labels(config, splits, progress=False)
 
     class StepTimer(Callback):
         def __init__(self):
@@ -133,7 +135,8 @@ def run_bare(args: argparse.Namespace) -> dict:
 
     from cityseg.classes import IGNORE_INDEX
     from cityseg.config import Config
-    from cityseg.training import SegModule, configure_threads
+    from cityseg.devices import configure_threads
+    from cityseg.training import SegModule
 
     config = make_config(args, 0, "")
     configure_threads(config)

@@ -50,7 +50,7 @@ def test_set_converts_command_line_text_to_the_declared_type(assignment, key, ex
         ("augment.enabled=maybe", "true or false"),
         ("data.size=128,128,3", "expected 2 values"),
         ("optim.optimizer=rmsprop", "adam, adamw, sgd"),
-        ("data.split=random", "official, seed"),
+        ("data.split=random", "official, blocks, seed"),
         ("train.max_epoch=3", "valid in train"),
         ("trainer.max_epochs=3", "unknown setting"),
         ("train.max_epochs", "key=value"),

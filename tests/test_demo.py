@@ -9,6 +9,7 @@ import pytest
 from cityseg.cli import main
 from cityseg.config import Config
 from cityseg.demo import demo_config, run_demo
+from cityseg.files import natural_key
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning",
@@ -41,8 +42,12 @@ def test_reduced_demo_runs_every_step(tmp_path, capsys):
         ]
     )
     result = run_demo(tmp_path / "demo", count=12, seed=1, config=config)
-    assert sorted(p.name for p in (tmp_path / "demo" / "data" / "train").glob("*.jpg")) != []
-    assert len(list((tmp_path / "demo" / "data" / "val").glob("*.jpg"))) == 2  # 20% of 12, the test set
+
+    def photos(split: str) -> list[str]:
+        return sorted((p.name for p in (tmp_path / "demo" / "data" / split).glob("*.jpg")), key=natural_key)
+
+    assert photos("train") == [f"{i}.jpg" for i in range(1, 11)]
+    assert photos("val") == ["1.jpg", "2.jpg"]  # 20% of 12, the test set
     assert result.run_dir.parent == tmp_path / "demo" / "runs"
     assert result.report.is_file() and result.report.read_text().startswith("<!DOCTYPE html>")
     metrics = json.loads((result.run_dir / "metrics.json").read_text())

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from cityseg.classes import IGNORE_INDEX
-from cityseg.evaluation import SegmentationMetrics, confusion_scores, evaluate_model, format_table, metrics_report
+from cityseg.evaluation import evaluate_model
+from cityseg.metrics import SegmentationMetrics, confusion_scores, format_table, metrics_report
 
 torch.set_num_threads(1)
 

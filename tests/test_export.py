@@ -12,37 +12,27 @@ import pytest
 import torch
 from PIL import Image
 
-from cityseg.classes import class_set
+from cityseg.backends import onnx_session
 from cityseg.cli import main
 from cityseg.errors import CitysegError
 from cityseg.export import export_onnx
-from cityseg.models import TINY_TEST_MODEL, ModelInfo, create_model, save_model
-from cityseg.predict import Segmenter, onnx_session
-from cityseg.synth import render_scene, write_scenes
+from cityseg.predict import Segmenter
+from cityseg.synth import render_scene
 
 torch.set_num_threads(1)
-SIZE = (64, 64)
-
-
-def save_tiny(folder):
-    torch.manual_seed(0)
-    net = create_model(num_classes=19, **TINY_TEST_MODEL).eval()
-    info = ModelInfo.from_class_set(TINY_TEST_MODEL["arch"], TINY_TEST_MODEL["encoder"], class_set("train19"), SIZE)
-    return save_model(net, folder, info)
 
 
 @pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
+def scenes(tmp_path_factory, tiny_pairs):
     """10 synthetic pairs plus one broken file; asking for 2 check + 9 calibration images reads all 11."""
-    root = tmp_path_factory.mktemp("scenes")
-    write_scenes(root, count=10, seed=0)
+    root = shutil.copytree(tiny_pairs, tmp_path_factory.mktemp("scenes") / "pairs")
     (root / "train" / "11.jpg").write_bytes(b"not a jpeg")
     return root
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory, scenes):
-    model = save_tiny(tmp_path_factory.mktemp("exported") / "model")
+def exported(tmp_path_factory, scenes, tiny_model_dir):
+    model = shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("exported") / "model")
     # run from an empty working folder: ONNX tools save large graphs with external-data files named after
     # uuids beside them, which must land in the export's own temporary folder, never in the user's folder
     working = tmp_path_factory.mktemp("working-folder")
@@ -144,8 +134,8 @@ def test_openvino_backend_without_openvino_says_what_to_install(exported, monkey
         Segmenter.from_pretrained(model, backend="openvino")
 
 
-def test_int8_below_min_agreement_is_refused_and_nothing_is_written(tmp_path, scenes):
-    model = save_tiny(tmp_path / "model")
+def test_int8_below_min_agreement_is_refused_and_nothing_is_written(tiny_model_dir, tmp_path, scenes):
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
     with pytest.raises(CitysegError, match="nothing was written") as info:
         export_onnx(
             model,
@@ -160,7 +150,7 @@ def test_int8_below_min_agreement_is_refused_and_nothing_is_written(tmp_path, sc
     assert sorted(p.name for p in model.iterdir()) == ["README.md", "cityseg.json", "config.json", "model.safetensors"]
 
 
-def test_int8_short_of_agreement_tries_again_with_the_encoder_in_fp32(tmp_path, scenes, monkeypatch):
+def test_int8_short_of_agreement_tries_again_with_the_encoder_in_fp32(tiny_model_dir, tmp_path, scenes, monkeypatch):
     import cityseg.export
 
     tried = []
@@ -171,7 +161,7 @@ def test_int8_short_of_agreement_tries_again_with_the_encoder_in_fp32(tmp_path, 
         return quantize(*args, keep_fp32=keep_fp32, **kwargs)
 
     monkeypatch.setattr(cityseg.export, "quantize_int8", spy)
-    model = save_tiny(tmp_path / "model")
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
     options = {"calibration": scenes, "pairs": True, "calibration_images": 4, "check_images": 2}
     with pytest.raises(CitysegError, match="nothing was written"):
         export_onnx(model, quantize="int8", min_agreement=1.0, **options)
@@ -182,8 +172,8 @@ def test_int8_short_of_agreement_tries_again_with_the_encoder_in_fp32(tmp_path, 
     assert tried == [("/segmentation_head",)]  # what the user asked for, and only that
 
 
-def test_keep_fp32_leaves_those_layers_in_float(tmp_path, scenes):
-    model = save_tiny(tmp_path / "model")
+def test_keep_fp32_leaves_those_layers_in_float(tiny_model_dir, tmp_path, scenes):
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
     options = {"calibration": scenes, "pairs": True, "calibration_images": 4, "check_images": 2}
     report = export_onnx(model, quantize="int8", min_agreement=0, keep_fp32=("/encoder",), **options)
     assert "with /encoder kept in fp32" in str(report)

@@ -17,13 +17,13 @@ from cityseg.errors import CitysegError
 from cityseg.models import (
     LITE0_ENCODERS,
     LITE0_PACKAGE_WEIGHTS,
-    TINY_TEST_MODEL,
     ModelInfo,
     create_model,
     encoder_weights_used,
     load_model,
     save_model,
 )
+from conftest import TINY_TEST_MODEL
 
 torch.set_num_threads(1)
 
@@ -106,7 +106,7 @@ def test_imagenet_download_failure_falls_back_quickly(monkeypatch, no_network):
     def failing_download(*args, **kwargs):
         raise ConnectionError("download interrupted")
 
-    monkeypatch.setattr(models, "_hub_reachable", lambda host, port: True)
+    monkeypatch.setattr(models.networks, "_hub_reachable", lambda host, port: True)
     monkeypatch.setattr(smp_encoders, "hf_hub_download", failing_download)
     net = create_model("unet", "timm-tf_efficientnet_lite0", num_classes=3, encoder_weights="imagenet")
     assert encoder_weights_used(net) == LITE0_PACKAGE_WEIGHTS
@@ -309,16 +309,19 @@ def test_load_model_errors_name_the_file(tmp_path):
 def test_model_info_round_trip_and_class_set():
     info = _info()
     assert ModelInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info
-    classes = info.class_set_obj()
+    # cityseg.json keeps the key model folders have always had, in its place: old folders and old code still agree
+    assert list(info.to_dict())[:3] == ["arch", "encoder", "class_set"]
+    assert info.to_dict()["class_set"] == info.class_set_name == "categories"
+    classes = info.classes
     assert classes.names == class_set("categories").names
     assert np.array_equal(classes.id_to_class, class_set("categories").id_to_class)
 
     # a fitted (kmeans) set: official ids map back to the first class written as that id
     custom = ModelInfo(
-        arch="unet", encoder="resnet18", class_set="kmeans", names=("road", "car", "road-2"),
+        arch="unet", encoder="resnet18", class_set_name="kmeans", names=("road", "car", "road-2"),
         colors=((128, 64, 128), (0, 0, 142), (120, 60, 120)), class_to_id=(7, 26, 7),
     )  # fmt: skip
-    table = custom.class_set_obj()
+    table = custom.classes
     assert table.from_label_ids(np.array([[7, 26, 11]], dtype=np.uint8)).tolist() == [[0, 1, IGNORE_INDEX]]
     assert table.colorize(np.array([[1]]))[0, 0].tolist() == [0, 0, 142]
 

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from cityseg.errors import CitysegError
-from cityseg.pairs import PairIndex, discover, is_pair_image, read_pair, read_photo
+from cityseg.pairs import discover, is_pair_image, read_pair, read_photo
 
 PHOTO_COLOUR = (200, 30, 30)
 MASK_COLOUR = (128, 64, 128)  # road
@@ -108,17 +108,6 @@ def test_mask_side_left(tmp_path):
     assert (photo == MASK_COLOUR).all() and (mask == PHOTO_COLOUR).all()
     with pytest.raises(CitysegError, match="mask_side"):
         read_pair(path, mask_side="top")
-
-
-def test_pair_index_reads_on_demand(tmp_path):
-    paths = [write_pair(tmp_path / f"{i}.png") for i in (1, 2, 3)]
-    index = PairIndex.from_root(tmp_path)
-
-    assert len(index) == 3 and index[0] == paths[0] and list(index) == paths
-    assert len(index[1:]) == 2 and isinstance(index[1:], PairIndex)
-    assert all(isinstance(value, Path) for value in vars(index)["paths"])  # only paths are kept
-    _, mask = index.read(2)
-    assert (mask == MASK_COLOUR).all()
 
 
 def write_corrupt(path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,7 +10,7 @@ from PIL import Image
 from cityseg import plots
 from cityseg.classes import IGNORE_INDEX, class_set
 from cityseg.errors import CitysegError
-from cityseg.evaluation import metrics_report
+from cityseg.metrics import metrics_report
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CLASSES = class_set("categories")  # 7 classes: flat, construction, object, nature, sky, human, vehicle
@@ -124,7 +125,18 @@ def test_confusion_matrix_figure(tmp_path):
     confmat = np.array([[8, 2, 0], [1, 9, 0], [0, 0, 0]])  # third class absent: blank row
     path = plots.plot_confusion(confmat, ["road", "car", "bus"], tmp_path / "confusion.png")
     pixels = open_png(path)
-    assert pixels.std() > 10  # something was drawn
+    # each cell is drawn in the Blues colour of its share of the true class (rows sum to 1); the absent class's
+    # row stays blank. Found from the first cell (80%): its centre and its side.
+    blues = matplotlib.colormaps["Blues"]
+    first = np.all(pixels == blues(0.8, bytes=True)[:3], axis=-1)
+    ys, xs = np.nonzero(first)
+    centre_y, centre_x, side = int(np.median(ys)), int(np.median(xs)), round(float(np.sqrt(first.sum())))
+    shares = [[0.8, 0.2, 0.0], [0.1, 0.9, 0.0], [None, None, None]]
+    for t, row in enumerate(shares):
+        for p, share in enumerate(row):
+            y, x = centre_y + t * side - side // 3, centre_x + p * side - side // 3  # off the centre's text
+            colour = (255, 255, 255) if share is None else blues(share, bytes=True)[:3]
+            assert tuple(pixels[y, x]) == tuple(colour), (t, p)
     big = plots.plot_confusion(np.eye(34, dtype=int), [f"c{i}" for i in range(34)], tmp_path / "big.png")
     with Image.open(path) as small_image, Image.open(big) as big_image:
         assert big_image.width > small_image.width  # room for the names of 34 classes

@@ -12,43 +12,21 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from cityseg import predict
 from cityseg.classes import class_set
 from cityseg.cli import main
 from cityseg.errors import CitysegError
-from cityseg.models import TINY_TEST_MODEL, ModelInfo, create_model, save_model
+from cityseg.models import ModelInfo
 from cityseg.predict import (
     Segmenter,
-    expand_inputs,
-    label_writer,
-    labels_at_size,
-    open_photo,
+    StageTimes,
+    ids_encoder,
     output_stems,
     predict_files,
     preprocess,
-    resolve_model_dir,
 )
 
 torch.set_num_threads(1)
 SIZE = (64, 64)  # the tiny model's input
-
-
-def save_tiny(folder, classes: str = "train19", seed: int = 0):
-    torch.manual_seed(seed)
-    cs = class_set(classes)
-    net = create_model(num_classes=cs.num_classes, **TINY_TEST_MODEL).eval()
-    info = ModelInfo.from_class_set(TINY_TEST_MODEL["arch"], TINY_TEST_MODEL["encoder"], cs, SIZE)
-    return save_model(net, folder, info)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return save_tiny(tmp_path_factory.mktemp("model") / "model")
-
-
-@pytest.fixture(scope="module")
-def segmenter(model_dir):
-    return Segmenter.from_pretrained(model_dir)
 
 
 def street(height: int, width: int, seed: int = 0) -> np.ndarray:
@@ -66,36 +44,36 @@ def street(height: int, width: int, seed: int = 0) -> np.ndarray:
 
 
 @pytest.mark.parametrize("shape", [(37, 53, 3), (1, 1, 3), (64, 200, 3), (300, 90, 3), (40, 50), (40, 50, 4)])
-def test_predict_returns_class_ids_at_the_original_size(segmenter, shape):
+def test_predict_returns_class_ids_at_the_original_size(tiny_segmenter, shape):
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    classes = segmenter.predict(image)
+    classes = tiny_segmenter.predict(image)
     assert classes.shape == shape[:2]
     assert classes.dtype == np.uint8
-    assert classes.max() < segmenter.info.num_classes
+    assert classes.max() < tiny_segmenter.info.num_classes
 
 
-def test_predict_takes_paths_pil_images_and_arrays_alike(segmenter, tmp_path):
+def test_predict_takes_paths_pil_images_and_arrays_alike(tiny_segmenter, tmp_path):
     photo = street(48, 80)
     Image.fromarray(photo).save(tmp_path / "photo.png")
-    from_array = segmenter.predict(photo)
-    np.testing.assert_array_equal(segmenter.predict(tmp_path / "photo.png"), from_array)
-    np.testing.assert_array_equal(segmenter.predict(Image.fromarray(photo)), from_array)
-    np.testing.assert_array_equal(segmenter.predict_batch([photo, photo])[1], from_array)
+    from_array = tiny_segmenter.predict(photo)
+    np.testing.assert_array_equal(tiny_segmenter.predict(tmp_path / "photo.png"), from_array)
+    np.testing.assert_array_equal(tiny_segmenter.predict(Image.fromarray(photo)), from_array)
+    np.testing.assert_array_equal(tiny_segmenter.predict_batch([photo, photo])[1], from_array)
 
 
-def test_prediction_is_the_upsampled_argmax_of_the_model_logits(segmenter, model_dir):
+def test_prediction_is_the_upsampled_argmax_of_the_model_logits(tiny_segmenter, tiny_model_dir):
     from cityseg.models import load_model
 
     photo = street(50, 70)
-    net, info = load_model(model_dir)
+    net, info = load_model(tiny_model_dir)
     with torch.no_grad():
         logits = net(torch.from_numpy(preprocess(photo, info))[None])  # (1, C, 64, 64)
     expected = F.interpolate(logits, size=(50, 70), mode="bilinear", align_corners=False)[0].argmax(0).numpy()
-    np.testing.assert_array_equal(segmenter.predict(photo), expected)
+    np.testing.assert_array_equal(tiny_segmenter.predict(photo), expected)
 
 
-def test_preprocess_resizes_and_normalises_like_training(segmenter):
-    info = segmenter.info
+def test_preprocess_resizes_and_normalises_like_training(tiny_segmenter):
+    info = tiny_segmenter.info
     photo = np.full((30, 90, 3), (255, 128, 0), dtype=np.uint8)
     image = preprocess(photo, info)
     assert image.shape == (3, *SIZE) and image.dtype == np.float32
@@ -103,86 +81,41 @@ def test_preprocess_resizes_and_normalises_like_training(segmenter):
     np.testing.assert_allclose(image[:, 10, 10], expected, atol=1e-5)
 
 
-def test_non_uint8_arrays_are_refused_with_advice(segmenter):
+def test_non_uint8_arrays_are_refused_with_advice(tiny_segmenter):
     with pytest.raises(CitysegError, match="uint8"):
-        segmenter.predict(np.zeros((8, 8, 3), dtype=np.float32))
+        tiny_segmenter.predict(np.zeros((8, 8, 3), dtype=np.float32))
     with pytest.raises(CitysegError, match="RGB"):
-        segmenter.predict(np.zeros((8, 8, 2), dtype=np.uint8))
-
-
-# ---- resizing back ----------------------------------------------------------------------------
-
-
-def test_labels_at_size_equals_whole_bilinear_resize_in_every_band(monkeypatch):
-    logits = np.random.default_rng(1).standard_normal((5, 16, 24)).astype(np.float32)
-    expected = F.interpolate(torch.from_numpy(logits)[None], size=(61, 90), mode="bilinear", align_corners=False)
-    expected = expected[0].argmax(0).numpy()
-    np.testing.assert_array_equal(labels_at_size(logits, (61, 90)), expected)
-    monkeypatch.setattr(predict, "BAND_ELEMENTS", 5 * 90 * 3)  # three rows per band
-    np.testing.assert_array_equal(labels_at_size(logits, (61, 90)), expected)
-    np.testing.assert_array_equal(labels_at_size(logits, (16, 24)), logits.argmax(0))  # same size: no resize
-    np.testing.assert_array_equal(
-        labels_at_size(logits, (7, 5)),
-        F.interpolate(torch.from_numpy(logits)[None], size=(7, 5), mode="bilinear", align_corners=False)[0]
-        .argmax(0)
-        .numpy(),
-    )  # smaller works too
-
-
-@pytest.mark.parametrize(("limits", "middle"), [({"max_scale": 4}, (32, 32)), ({"max_pixels": 100 * 150}, (100, 150))])
-def test_labels_beyond_the_bilinear_limits_finish_with_nearest(limits, middle):
-    logits = np.random.default_rng(2).standard_normal((4, 8, 8)).astype(np.float32)
-    capped = labels_at_size(logits, (400, 600), **{"max_scale": 100, **limits})
-    assert capped.shape == (400, 600)
-    bilinear = labels_at_size(logits, middle, max_scale=100)
-    nearest = np.asarray(Image.fromarray(bilinear).resize((600, 400), Image.Resampling.NEAREST))
-    np.testing.assert_array_equal(capped, nearest)
+        tiny_segmenter.predict(np.zeros((8, 8, 2), dtype=np.uint8))
 
 
 # ---- reading images ---------------------------------------------------------------------------
 
 
-def test_grayscale_rgba_and_palette_files_are_segmented(segmenter, tmp_path):
+def test_grayscale_rgba_and_palette_files_are_segmented(tiny_segmenter, tmp_path):
     photo = Image.fromarray(street(40, 60))
     for mode in ("L", "RGBA", "P", "CMYK"):
         path = tmp_path / f"{mode}.{'jpg' if mode == 'CMYK' else 'png'}"
         photo.convert(mode).save(path)
-        assert segmenter.predict(path).shape == (40, 60)
+        assert tiny_segmenter.predict(path).shape == (40, 60)
 
 
-def test_16_bit_grayscale_is_scaled_not_clipped(segmenter, tmp_path):
-    path = tmp_path / "deep.png"
-    Image.fromarray((np.arange(40 * 60).reshape(40, 60) * 20).astype(np.uint16)).save(path)  # 0..47980
-    pixels = np.asarray(open_photo(path, SIZE).image)
-    assert pixels.shape == (40, 60, 3) and 150 < pixels.max() < 255  # 47980 / 257 = 187, not clipped at 255
-    assert segmenter.predict(path).shape == (40, 60)
-
-
-def test_exif_rotated_photos_come_back_upright(segmenter, tmp_path):
+def test_exif_rotated_photos_come_back_upright(tiny_segmenter, tmp_path):
     path = tmp_path / "rotated.jpg"
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: the upright photo is 40 wide and 60 tall
     Image.fromarray(street(40, 60)).save(path, exif=exif)
-    assert segmenter.predict(path).shape == (60, 40)
-
-
-def test_large_png_is_reduced_before_it_becomes_an_array(tmp_path):
-    path = tmp_path / "large.png"
-    Image.fromarray(street(1200, 1000)).save(path, compress_level=1)
-    photo = open_photo(path, SIZE)
-    assert photo.size == (1200, 1000)
-    assert photo.image.width <= 4 * SIZE[1] and photo.image.height <= 4 * SIZE[0]  # reduced by a whole factor
+    assert tiny_segmenter.predict(path).shape == (60, 40)
 
 
 @pytest.mark.slow
-def test_8000x8000_jpeg_is_processed_without_a_full_size_float_tensor(segmenter, tmp_path):
+def test_8000x8000_jpeg_is_processed_without_a_full_size_float_tensor(tiny_segmenter, tmp_path):
     path = tmp_path / "huge.jpg"
     Image.fromarray(street(500, 500)).resize((8000, 8000), Image.Resampling.NEAREST).save(path, quality=80)
-    photo = open_photo(path, SIZE)
+    photo = tiny_segmenter.open(path)
     assert photo.size == (8000, 8000)
     assert max(photo.image.size) <= 1000  # JPEG draft decoding at 1/8
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    summary = predict_files(segmenter, [path], tmp_path / "out", progress=False)
+    summary = predict_files(tiny_segmenter, [path], tmp_path / "out", progress=False)
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     # a float (19, 8000, 8000) tensor alone would be 4.6 GiB; photo, colours and overlay at full size ~1 GiB
     assert grown_mib < 1500
@@ -199,7 +132,7 @@ def test_8000x8000_jpeg_is_processed_without_a_full_size_float_tensor(segmenter,
         (None, "corrupt or truncated"),  # a JPEG cut in half
     ],
 )
-def test_unreadable_images_are_one_line_errors_naming_the_file(segmenter, tmp_path, content, message):
+def test_unreadable_images_are_one_line_errors_naming_the_file(tiny_segmenter, tmp_path, content, message):
     path = tmp_path / "bad.jpg"
     if content is None:
         Image.fromarray(street(256, 256)).save(tmp_path / "good.jpg")
@@ -207,34 +140,33 @@ def test_unreadable_images_are_one_line_errors_naming_the_file(segmenter, tmp_pa
         content = content[: len(content) // 2]
     path.write_bytes(content)
     with pytest.raises(CitysegError, match=message) as info:
-        segmenter.predict(path)
+        tiny_segmenter.predict(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
 
 
 # ---- files, folders, globs, outputs -----------------------------------------------------------
 
 
-def test_expand_inputs_takes_files_folders_and_globs_without_duplicates(tmp_path):
-    for name in ("10.jpg", "2.jpg", "notes.txt", "3_labelIds.png"):
-        (tmp_path / name).write_bytes(b"x")
-    (tmp_path / "sub").mkdir()
-    (tmp_path / "sub" / "2.jpg").write_bytes(b"x")
-    found = expand_inputs([tmp_path, str(tmp_path / "*.jpg"), tmp_path / "sub" / "2.jpg"])
-    assert [p.relative_to(tmp_path).as_posix() for p in found] == ["2.jpg", "10.jpg", "sub/2.jpg"]
-    assert output_stems(found) == ["2", "10", "sub_2"]
-    with pytest.raises(CitysegError, match="does not exist"):
-        expand_inputs([tmp_path / "missing.jpg"])
-    with pytest.raises(CitysegError, match="no images match"):
-        expand_inputs([str(tmp_path / "*.png")])
+def test_output_stems_are_distinct_for_same_named_files_in_other_folders(tmp_path):
+    paths = [tmp_path / "2.jpg", tmp_path / "10.jpg", tmp_path / "b" / "2.jpg", tmp_path / "c" / "b" / "2.png"]
+    assert output_stems(paths) == ["2", "10", "b_2", "b_2-2"]
 
 
-def test_cli_predict_writes_ids_colours_and_overlay_at_each_photo_size(model_dir, tmp_path, capsys):
+def test_predict_photos_times_every_stage(tiny_segmenter):
+    photos = [tiny_segmenter.open(street(40, 60)), tiny_segmenter.open(street(70, 30))]
+    labels, times = tiny_segmenter.predict_photos(photos)
+    assert [label.shape for label in labels] == [(40, 60), (70, 30)]
+    assert times.preprocess_s > 0 and times.model_s > 0 and len(times.resize_s) == 2
+    assert tiny_segmenter.predict_photos([]) == ([], StageTimes())
+
+
+def test_cli_predict_writes_ids_colours_and_overlay_at_each_photo_size(tiny_model_dir, tmp_path, capsys):
     photos = tmp_path / "photos"
     photos.mkdir()
     Image.fromarray(street(48, 96)).save(photos / "wide.jpg")
     Image.fromarray(street(70, 30, seed=1)).save(photos / "tall.png")
     out = tmp_path / "out"
-    code = main(["predict", str(model_dir), str(photos), "--out", str(out), "--batch-size", "2", "--no-progress"])
+    code = main(["predict", str(tiny_model_dir), str(photos), "--out", str(out), "--batch-size", "2", "--no-progress"])
     assert code == 0
     printed = capsys.readouterr().out
     assert "median" in printed and "p90" in printed
@@ -247,12 +179,14 @@ def test_cli_predict_writes_ids_colours_and_overlay_at_each_photo_size(model_dir
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary files left behind
 
 
-def test_cli_predict_pairs_and_label_ids(model_dir, tmp_path):
+def test_cli_predict_pairs_and_label_ids(tiny_model_dir, tmp_path):
     pair = np.concatenate([street(32, 32), np.zeros((32, 32, 3), np.uint8)], axis=1)
     Image.fromarray(pair).save(tmp_path / "pair.png")
     out = tmp_path / "out"
     assert (
-        main(["predict", str(model_dir), str(tmp_path / "*.png"), "--out", str(out), "--pairs", "--ids", "labelids"])
+        main(
+            ["predict", str(tiny_model_dir), str(tmp_path / "*.png"), "--out", str(out), "--pairs", "--ids", "labelids"]
+        )
         == 0
     )
     ids = np.asarray(Image.open(out / "pair_labelIds.png"))
@@ -260,18 +194,18 @@ def test_cli_predict_pairs_and_label_ids(model_dir, tmp_path):
     assert set(np.unique(ids)) <= set(class_set("train19").class_to_id)
 
 
-def test_skip_bad_keeps_going_and_lists_the_bad_file(segmenter, tmp_path):
+def test_skip_bad_keeps_going_and_lists_the_bad_file(tiny_segmenter, tmp_path):
     Image.fromarray(street(20, 20)).save(tmp_path / "good.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
-    summary = predict_files(segmenter, [tmp_path], tmp_path / "out", skip_bad=True, progress=False)
+    summary = predict_files(tiny_segmenter, [tmp_path], tmp_path / "out", skip_bad=True, progress=False)
     assert summary.images == 1
     assert [source for source, _ in summary.skipped] == [str(tmp_path / "broken.png")]
     assert "broken.png" in str(summary)
 
 
-def test_cli_reports_a_bad_image_on_one_line(model_dir, tmp_path, capsys):
+def test_cli_reports_a_bad_image_on_one_line(tiny_model_dir, tmp_path, capsys):
     (tmp_path / "bad.jpg").write_bytes(b"nope")
-    assert main(["predict", str(model_dir), str(tmp_path / "bad.jpg"), "--out", str(tmp_path / "out")]) == 2
+    assert main(["predict", str(tiny_model_dir), str(tmp_path / "bad.jpg"), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
     assert error.startswith("cityseg: error:") and "bad.jpg" in error and "not an image" in error
 
@@ -279,23 +213,24 @@ def test_cli_reports_a_bad_image_on_one_line(model_dir, tmp_path, capsys):
 # ---- models: folders, runs, classes -----------------------------------------------------------
 
 
-def test_model_can_be_a_run_folder_or_runs_latest(model_dir, tmp_path):
+def test_model_can_be_a_run_folder_or_runs_latest(tiny_model_dir, tmp_path):
     run = tmp_path / "runs" / "20250101-000000"
-    shutil.copytree(model_dir, run / "model")
-    assert resolve_model_dir(run) == run / "model"
+    shutil.copytree(tiny_model_dir, run / "model")
+    assert Segmenter.from_pretrained(run).model_dir == run / "model"
     (tmp_path / "runs" / "latest").symlink_to(run.name)
-    assert resolve_model_dir(tmp_path / "runs" / "latest").resolve() == (run / "model").resolve()
+    loaded = Segmenter.from_pretrained(tmp_path / "runs" / "latest").model_dir
+    assert loaded.resolve() == (run / "model").resolve()
     (tmp_path / "runs" / "latest").unlink()
     (tmp_path / "runs" / "latest").write_text(run.name + "\n")  # the fallback without symlinks
-    assert resolve_model_dir(tmp_path / "runs" / "latest") == run / "model"
+    assert Segmenter.from_pretrained(tmp_path / "runs" / "latest").model_dir == run / "model"
     with pytest.raises(CitysegError, match="not a model folder"):
-        resolve_model_dir(tmp_path)
+        Segmenter.from_pretrained(tmp_path)
 
 
 @pytest.mark.parametrize("damage", ["missing weights", "corrupt weights", "corrupt info", "missing info"])
-def test_damaged_model_folders_are_clear_errors(model_dir, tmp_path, damage):
+def test_damaged_model_folders_are_clear_errors(tiny_model_dir, tmp_path, damage):
     broken = tmp_path / "model"
-    shutil.copytree(model_dir, broken)
+    shutil.copytree(tiny_model_dir, broken)
     if damage == "missing weights":
         os.remove(broken / "model.safetensors")
     elif damage == "corrupt weights":
@@ -309,42 +244,42 @@ def test_damaged_model_folders_are_clear_errors(model_dir, tmp_path, damage):
     assert "\n" not in str(info.value)
 
 
-def test_onnx_backend_without_an_export_says_how_to_make_one(model_dir, tmp_path):
+def test_onnx_backend_without_an_export_says_how_to_make_one(tiny_model_dir, tmp_path):
     with pytest.raises(CitysegError, match="cityseg export"):
-        Segmenter.from_pretrained(model_dir, backend="onnx")
+        Segmenter.from_pretrained(tiny_model_dir, backend="onnx")
     broken = tmp_path / "model"
-    shutil.copytree(model_dir, broken)
+    shutil.copytree(tiny_model_dir, broken)
     (broken / "model.onnx").write_bytes(b"not a protobuf")
     with pytest.raises(CitysegError, match="damaged"):
         Segmenter.from_pretrained(broken, backend="onnx")
     with pytest.raises(CitysegError, match="unknown backend"):
-        Segmenter.from_pretrained(model_dir, backend="tensorrt")
+        Segmenter.from_pretrained(tiny_model_dir, backend="tensorrt")
 
 
 def test_ids_the_model_cannot_give_are_refused():
     kmeans = ModelInfo(
         arch="unet",
         encoder="resnet18",
-        class_set="kmeans",
+        class_set_name="kmeans",
         names=("road", "sky", "car"),
         colors=((128, 64, 128), (70, 130, 180), (0, 0, 142)),
         class_to_id=(7, 23, 26),
     )
     with pytest.raises(CitysegError, match="no official label ids"):
-        label_writer(kmeans, "labelids")
+        ids_encoder(kmeans, "labelids")
     with pytest.raises(CitysegError, match="no Cityscapes train ids"):
-        label_writer(kmeans, "trainids")
-    assert label_writer(kmeans, "classes")[1] == "classIds"
+        ids_encoder(kmeans, "trainids")
+    assert ids_encoder(kmeans, "classes")[1] == "classIds"
     categories = ModelInfo.from_class_set("unet", "resnet18", class_set("categories"), SIZE)
-    to_ids, suffix = label_writer(categories, "labelids")
+    to_ids, suffix = ids_encoder(categories, "labelids")
     assert suffix == "labelIds" and to_ids(np.array([[0, 4]], np.uint8)).tolist() == [[7, 23]]  # flat, sky
     labelids = ModelInfo.from_class_set("unet", "resnet18", class_set("labelids"), SIZE)
-    to_ids, suffix = label_writer(labelids, "trainids")
+    to_ids, suffix = ids_encoder(labelids, "trainids")
     assert to_ids(np.array([[7, 26, 0]], np.uint8)).tolist() == [[0, 13, 255]]  # road, car, unlabeled
 
 
-def test_cli_refuses_labelids_for_a_kmeans_model_before_reading_images(tmp_path, capsys):
-    folder = save_tiny(tmp_path / "model", classes="train19")
+def test_cli_refuses_labelids_for_a_kmeans_model_before_reading_images(tiny_model_dir, tmp_path, capsys):
+    folder = shutil.copytree(tiny_model_dir, tmp_path / "model")
     info_path = folder / "cityseg.json"
     import json
 
@@ -362,27 +297,9 @@ def test_cli_refuses_labelids_for_a_kmeans_model_before_reading_images(tmp_path,
 # ---- flip test-time augmentation -------------------------------------------------------------------
 
 
-def test_flip_averaging_means_the_logits_of_the_image_and_its_mirror_image():
-    from cityseg.predict import eval_net, flip_averaged_logits
-
-    ramp = torch.arange(6, dtype=torch.float32)  # a network that knows left from right: adds the column index
-
-    def sided(images):
-        return images[:, :1] + (ramp if isinstance(images, torch.Tensor) else ramp.numpy())
-
-    images = torch.randn(2, 3, 4, 6)
-    expected = images[:, :1] + ramp.mean()  # the ramp and its mirror average to its mean everywhere
-    torch.testing.assert_close(flip_averaged_logits(sided, images), expected)
-    torch.testing.assert_close(flip_averaged_logits(sided, images.numpy()), expected.numpy())  # backends' arrays
-    pointwise = torch.nn.Conv2d(3, 5, 1)  # mirror-symmetric: flipping changes nothing
-    with torch.no_grad():
-        torch.testing.assert_close(eval_net(pointwise, flip=True)(images), pointwise(images))
-        assert eval_net(pointwise) is pointwise  # nothing asked, nothing wrapped
-
-
-def test_segmenter_with_flip_averages_its_backends_logits(model_dir):
-    plain = Segmenter.from_pretrained(model_dir)
-    flipped = Segmenter.from_pretrained(model_dir, flip=True)
+def test_segmenter_with_flip_averages_its_backends_logits(tiny_model_dir):
+    plain = Segmenter.from_pretrained(tiny_model_dir)
+    flipped = Segmenter.from_pretrained(tiny_model_dir, flip=True)
     batch = np.random.default_rng(0).standard_normal((2, 3, 64, 64)).astype(np.float32)
     mirrored = plain.logits(np.ascontiguousarray(batch[..., ::-1]))[..., ::-1]
     np.testing.assert_allclose(flipped.logits(batch), (plain.logits(batch) + mirrored) / 2, atol=1e-5)

@@ -13,7 +13,7 @@ from cityseg import plots
 from cityseg.classes import class_set
 from cityseg.config import Config
 from cityseg.errors import CitysegError
-from cityseg.evaluation import metrics_report
+from cityseg.metrics import metrics_report
 from cityseg.models import ModelInfo
 from cityseg.report import write_report
 

@@ -23,7 +23,6 @@ from PIL import Image
 from cityseg.classes import class_set
 from cityseg.cli import main
 from cityseg.errors import CitysegError
-from cityseg.models import TINY_TEST_MODEL, ModelInfo, create_model, save_model
 from cityseg.predict import Segmenter
 from cityseg.serve import InferenceWorker, ServeSettings, bind_socket, create_app, make_server
 from cityseg.synth import render_scene
@@ -44,22 +43,8 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    torch.manual_seed(0)
-    classes = class_set("train19")
-    net = create_model(num_classes=classes.num_classes, **TINY_TEST_MODEL).eval()
-    info = ModelInfo.from_class_set(TINY_TEST_MODEL["arch"], TINY_TEST_MODEL["encoder"], classes, SIZE)
-    return save_model(net, tmp_path_factory.mktemp("serve") / "model", info)
-
-
-@pytest.fixture(scope="module")
-def segmenter(model_dir):
-    return Segmenter.from_pretrained(model_dir)
-
-
-@pytest.fixture(scope="module")
-def client(segmenter):
-    with TestClient(create_app(segmenter)) as test_client:
+def client(tiny_segmenter):
+    with TestClient(create_app(tiny_segmenter)) as test_client:
         yield test_client
 
 
@@ -90,7 +75,7 @@ def png_labels(response) -> np.ndarray:
 
 
 @pytest.mark.parametrize("name", ["0.jpg", "1.png", "2.jpg"])
-def test_predict_png_is_what_the_segmenter_predicts_for_the_file(client, segmenter, photos, name):
+def test_predict_png_is_what_the_segmenter_predicts_for_the_file(client, tiny_segmenter, photos, name):
     response = post_image(client, photos[name])
     assert response.status_code == 200
     assert response.headers["content-type"] == "image/png"
@@ -98,7 +83,7 @@ def test_predict_png_is_what_the_segmenter_predicts_for_the_file(client, segment
     assert float(response.headers["x-latency-ms"]) > 0
     assert "model;dur=" in response.headers["server-timing"]
     labels = png_labels(response)
-    expected = segmenter.predict(photos[name])
+    expected = tiny_segmenter.predict(photos[name])
     assert labels.dtype == np.uint8
     assert labels.shape == expected.shape == Image.open(photos[name]).size[::-1]
     np.testing.assert_array_equal(labels, expected)
@@ -111,7 +96,7 @@ def test_multipart_upload_gives_the_same_answer_as_raw_bytes(client, photos):
     np.testing.assert_array_equal(png_labels(form), png_labels(raw))
 
 
-def test_json_gives_class_shares_that_match_the_png(client, segmenter, photos):
+def test_json_gives_class_shares_that_match_the_png(client, tiny_segmenter, photos):
     labels = png_labels(post_image(client, photos["2.jpg"]))
     body = post_image(client, photos["2.jpg"], "?format=json").json()
     assert (body["width"], body["height"]) == (labels.shape[1], labels.shape[0])
@@ -122,26 +107,26 @@ def test_json_gives_class_shares_that_match_the_png(client, segmenter, photos):
     for entry in body["classes"]:
         assert entry["pixels"] == counts[entry["index"]]
         assert entry["share"] == pytest.approx(counts[entry["index"]] / labels.size)
-        assert entry["name"] == segmenter.class_set.names[entry["index"]]
-        assert tuple(entry["color"]) == segmenter.class_set.colors[entry["index"]]
+        assert entry["name"] == tiny_segmenter.class_set.names[entry["index"]]
+        assert tuple(entry["color"]) == tiny_segmenter.class_set.colors[entry["index"]]
     assert sum(entry["share"] for entry in body["classes"]) == pytest.approx(1.0)
 
 
-def test_label_ids_png_holds_official_ids(client, segmenter, photos):
+def test_label_ids_png_holds_official_ids(client, tiny_segmenter, photos):
     classes = png_labels(post_image(client, photos["0.jpg"]))
     response = post_image(client, photos["0.jpg"], "?ids=labelids")
     assert response.headers["x-ids"] == "labelIds"
-    np.testing.assert_array_equal(png_labels(response), segmenter.class_set.to_label_ids(classes))
+    np.testing.assert_array_equal(png_labels(response), tiny_segmenter.class_set.to_label_ids(classes))
 
 
-def test_health_and_classes_describe_the_model(client, segmenter):
+def test_health_and_classes_describe_the_model(client, tiny_segmenter):
     health = client.get("/health").json()
     assert health["status"] == "ok"
     assert (health["backend"], health["class_set"], tuple(health["input_size"])) == ("torch", "train19", SIZE)
     assert health["in_flight"] == 0
     table = client.get("/classes").json()
     assert table["class_set"] == "train19"
-    classes = segmenter.class_set
+    classes = tiny_segmenter.class_set
     assert [c["name"] for c in table["classes"]] == list(classes.names)
     assert [tuple(c["color"]) for c in table["classes"]] == list(classes.colors)
     assert [c["label_id"] for c in table["classes"]] == list(classes.class_to_id)
@@ -198,6 +183,15 @@ def test_bad_uploads_get_a_clear_json_error_and_the_server_goes_on(client, photo
     assert post_image(client, photos["0.jpg"]).status_code == 200  # still serving
 
 
+def test_decompression_bombs_are_refused_with_413(client, monkeypatch):
+    buffer = io.BytesIO()
+    Image.new("RGB", (100, 100), (90, 90, 90)).save(buffer, format="PNG")
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # PIL refuses over twice this: a bomb
+    response = client.post("/predict", content=buffer.getvalue(), headers={"Content-Type": "image/png"})
+    assert response.status_code == 413 and response.json()["error"] == "image_too_large"
+    assert "too many pixels" in response.json()["message"]
+
+
 def test_form_without_a_file_is_refused(client):
     response = client.post("/predict", data={"note": "no file here"}, files={"other": (None, "text")})
     assert response.status_code == 400
@@ -212,9 +206,9 @@ def test_bad_parameters_and_routes_get_json_errors(client):
     assert client.get("/predict").status_code == 405
 
 
-def test_upload_and_image_size_limits(segmenter, photos):
+def test_upload_and_image_size_limits(tiny_segmenter, photos):
     settings = ServeSettings(max_upload_bytes=20_000, max_pixels=100_000, max_side=300)
-    with TestClient(create_app(segmenter, settings)) as small:
+    with TestClient(create_app(tiny_segmenter, settings)) as small:
         big = np.random.default_rng(0).integers(0, 256, (200, 200, 3), dtype=np.uint8)
         buffer = io.BytesIO()
         Image.fromarray(big).save(buffer, format="PNG")  # noise: about 120 kB
@@ -239,7 +233,7 @@ def test_upload_and_image_size_limits(segmenter, photos):
 # ---- queueing, batching, many clients ---------------------------------------------------------
 
 
-def test_worker_is_fifo_batches_what_waits_and_answers_each_request(segmenter):
+def test_worker_is_fifo_batches_what_waits_and_answers_each_request(tiny_segmenter):
     started, release, batches = threading.Event(), threading.Event(), []
 
     def run(batch):  # (B, 3, h, w) -> "logits" that say which image they came from
@@ -283,16 +277,16 @@ def test_worker_survives_a_failing_batch():
         worker.close()
 
 
-def test_full_queue_answers_503_then_recovers(segmenter, photos):
+def test_full_queue_answers_503_then_recovers(tiny_segmenter, photos):
     release = threading.Event()
     entered = threading.Event()
 
     def slow(batch):
         entered.set()
         release.wait(10)
-        return segmenter.logits(batch)
+        return tiny_segmenter.logits(batch)
 
-    blocked = Segmenter(slow, segmenter.info)
+    blocked = Segmenter(slow, tiny_segmenter.info)
     with TestClient(create_app(blocked, ServeSettings(queue_size=1))) as one_slot:
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(post_image, one_slot, photos["0.jpg"])
@@ -307,9 +301,9 @@ def test_full_queue_answers_503_then_recovers(segmenter, photos):
         assert one_slot.get("/health").json()["in_flight"] == 0
 
 
-def test_many_concurrent_clients_each_get_their_own_answer(client, segmenter, photos):
+def test_many_concurrent_clients_each_get_their_own_answer(client, tiny_segmenter, photos):
     names = ["0.jpg", "1.png", "2.jpg", "0.png", "1.jpg", "2.png"]
-    expected = {name: segmenter.predict(photos[name]) for name in names}
+    expected = {name: tiny_segmenter.predict(photos[name]) for name in names}
     jobs = [names[i % len(names)] for i in range(24)]
     with ThreadPoolExecutor(8) as pool:
         responses = list(pool.map(lambda name: post_image(client, photos[name]), jobs))
@@ -319,19 +313,19 @@ def test_many_concurrent_clients_each_get_their_own_answer(client, segmenter, ph
     assert client.get("/health").json()["in_flight"] == 0
 
 
-def test_onnx_backend_serves_the_same_classes(model_dir, segmenter, photos, tmp_path):
+def test_onnx_backend_serves_the_same_classes(tiny_model_dir, tiny_segmenter, photos, tmp_path):
     from cityseg.export import torch_to_onnx
     from cityseg.models import load_model
 
     onnx_dir = tmp_path / "model"
-    shutil.copytree(model_dir, onnx_dir)
+    shutil.copytree(tiny_model_dir, onnx_dir)
     net, _ = load_model(onnx_dir)
     torch_to_onnx(net, onnx_dir / "model.onnx", np.zeros((1, 3, *SIZE), dtype=np.float32))
     with TestClient(create_app(Segmenter.from_pretrained(onnx_dir, backend="onnx"))) as onnx_client:
         assert onnx_client.get("/health").json()["backend"] == "onnx"
         response = post_image(onnx_client, photos["2.jpg"])
         assert response.status_code == 200
-        agreement = (png_labels(response) == segmenter.predict(photos["2.jpg"])).mean()
+        agreement = (png_labels(response) == tiny_segmenter.predict(photos["2.jpg"])).mean()
         assert agreement > 0.99
 
 
@@ -353,24 +347,24 @@ def test_a_port_in_use_is_a_clear_error():
         taken.close()
 
 
-def test_serve_command_passes_its_flags_on(model_dir, monkeypatch):
+def test_serve_command_passes_its_flags_on(tiny_model_dir, monkeypatch):
     import cityseg.serve
 
     calls = []
     monkeypatch.setattr(cityseg.serve, "serve", lambda model, **options: calls.append((model, options)))
     flags = ["--backend", "onnx", "--host", "0.0.0.0", "--port", "0", "--queue-size", "3", "--max-batch", "2"]
-    assert main(["serve", str(model_dir), *flags, "--max-upload-mb", "1.5", "--max-megapixels", "2"]) == 0
+    assert main(["serve", str(tiny_model_dir), *flags, "--max-upload-mb", "1.5", "--max-megapixels", "2"]) == 0
     (model, options), settings = calls[0], calls[0][1]["settings"]
-    assert model == str(model_dir)
+    assert model == str(tiny_model_dir)
     assert (options["backend"], options["host"], options["port"]) == ("onnx", "0.0.0.0", 0)
     assert (settings.queue_size, settings.max_batch) == (3, 2)
     assert (settings.max_upload_bytes, settings.max_pixels) == (int(1.5 * 2**20), 2_000_000)
 
 
 @contextlib.contextmanager
-def running_server(segmenter: Segmenter) -> Iterator[str]:
+def running_server(tiny_segmenter: Segmenter) -> Iterator[str]:
     """The real server (uvicorn, a free port on 127.0.0.1) in a thread; yields its URL."""
-    server = make_server(segmenter, "127.0.0.1", 0, log_level="warning")
+    server = make_server(tiny_segmenter, "127.0.0.1", 0, log_level="warning")
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -388,12 +382,12 @@ def running_server(segmenter: Segmenter) -> Iterator[str]:
 
 
 @pytest.mark.slow
-def test_page_in_headless_chromium_shows_overlay_legend_and_errors(model_dir, photos, tmp_path):
+def test_page_in_headless_chromium_shows_overlay_legend_and_errors(tiny_model_dir, photos, tmp_path):
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium to run the browser test")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python package) is not installed")
     photo = photos["2.jpg"]
-    with running_server(Segmenter.from_pretrained(model_dir)) as url:
+    with running_server(Segmenter.from_pretrained(tiny_model_dir)) as url:
         api = httpx.post(
             url + "predict?format=json", content=photo.read_bytes(), headers={"Content-Type": "image/jpeg"}
         )

@@ -10,24 +10,16 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pytest
 import torch
 
 from cityseg.config import Config
 from cityseg.errors import CitysegError
-from cityseg.training import (
-    BudgetPlanner,
-    LRSchedule,
-    SegmentationLoss,
-    SegModule,
-    class_weights,
-    evaluate_run,
-    network_options,
-    resolve_run,
-    train,
-    update_latest,
-    write_history,
-)
+from cityseg.evaluation import evaluate_run
+from cityseg.models import network_options
+from cityseg.runs import resolve_run, update_latest
+from cityseg.training import BudgetPlanner, LRSchedule, SegmentationLoss, SegModule, class_weights, train, write_history
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning",
@@ -109,7 +101,12 @@ def test_run_folder_holds_everything(finished_run):
     assert resolve_run(finished_run.parent / "latest") == finished_run.resolve()
     assert Config.from_yaml(finished_run / "config.yaml").model.decoder_width == 32
     metrics = json.loads((finished_run / "metrics.json").read_text())
-    assert 0 <= metrics["mIoU"] <= 1 and metrics["split"] == "test" and metrics["images"] == 4
+    assert metrics["split"] == "test" and metrics["images"] == 4
+    confmat = np.array(metrics["confmat"])  # the test pixels, counted once: recompute the scores from them
+    hits, union = np.diag(confmat), confmat.sum(0) + confmat.sum(1) - np.diag(confmat)
+    assert confmat.sum() == metrics["pixels"] > 0
+    assert metrics["mIoU"] == pytest.approx(np.mean(hits[union > 0] / union[union > 0]))
+    assert metrics["aAcc"] == pytest.approx(hits.sum() / confmat.sum())
     assert metrics["encoder_weights"] == "none"
     checkpoint = torch.load(finished_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["hyper_parameters"]["config"]["model"]["encoder"] == "resnet18"  # the config travels along
@@ -316,10 +313,11 @@ def test_shard_sampler_splits_without_repeats():
 
 def test_padding_item_is_scored_nowhere(scenes, tmp_path):
     from cityseg.classes import IGNORE_INDEX
-    from cityseg.datasets import PairDataset, make_splits, prepare_labels
+    from cityseg.datasets import PairDataset, prepare_labels
+    from cityseg.splits import split_dataset
 
     config = tiny_config(scenes, tmp_path)
-    splits, cache = prepare_labels(config, make_splits(config), progress=False)
+    splits, cache, _ = prepare_labels(config, split_dataset(config)[0], progress=False)
     dataset = PairDataset(splits["val"], cache)
     photo, labels = dataset[len(dataset)]
     assert photo.shape == dataset[0][0].shape and (labels == IGNORE_INDEX).all()
@@ -383,7 +381,7 @@ def test_seed_preset_builds_the_documented_model():
     optimizer = module.configure_optimizers()
     assert isinstance(optimizer, torch.optim.Adam) and optimizer.param_groups[0]["lr"] == 0.01
     assert module.criterion.ce.ignore_index == 255 and module.criterion.ce.weight is None  # plain sparse CE
-    assert module.criterion.dice is None
+    assert module.criterion.terms == ["ce"]
 
 
 def test_losses_leave_out_ignored_pixels_and_weigh_classes():
@@ -403,20 +401,15 @@ def test_losses_leave_out_ignored_pixels_and_weigh_classes():
         torch.nn.functional.cross_entropy(logits.permute(0, 2, 3, 1)[only_two], masks[only_two]),
     )
     assert SegmentationLoss("ce+dice")(logits, ignored) > plain(logits, ignored)
-    with pytest.raises(CitysegError, match="ce or ce\\+dice"):
+    with pytest.raises(CitysegError, match="unknown loss 'focal'"):
         SegmentationLoss("focal")
 
 
 def test_class_weights_favour_rare_classes():
     import numpy as np
 
-    class Cache:
-        def get(self, path):
-            labels = np.zeros((10, 10), dtype=np.uint8)  # class 0: 90 pixels, class 1: 10, class 2: none
-            labels[0] = 1
-            return labels
-
-    weights = class_weights(["a", "b"], Cache(), num_classes=3)
+    counts = np.array([180, 20, 0])  # class 0: 90 pixels in each of two images, class 1: 10, class 2: none
+    weights = class_weights(counts)
     assert weights[1] > 5 * weights[0]
     assert weights[2] == 1.0
     assert (weights[0] + weights[1]) / 2 == pytest.approx(1.0)
@@ -424,16 +417,18 @@ def test_class_weights_favour_rare_classes():
 
 def test_network_options():
     config = Config()
-    assert network_options(config) == {}
+    assert network_options(config.model) == {}
     config.override(["model.encoder_depth=3", "model.decoder_width=64"])
-    assert network_options(config) == {"encoder_depth": 3, "decoder_channels": (64, 32, 16)}
+    assert network_options(config.model) == {"encoder_depth": 3, "decoder_channels": (64, 32, 16)}
     config.set("model.decoder_width", 32)
-    assert network_options(config)["decoder_channels"] == (32, 16, 8)
+    assert network_options(config.model)["decoder_channels"] == (32, 16, 8)
     config.override(["model.arch=deeplabv3plus", "model.encoder_depth=0", "model.decoder_width=64"])
-    assert network_options(config) == {"decoder_channels": 64}
-    config.override(["model.arch=fpn"])
+    assert network_options(config.model) == {"decoder_channels": 64}
+    config.override(["model.arch=fpn", "model.decoder_width=128"])  # FPN: pyramid width, segmentation half of it
+    assert network_options(config.model) == {"decoder_pyramid_channels": 128, "decoder_segmentation_channels": 64}
+    config.override(["model.arch=linknet"])
     with pytest.raises(CitysegError, match="decoder width"):
-        network_options(config)
+        network_options(config.model)
 
 
 def test_latest_falls_back_to_a_text_file_without_symlinks(tmp_path, monkeypatch):

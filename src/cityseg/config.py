@@ -8,12 +8,12 @@ saved with each run (``Config.to_yaml``) so the run can be reproduced or resumed
 from __future__ import annotations
 
 import dataclasses
-import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cityseg.defaults import MASK_SIDES, SPLITS
 from cityseg.errors import CitysegError
 
 
@@ -21,7 +21,10 @@ from cityseg.errors import CitysegError
 class DataConfig:
     root: str = ""  # dataset root: Kaggle/pix2pix layout, a folder of pair images, or the Cityscapes release
     mask_side: str = "right"  # which half of each pair image holds the colour mask: right | left
-    split: str = "official"  # official: train folder split into train/val, val folder = test | seed: pooled 64/16/20
+    split: str = "official"  # official: train folder split into train/val, val folder = test | blocks: the same with
+    # whole cities (blocks of the file order) held out, so validation and test are streets never trained on |
+    # seed: pooled 64/16/20
+    block_size: int = 100  # split=blocks where cities cannot be told: images per block of the file order
     val_fraction: float = 0.1  # share of the train folder held out for validation with split=official
     test_fraction: float = 0.1  # split=official on a dataset without a val folder: share of it held out as test set
     seed_fractions: tuple[float, float, float] = (0.64, 0.16, 0.20)  # train/val/test shares with split=seed
@@ -31,6 +34,8 @@ class DataConfig:
     # overlapping logits averaged (e.g. the training crop); (0, 0) = one forward pass over the whole image
     eval_overlap: float = 0.33  # share of each eval_window shared with the next one (0 <= overlap < 1)
     eval_flip: bool = False  # validation/test: also segment the mirror image and average the logits (flip TTA)
+    eval_scales: tuple[float, ...] = (1.0,)  # validation/test: segment the image rescaled by each factor and average
+    # the logits at its own size (multi-scale TTA, e.g. 0.75,1,1.25); (1.0,) = one scale
     batch_size: int = 8  # images per optimiser step (per device)
     workers: int = 2  # DataLoader worker processes (0 = load in the training process)
     cache_dir: str = ""  # where labels are cached; "" = $XDG_CACHE_HOME/cityseg (or ~/.cache/cityseg)
@@ -74,7 +79,10 @@ class OptimConfig:
     momentum: float = 0.9  # sgd only
     schedule: str = "poly"  # none | cosine | poly: per-step decay to 0 over the run (or over the budget, see train)
     warmup_steps: int = 0  # linear warm-up from lr/100 over this many steps before the schedule
-    loss: str = "ce"  # ce | ce+dice
+    loss: str = "ce"  # loss terms joined by +: ce (cross-entropy) | dice | ohem (cross-entropy of the hard pixels)
+    ohem_threshold: float = 0.7  # loss ohem: pixels whose true class has a probability under this are hard
+    ohem_min_kept: float = 0.1  # loss ohem: share of the labelled pixels kept at least (the hardest)
+    fused: bool = False  # adam/adamw: one fused kernel updates every parameter (faster on CPU)
     class_weights: bool = False  # weight cross-entropy by inverse log class frequency
 
 
@@ -91,6 +99,8 @@ class TrainConfig:
     devices: str = "auto"  # number of devices, or auto
     num_nodes: int = 1  # machines taking part (multi-node DDP)
     strategy: str = "auto"  # auto | ddp | ddp_spawn ...
+    ema_decay: float = 0.0  # > 0: validate, test and save an exponential moving average of the weights (0.999)
+    ema_start_step: int = 0  # with ema_decay: steps of plain training before the average starts
     channels_last: bool = False  # NHWC memory layout for the network (faster convolutions on recent GPUs)
     seed: int = 0  # seeds splits, weight init, augmentation and loader workers (per process)
     threads: int = 0  # torch CPU threads per process (0 = cores available / processes on this node)
@@ -179,9 +189,9 @@ class Config:
             valid = ", ".join(f"{section_name}.{k}" for k in hints)
             raise CitysegError(f"unknown setting {dotted_key!r}; valid in {section_name}: {valid}")
         value = _coerce(dotted_key, value, hints[key])
-        choices = CHOICES.get(dotted_key)
-        if choices is not None and value not in choices:
-            raise CitysegError(f"bad value {value!r} for {dotted_key}; choose one of: {', '.join(choices)}")
+        valid = choices(dotted_key)
+        if valid is not None and value not in valid:
+            raise CitysegError(f"bad value {value!r} for {dotted_key}; choose one of: {', '.join(valid)}")
         setattr(section, key, value)
 
     def override(self, assignments: list[str]) -> Config:
@@ -194,15 +204,41 @@ class Config:
         return self
 
 
-# Settings that take one of a few words: checked when set, so a typo fails before any work starts.
-CHOICES: dict[str, tuple[str, ...]] = {
-    "data.mask_side": ("right", "left"),
-    "data.split": ("official", "seed"),
-    "optim.optimizer": ("adam", "adamw", "sgd"),
-    "optim.schedule": ("none", "cosine", "poly"),
-    "optim.loss": ("ce", "ce+dice"),
+# Settings that take one of a few words: checked when set, so a typo fails before any work starts. A callable
+# is asked on first use: the registries it reads live in modules that import torch only when they build something.
+def _optimizer_names() -> tuple[str, ...]:
+    from cityseg.training.optim import OPTIMIZERS
+
+    return tuple(OPTIMIZERS)
+
+
+def _schedule_names() -> tuple[str, ...]:
+    from cityseg.training.optim import SCHEDULES
+
+    return tuple(SCHEDULES)
+
+
+def _loss_names() -> tuple[str, ...]:
+    from cityseg.training.losses import loss_names
+
+    return loss_names()
+
+
+CHOICES: dict[str, tuple[str, ...] | typing.Callable[[], tuple[str, ...]]] = {
+    "data.mask_side": MASK_SIDES,
+    "data.split": SPLITS,
+    "optim.optimizer": _optimizer_names,
+    "optim.schedule": _schedule_names,
+    "optim.loss": _loss_names,
     "train.monitor_mode": ("max", "min"),
 }
+
+
+def choices(dotted_key: str) -> tuple[str, ...] | None:
+    """The values ``dotted_key`` may take, or None when it takes any value of its type."""
+    entry = CHOICES.get(dotted_key)
+    return entry() if callable(entry) else entry
+
 
 PRESETS = ("default", "seed", "demo", "cpu-hour")  # configs shipped inside the package (cityseg/configs/NAME.yaml)
 
@@ -234,11 +270,13 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             if isinstance(value, str):
                 items = [v for v in value.strip("()[] ").split(",") if v.strip()]
             args = typing.get_args(hint)
+            if len(args) == 2 and args[1] is Ellipsis:  # tuple[float, ...]: any number of values, at least one
+                if len(items) == 0:
+                    raise ValueError("expected at least one value")
+                return tuple(_coerce(key, v, args[0]) for v in items)
             if len(items) != len(args):
                 raise ValueError(f"expected {len(args)} values")
             return tuple(_coerce(key, v, a) for v, a in zip(items, args, strict=True))
-        if origin in (typing.Union, types.UnionType):
-            return value  # not used by the config today
         if hint is bool:
             if isinstance(value, bool):
                 return value

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from cityseg.config import Config
+from cityseg.defaults import DEMO_OUT
 from cityseg.files import ensure_writable_dir
 
 DEMO_SCENES = 300  # scenes generated
@@ -79,7 +80,7 @@ def demo_config(out: str | os.PathLike, seed: int = 0, config: Config | None = N
 
 
 def run_demo(
-    out: str | os.PathLike = "demo-output",
+    out: str | os.PathLike = DEMO_OUT,
     count: int = DEMO_SCENES,
     seed: int = 0,
     config: Config | None = None,

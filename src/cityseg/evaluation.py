@@ -1,178 +1,29 @@
-"""Segmentation metrics from one confusion matrix accumulated over a whole set of images.
+"""Scoring a trained model: a network over a loader (:func:`evaluate_model`), or a whole run (:func:`evaluate_run`).
 
-Pixel accuracy (aAcc), mean class accuracy (mAcc) and mean IoU (mIoU) are computed from the total
-confusion matrix, not averaged per image, as in the Cityscapes benchmark and mmsegmentation. Pixels
-labelled ``IGNORE_INDEX`` are left out. The matrix is a torchmetrics state, so under DDP it is summed
-across processes before the scores are computed.
-
-Absent classes are reported as absent, never as a perfect or a zero score:
-
-==========================  ==========  ==================  =====================
-class ...                   IoU         accuracy (recall)   in the means
-==========================  ==========  ==================  =====================
-in truth, predicted         TP / union  TP / truth pixels   yes
-in truth, never predicted   0           0                   yes
-predicted, not in truth     0           NaN (undefined)     mIoU yes, mAcc no
-neither                     NaN         NaN                 no
-==========================  ==========  ==================  =====================
+The scores are :mod:`cityseg.metrics`' (one confusion matrix over the whole set). :func:`evaluate_run` is
+what ``cityseg evaluate`` runs: it finds the model (:func:`cityseg.runs.find_model`), rebuilds the run's
+splits and labels, and evaluates as the run validated (sliding windows, flip: :func:`cityseg.inference.eval_net`).
 """
 
 from __future__ import annotations
 
-import math
+import json
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
-from torchmetrics.classification import MulticlassConfusionMatrix
 
 from cityseg.classes import IGNORE_INDEX
-
-
-def confusion_scores(confmat: Tensor) -> dict[str, Tensor]:
-    """Scores of a (C, C) confusion matrix with rows = truth, columns = prediction.
-
-    Returns:
-        ``aAcc``, ``mAcc``, ``mIoU`` (0-dim tensors) and ``iou``, ``acc`` (C,) tensors with NaN where the
-        score is undefined (see the module docstring); all float64 (float32 on Apple MPS).
-    """
-    dtype = torch.float32 if confmat.device.type == "mps" else torch.float64
-    cm = confmat.to(dtype)  # (C, C)
-    true_positive = cm.diagonal()  # (C,)
-    truth = cm.sum(dim=1)  # pixels of each class in the ground truth
-    predicted = cm.sum(dim=0)  # pixels predicted as each class
-    union = truth + predicted - true_positive
-    nan = torch.tensor(float("nan"), dtype=dtype, device=cm.device)
-    iou = torch.where(union > 0, true_positive / union.clamp(min=1), nan)
-    acc = torch.where(truth > 0, true_positive / truth.clamp(min=1), nan)
-    total = cm.sum()
-    return {
-        "aAcc": torch.where(total > 0, true_positive.sum() / total.clamp(min=1), nan),
-        "mAcc": acc.nanmean(),
-        "mIoU": iou.nanmean(),
-        "iou": iou,
-        "acc": acc,
-    }
-
-
-class SegmentationMetrics(MulticlassConfusionMatrix):
-    """aAcc, mAcc, mIoU and per-class IoU / accuracy over everything passed to ``update``.
-
-    A torchmetrics ``MulticlassConfusionMatrix`` (state ``confmat``, summed across DDP processes)
-    whose ``compute`` returns segmentation scores instead of the bare matrix.
-
-    Args:
-        num_classes: number of classes C.
-        ignore_index: target value to leave out (void pixels).
-        validate_args: check value ranges on every update (slow; off by default).
-
-    Shape:
-        ``update(preds, target)``: preds (B, H, W) class indices or (B, C, H, W) logits,
-        target (B, H, W) class indices or ``ignore_index``.
-
-    Example:
-        >>> metric = SegmentationMetrics(num_classes=19)
-        >>> metric.update(logits.argmax(1), masks)
-        >>> metric.compute()["mIoU"]
-    """
-
-    def __init__(self, num_classes: int, ignore_index: int | None = IGNORE_INDEX, validate_args: bool = False):
-        super().__init__(num_classes=num_classes, ignore_index=ignore_index, validate_args=validate_args)
-
-    def compute(self) -> dict[str, Tensor]:
-        """``aAcc``, ``mAcc``, ``mIoU``, ``iou`` (C,), ``acc`` (C,) and the summed ``confmat`` (C, C)."""
-        return {**confusion_scores(self.confmat), "confmat": self.confmat.clone()}
-
-    def report(self, names: Sequence[str] | None = None) -> dict[str, Any]:
-        """The JSON-ready :func:`metrics_report` of everything seen so far."""
-        return metrics_report(self.compute()["confmat"].cpu().numpy(), names)
-
-
-def metrics_report(confmat: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]:
-    """Turn a (C, C) confusion matrix (rows = truth) into a JSON-ready report.
-
-    Args:
-        confmat: summed pixel counts, ``confmat[t, p]`` = pixels of true class t predicted as p.
-        names: class names (default ``class 0`` ...); duplicates get ``#index`` appended.
-
-    Returns:
-        ``{"aAcc", "mAcc", "mIoU"}`` floats in [0, 1] (None when undefined), ``"pixels"`` (counted pixels),
-        ``"per_class": {name: {"iou", "acc", "present", "pixels", "predicted"}}`` (iou/acc None when
-        undefined, ``present`` = the class occurs in the ground truth) and ``"confmat"`` (list of lists).
-
-    Example:
-        >>> metrics_report(np.array([[3, 1], [0, 4]]), ["road", "car"])["mIoU"]
-        0.775
-    """
-    matrix = np.asarray(confmat, dtype=np.int64)
-    if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1]:
-        raise ValueError(f"confusion matrix must be square, got shape {matrix.shape}")
-    names = _unique_names(names, matrix.shape[0])
-    scores = {k: v.numpy() for k, v in confusion_scores(torch.from_numpy(matrix)).items()}
-    truth, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
-    per_class = {
-        name: {
-            "iou": _number(scores["iou"][i]),
-            "acc": _number(scores["acc"][i]),
-            "present": bool(truth[i] > 0),
-            "pixels": int(truth[i]),
-            "predicted": int(predicted[i]),
-        }
-        for i, name in enumerate(names)
-    }
-    return {
-        "aAcc": _number(scores["aAcc"]),
-        "mAcc": _number(scores["mAcc"]),
-        "mIoU": _number(scores["mIoU"]),
-        "pixels": int(matrix.sum()),
-        "per_class": per_class,
-        "confmat": matrix.tolist(),
-    }
-
-
-def _number(value: Any) -> float | None:
-    value = float(value)
-    return None if math.isnan(value) else value
-
-
-def _unique_names(names: Sequence[str] | None, count: int) -> list[str]:
-    if names is None:
-        return [f"class {i}" for i in range(count)]
-    if len(names) != count:
-        raise ValueError(f"{len(names)} class names for a {count}x{count} confusion matrix")
-    seen = {n for n in names if list(names).count(n) > 1}
-    return [f"{n}#{i}" if n in seen else str(n) for i, n in enumerate(names)]
-
-
-def format_table(report: dict[str, Any]) -> str:
-    """An aligned text table of a :func:`metrics_report`: per-class IoU and accuracy in percent, then the means.
-
-    Example::
-
-        class      IoU %   Acc %     pixels
-        road       97.12   98.50    1234567
-        car            -       -          0   (absent)
-        ---------------------------------
-        mIoU 45.20   mAcc 55.10   aAcc 90.30
-    """
-    rows = [("class", "IoU %", "Acc %", "pixels", "")]
-    for name, entry in report.get("per_class", {}).items():
-        note = "" if entry.get("present", True) else ("(absent)" if not entry.get("predicted") else "(not in truth)")
-        rows.append((name, _percent(entry.get("iou")), _percent(entry.get("acc")), str(entry.get("pixels", "")), note))
-    widths = [max(len(row[i]) for row in rows) for i in range(4)]
-    lines = [
-        f"{r[0]:<{widths[0]}}  {r[1]:>{widths[1]}}  {r[2]:>{widths[2]}}  {r[3]:>{widths[3]}}  {r[4]}".rstrip()
-        for r in rows
-    ]
-    rule = "-" * max(len(line) for line in lines)
-    summary = "   ".join(f"{key} {_percent(report.get(key))}" for key in ("mIoU", "mAcc", "aAcc"))
-    return "\n".join([*lines, rule, summary])
-
-
-def _percent(value: float | None) -> str:
-    return "-" if value is None else f"{100 * value:.2f}"
+from cityseg.config import Config
+from cityseg.devices import configure_threads, pick_device
+from cityseg.errors import CitysegError
+from cityseg.files import atomic_write_text
+from cityseg.metrics import SegmentationMetrics, metrics_report
+from cityseg.runs import CONFIG_FILE, find_model
 
 
 def evaluate_model(
@@ -235,3 +86,146 @@ def _images_and_masks(batch: Any) -> tuple[Tensor, Tensor]:
     if isinstance(batch, list | tuple) and len(batch) >= 2:
         return batch[0], batch[1]
     raise ValueError(f"expected (images, masks) batches, got {type(batch).__name__}")
+
+
+def evaluate_run(
+    target: str | os.PathLike,
+    data: str | os.PathLike | None = None,
+    split: str = "test",
+    baseline: bool = False,
+    batch_size: int | None = None,
+    workers: int | None = None,
+    accelerator: str | None = None,
+    out: str | os.PathLike | None = None,
+    progress: bool = True,
+    flip: bool | None = None,
+    scales: tuple[float, ...] | None = None,
+) -> dict[str, Any]:
+    """Score a trained model on one split: what ``cityseg evaluate`` runs.
+
+    The split is the run's own (splits.json) when the data is the run's; for other data, or a bare model
+    folder, it is made from the run's config (or the defaults) as :func:`cityseg.datasets.split_dataset` does.
+    Labels come from the labeller the run saved (labeller.json), so K-Means classes match the model's.
+
+    Args:
+        target: a run folder (``runs/latest``) or a model folder (``runs/<run>/model``).
+        data: dataset folder (default: the run's ``data.root``).
+        split: ``test`` (default), ``val`` or ``train``.
+        baseline: also score the untrained network: same architecture and encoder weights, same init seed.
+        batch_size, workers, accelerator: override the run's settings.
+        out: folder for metrics.json and plots/ (default: the run folder, else the model folder).
+        flip: also segment each mirror image and average the logits (default: the run's ``data.eval_flip``).
+        scales: also segment each image rescaled by these factors and average the logits at its size
+            (multi-scale test-time augmentation, e.g. :data:`cityseg.inference.TTA_SCALES`; default: the
+            run's ``data.eval_scales``).
+
+    Returns:
+        The :func:`~cityseg.evaluation.metrics_report` plus ``split``, ``images``, ``data``, ``model``,
+        ``baseline`` (a report, with ``baseline=True``) and ``written`` (the metrics.json path).
+    """
+    from torch.utils.data import DataLoader
+
+    from cityseg import plots
+    from cityseg.datasets import PairDataset, prepare_labels
+    from cityseg.inference import eval_net
+    from cityseg.labels import load_labeller, make_labeller
+    from cityseg.models import load_model
+    from cityseg.splits import load_splits, split_dataset
+    from cityseg.transforms import eval_transform
+
+    model_dir, run_dir = find_model(target)
+    net, info = load_model(model_dir)
+    config = Config.from_yaml(run_dir / CONFIG_FILE) if run_dir else Config()
+    if run_dir is None:  # a bare model folder: rebuild what its ModelInfo says
+        config.model.arch, config.model.encoder = info.arch, info.encoder
+        config.data.size = tuple(info.input_size)
+        config.labels.method, config.labels.classes = info.label_method, info.class_set_name
+    for key, value in (("data.root", data), ("data.batch_size", batch_size), ("data.workers", workers)):
+        if value is not None:
+            config.set(key, value)
+    if accelerator is not None:
+        config.set("train.accelerator", accelerator)
+    if flip is not None:
+        config.data.eval_flip = flip
+    if scales is not None:
+        config.data.eval_scales = tuple(float(s) for s in scales)
+    configure_threads(config)
+
+    saved = run_dir / "splits.json" if run_dir else None
+    same_data = (
+        saved is not None
+        and saved.is_file()
+        and (data is None or Path(data).resolve() == Path(json.loads(saved.read_text()).get("root", "")).resolve())
+    )
+    splits = load_splits(saved, config.data.root or None) if same_data else split_dataset(config)[0]
+    if not splits.get(split):
+        raise CitysegError(f"the {split} split of {config.data.root} is empty; choose another split or dataset")
+    labeller_file = run_dir / "labeller.json" if run_dir else None
+    if labeller_file is not None and labeller_file.is_file():
+        labeller = load_labeller(labeller_file)
+    else:
+        labeller = make_labeller(config.labels, splits["train"], config.data.mask_side, config.data.cache_dir or None)
+    if tuple(labeller.class_set.names) != tuple(info.names):
+        raise CitysegError(
+            f"the model predicts {info.num_classes} {info.class_set_name} classes but the labels are "
+            f"{labeller.class_set.num_classes} {labeller.class_set.name} classes; evaluate with the run folder"
+        )
+    labelled, cache, _ = prepare_labels(config, {split: splits[split]}, labeller, progress=progress)
+    paths = labelled[split]
+    dataset = PairDataset(paths, cache, eval_transform(info.input_size, info.mean, info.std), config.data.mask_side)
+    loader = DataLoader(dataset, batch_size=config.data.batch_size, num_workers=config.data.workers)
+    device = pick_device(config.train.accelerator)
+    # as the run validated and tested: sliding windows (data.eval_window), the mirror image (data.eval_flip)
+    data_config = config.data
+    net = eval_net(
+        net,
+        data_config.eval_window,
+        data_config.eval_overlap,
+        data_config.eval_flip,
+        info.num_classes,
+        tuple(data_config.eval_scales),
+    )
+    report, confmat = evaluate_model(net.to(device), loader, info.num_classes, device, info.names, progress)
+    if baseline:
+        untrained = _untrained_net(config, info.num_classes).to(device)
+        report["baseline"] = evaluate_model(untrained, loader, info.num_classes, device, info.names, progress)[0]
+    report.update(
+        {
+            "split": split,
+            "images": len(paths),
+            "data": str(config.data.root),
+            "model": str(model_dir.resolve()),
+            "flip": bool(config.data.eval_flip),  # how it was scored: with the mirror image or without
+            "scales": list(config.data.eval_scales),  # and at which scales
+        }
+    )
+
+    out_dir = Path(out) if out else (run_dir or model_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    metrics_file = out_dir / "metrics.json"
+    previous = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
+    merged = {**previous, **report}  # keeps the run's facts (epochs, fit time) beside the new scores
+    if not baseline:
+        merged.pop("baseline", None)
+    atomic_write_text(metrics_file, json.dumps(merged, indent=1) + "\n")
+    plot_dir = out_dir / "plots"
+    plots.plot_confusion(confmat, list(info.names), plot_dir / "confusion.png")
+    plots.plot_class_iou(report, plot_dir / "class_iou.png")
+    if run_dir is not None and out_dir.resolve() == run_dir.resolve():
+        from cityseg.report import write_report
+
+        write_report(run_dir)
+    report["written"] = str(metrics_file)
+    return report
+
+
+def _untrained_net(config: Config, num_classes: int) -> torch.nn.Module:
+    """The network ``train`` starts from: same architecture and encoder weights, built under the same seed."""
+    from lightning.fabric.utilities.seed import seed_everything
+
+    from cityseg.models import create_model, network_options
+
+    seed_everything(config.train.seed, verbose=False)
+    model = config.model
+    net = create_model(model.arch, model.encoder, num_classes, model.encoder_weights, **network_options(model))
+    return net.to(memory_format=torch.channels_last) if config.train.channels_last else net

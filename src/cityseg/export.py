@@ -26,42 +26,37 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import os
 import random
 import shutil
 import tempfile
-import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cityseg.backends import EXPORT_REPORT_FILE, ONNX_FILE, OnnxBackend
+from cityseg.classes import CLASS_SETS
+from cityseg.defaults import (
+    CALIBRATION_IMAGES,
+    CALIBRATION_METHODS,
+    CHECK_IMAGES,
+    DEFAULT_OPSET,
+    MIN_AGREEMENT,
+    QUANT_FORMATS,
+    QUANTIZE,
+)
+from cityseg.defaults import FORMATS as FORMATS  # not used here; importable from cityseg.export as before
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_path
-from cityseg.predict import (
-    EXPORT_REPORT_FILE,
-    ONNX_FILE,
-    OnnxBackend,
-    expand_inputs,
-    labels_at_size,
-    open_photo,
-    preprocess,
-    resolve_model_dir,
-)
+from cityseg.images import decode_image, expand_inputs
+from cityseg.inference import labels_at_size
+from cityseg.onnx_graphs import quantize_int8, torch_to_onnx
+from cityseg.predict import preprocess
+from cityseg.runs import resolve_model_dir
 
-FORMATS = ("onnx",)
-QUANTIZE = ("int8",)
-DEFAULT_OPSET = 17  # the TorchScript exporter's well-trodden opset; ONNX Runtime runs every op of it in int8
-CALIBRATION_IMAGES = 64  # photos the int8 ranges are measured on
-CHECK_IMAGES = 16  # held-out photos both checks run on
-MIN_AGREEMENT = 0.99  # least share of pixels whose class must match the reference model
-CALIBRATION_METHODS = ("minmax", "percentile", "entropy")
-QUANT_FORMATS = ("qdq", "qoperator")
 ENCODER_NODES = ("/encoder",)  # node-name prefix of an smp network's encoder in the exported graph
 
 
@@ -152,8 +147,8 @@ def _labeller_for(model_dir: Path | None, info):
         labeller = load_labeller(saved)
         if tuple(labeller.class_set.names) == tuple(info.names):
             return labeller
-    if info.class_set in ("train19", "categories", "labelids"):
-        return PaletteLabeller(info.class_set)
+    if info.class_set_name in CLASS_SETS:
+        return PaletteLabeller(info.class_set_name)
     return None  # k-means clusters without their fitted centres
 
 
@@ -204,7 +199,7 @@ def load_calibration_set(
 
                 photo, mask = read_pair(path, mask_side)
             else:
-                photo, mask = open_photo(path, size).image, None
+                photo, mask = decode_image(path, size).image, None
             if len(check) < wanted_check and labeller is not None:
                 truths.append(labeller.label(mask, source=str(path)))
         except CitysegError as exc:
@@ -214,168 +209,6 @@ def load_calibration_set(
     if not check or not calibrate:
         raise CitysegError(f"fewer than 2 readable images in {folder}; add photos to calibrate and check with")
     return CalibrationSet(np.stack(calibrate), np.stack(check), truths, skipped)
-
-
-# ---- the ONNX graphs --------------------------------------------------------------------------
-
-
-def torch_to_onnx(net, path: str | os.PathLike, sample: np.ndarray, opset: int = DEFAULT_OPSET) -> None:
-    """Write ``net`` as an fp32 ONNX graph: input ``image`` (batch, 3, height, width), output ``logits``.
-
-    The TorchScript-based exporter is used: it names the dynamic axes, exports a U-Net in seconds, and its
-    graphs pass ONNX Runtime's symbolic shape inference (needed by ``quant_pre_process``), which the
-    torch.export-based exporter's graphs did not. Eval mode lets constant folding merge every BatchNorm into
-    the convolution before it.
-
-    Args:
-        net: the network; put in eval mode.
-        path: the .onnx file to write.
-        sample: one (1, 3, h, w) float32 input to trace with.
-        opset: ONNX opset.
-    """
-    import torch
-
-    net.eval()
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notes are about PyTorch, not the user
-        try:
-            torch.onnx.export(
-                net,
-                (torch.from_numpy(sample),),
-                str(path),
-                dynamo=False,
-                opset_version=opset,
-                input_names=["image"],
-                output_names=["logits"],
-                dynamic_axes={
-                    "image": {0: "batch", 2: "height", 3: "width"},
-                    "logits": {0: "batch", 2: "height", 3: "width"},
-                },
-                do_constant_folding=True,
-            )
-        except Exception as exc:
-            raise CitysegError(f"ONNX export failed: {_first_line(exc)}; try another --opset") from None
-
-
-def quantize_int8(
-    fp32_path: str | os.PathLike,
-    int8_path: str | os.PathLike,
-    calibration: np.ndarray,
-    per_channel: bool = True,
-    reduce_range: bool = False,
-    quant_format: str = "qdq",
-    calibrate_method: str = "minmax",
-    keep_fp32: tuple[str, ...] = (),
-    op_types: tuple[str, ...] | None = None,
-    fp32_outputs: tuple[str, ...] = (),
-) -> dict[str, Any]:
-    """Static int8 quantisation of an fp32 ONNX file, calibrated on real images.
-
-    ``quant_pre_process`` (shape inference and graph clean-up) runs first, as ONNX Runtime recommends;
-    activations are uint8 and weights int8, the pairing ONNX Runtime's x86 kernels run fastest.
-
-    Args:
-        fp32_path: the fp32 model (input ``image``).
-        int8_path: where the int8 model goes (not checked: :func:`export_onnx` checks before installing).
-        calibration: (N, 3, h, w) float32 preprocessed images; the activation ranges are measured on them.
-        per_channel, reduce_range, quant_format, calibrate_method: see :func:`export_onnx`.
-        keep_fp32: node-name prefixes left unquantised.
-        op_types: operator types to quantise (None: every type ONNX Runtime can).
-        fp32_outputs: operator types whose outputs stay fp32 (their inputs and weights are still int8).
-            OpenVINO runs such convolutions in int8; ONNX Runtime fuses only fully quantised ones.
-
-    Returns:
-        The settings used, for ``export.json``.
-    """
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    class Reader(CalibrationDataReader):  # one image per run: memory stays that of a single forward pass
-        def __init__(self, images: np.ndarray):
-            self.images = iter(images)
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            image = next(self.images, None)
-            return None if image is None else {"image": image[None]}
-
-    methods = {
-        "minmax": CalibrationMethod.MinMax,
-        "percentile": CalibrationMethod.Percentile,
-        "entropy": CalibrationMethod.Entropy,
-    }
-    work_dir = Path(tempfile.mkdtemp(prefix=".quantize-", dir=Path(int8_path).parent))
-    prepared = work_dir / "prepared.onnx"
-    try:
-        # ONNX Runtime's quantiser prints calibration notes to stdout and logs a warning for every shape tensor
-        # it leaves alone (root logger); the caller prints the figures that matter
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()), _quiet_root_logger():
-            warnings.simplefilter("ignore")
-            try:  # shape inference and graph clean-up, as ONNX Runtime recommends before quantising
-                quant_pre_process(str(fp32_path), str(prepared))
-            except Exception:  # symbolic shape inference gives up on some graphs (FPN): ONNX shape inference still runs
-                quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-            excluded = (
-                [name for name in _node_names(prepared) if name.startswith(tuple(keep_fp32))] if keep_fp32 else []
-            )
-            quantize_static(
-                str(prepared),
-                str(int8_path),
-                Reader(calibration),
-                quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
-                per_channel=per_channel,
-                reduce_range=reduce_range,
-                activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: the x86 (AVX2/VNNI) int8 kernels
-                weight_type=QuantType.QInt8,
-                calibrate_method=methods[calibrate_method],
-                nodes_to_exclude=excluded,
-                op_types_to_quantize=list(op_types) if op_types else None,
-                extra_options={"OpTypesToExcludeOutputQuantization": list(fp32_outputs)} if fp32_outputs else None,
-            )
-    except CitysegError:
-        raise
-    except Exception as exc:
-        raise CitysegError(f"int8 quantisation failed: {_first_line(exc)}") from None
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
-    return {
-        "format": quant_format.upper() if quant_format == "qdq" else "QOperator",
-        "per_channel": per_channel,
-        "reduce_range": reduce_range,
-        "activations": "uint8",
-        "weights": "int8",
-        "calibration_method": calibrate_method,
-        "kept_fp32_prefixes": list(keep_fp32),
-        "kept_fp32": excluded,
-        "op_types": list(op_types) if op_types else "all",
-        "fp32_outputs": list(fp32_outputs),
-    }
-
-
-@contextlib.contextmanager
-def _quiet_root_logger():
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        root.setLevel(level)
-
-
-def _node_names(path: Path) -> list[str]:
-    import onnx
-
-    return [node.name for node in onnx.load(str(path), load_external_data=False).graph.node]
-
-
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__
 
 
 # ---- the checks -------------------------------------------------------------------------------
@@ -403,7 +236,7 @@ def miou(predictions: list[np.ndarray], truths: list[np.ndarray], num_classes: i
     """mIoU of (H, W) class-index maps against truths (IGNORE_INDEX left out), over the whole set."""
     import torch
 
-    from cityseg.evaluation import SegmentationMetrics
+    from cityseg.metrics import SegmentationMetrics
 
     metric = SegmentationMetrics(num_classes=num_classes)
     for prediction, truth in zip(predictions, truths, strict=True):
@@ -433,8 +266,8 @@ def export_onnx(
     opset: int = DEFAULT_OPSET,
     per_channel: bool = True,
     reduce_range: bool = False,
-    quant_format: str = "qdq",
-    calibrate_method: str = "minmax",
+    quant_format: str = QUANT_FORMATS[0],
+    calibrate_method: str = CALIBRATION_METHODS[0],
     keep_fp32: tuple[str, ...] | None = None,
     seed: int = 0,
 ) -> ExportReport:
@@ -470,6 +303,54 @@ def export_onnx(
     """
     from cityseg.models import load_model
 
+    quant_options = dict(
+        per_channel=per_channel, reduce_range=reduce_range, quant_format=quant_format, calibrate_method=calibrate_method
+    )
+    _check_settings(quantize, calibration, min_agreement, quant_options, (calibration_images, check_images))
+    model_dir = resolve_model_dir(model)
+    net, info = load_model(model_dir)
+    fp32_path, int8_path = _output_paths(out, model_dir)
+    images = load_calibration_set(
+        calibration, info, model_dir, pairs, mask_side, calibration_images, check_images, seed
+    )  # fmt: skip
+
+    work_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=_writable_parent(fp32_path)))
+    try:
+        fp32_tmp, int8_tmp = work_dir / "model.onnx", work_dir / "model.int8.onnx"
+        report, fp32_logits = _export_fp32(net, info, fp32_tmp, images, opset, seed)
+        report.model_dir, report.onnx = str(model_dir), str(fp32_path)  # where it goes once checked
+        _require(report.fp32_agreement, min_agreement, "fp32 ONNX", "PyTorch", len(images.check))
+        if quantize:
+            report.int8, report.calibration = str(int8_path), str(calibration)
+            plans = [tuple(keep_fp32)] if keep_fp32 is not None else [(), ENCODER_NODES]
+            _export_int8(report, (fp32_tmp, int8_tmp), fp32_logits, images, plans, min_agreement, **quant_options)
+
+        _install(fp32_tmp, fp32_path)
+        if quantize:
+            _install(int8_tmp, int8_path)
+        _record(fp32_path.parent / EXPORT_REPORT_FILE, report)
+        return report
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _output_paths(out: str | os.PathLike | None, model_dir: Path) -> tuple[Path, Path]:
+    """The fp32 file (``out``, default ``MODEL/model.onnx``) and the int8 one beside it."""
+    fp32_path = Path(out) if out is not None else model_dir / ONNX_FILE
+    if fp32_path.suffix != ".onnx":
+        raise CitysegError(f"--out {fp32_path} should end in .onnx")
+    return fp32_path, fp32_path.with_name(f"{fp32_path.stem}.int8.onnx")
+
+
+def _check_settings(
+    quantize: str | None,
+    calibration,
+    min_agreement: float,
+    quant_options: dict[str, Any],
+    image_counts: tuple[int, int],
+) -> None:
+    """Refuse bad export settings before anything is loaded; ``image_counts`` (calibration, check)."""
+    calibrate_method, quant_format = quant_options["calibrate_method"], quant_options["quant_format"]
     if quantize not in (None, *QUANTIZE):
         raise CitysegError(f"unknown --quantize {quantize!r}; choose: {', '.join(QUANTIZE)}")
     if quantize and calibration is None:
@@ -480,90 +361,75 @@ def export_onnx(
         raise CitysegError(f"unknown calibration method {calibrate_method!r}; choose: {', '.join(CALIBRATION_METHODS)}")
     if quant_format not in QUANT_FORMATS:
         raise CitysegError(f"unknown quantisation format {quant_format!r}; choose: {', '.join(QUANT_FORMATS)}")
-    if calibration_images < 1 or check_images < 1:
+    if min(image_counts) < 1:
         raise CitysegError("--calibration-images and --check-images must be at least 1")
 
-    model_dir = resolve_model_dir(model)
-    net, info = load_model(model_dir)
-    fp32_path = Path(out) if out is not None else model_dir / ONNX_FILE
-    if fp32_path.suffix != ".onnx":
-        raise CitysegError(f"--out {fp32_path} should end in .onnx")
-    int8_path = fp32_path.with_name(f"{fp32_path.stem}.int8.onnx")
-    images = load_calibration_set(
-        calibration,
-        info,
-        model_dir,
-        pairs,
-        mask_side,
-        calibration_images,
-        check_images,
-        seed,
+
+def _export_fp32(
+    net, info, fp32_tmp: Path, images: CalibrationSet, opset: int, seed: int
+) -> tuple[ExportReport, np.ndarray]:
+    """Write the fp32 graph to ``fp32_tmp`` and compare it with PyTorch: (the report so far, its logits)."""
+    torch_to_onnx(net, fp32_tmp, images.check[:1], opset)
+    fp32 = OnnxBackend(fp32_tmp)
+    reference = _torch_logits(net, images.check)  # (M, C, h, w)
+    fp32_logits = _run(fp32, images.check)
+    other = _other_size(tuple(info.input_size))
+    probe = np.random.default_rng(seed).standard_normal((1, 3, *other)).astype(np.float32)
+    report = ExportReport(
+        model_dir="",
+        onnx=str(fp32_tmp),
+        opset=opset,
+        check_images=len(images.check),
+        fp32_max_logit_diff=float(np.abs(fp32_logits - reference).max()),
+        fp32_agreement=agreement(fp32_logits, reference),
+        fp32_other_size=other,
+        fp32_other_size_max_diff=float(np.abs(fp32(probe) - _torch_logits(net, probe)).max()),
+        skipped=images.skipped,
     )
+    return report, fp32_logits
 
-    work_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=_writable_parent(fp32_path)))
-    try:
-        fp32_tmp = work_dir / "model.onnx"
-        torch_to_onnx(net, fp32_tmp, images.check[:1], opset)
-        fp32 = OnnxBackend(fp32_tmp)
-        reference = _torch_logits(net, images.check)  # (M, C, h, w)
-        fp32_logits = _run(fp32, images.check)
-        other = _other_size(tuple(info.input_size))
-        probe = np.random.default_rng(seed).standard_normal((1, 3, *other)).astype(np.float32)
-        report = ExportReport(
-            model_dir=str(model_dir),
-            onnx=str(fp32_path),
-            opset=opset,
-            check_images=len(images.check),
-            fp32_max_logit_diff=float(np.abs(fp32_logits - reference).max()),
-            fp32_agreement=agreement(fp32_logits, reference),
-            fp32_other_size=other,
-            fp32_other_size_max_diff=float(np.abs(fp32(probe) - _torch_logits(net, probe)).max()),
-            skipped=images.skipped,
+
+def _export_int8(
+    report: ExportReport,
+    files: tuple[Path, Path],
+    fp32_logits: np.ndarray,
+    images: CalibrationSet,
+    plans: list[tuple[str, ...]],
+    min_agreement: float,
+    **options: Any,
+) -> None:
+    """Quantise ``files`` (fp32, int8) by each plan of layers kept in fp32 until one agrees well enough.
+
+    The last plan tried is kept and scored (:func:`_score_int8`); below ``min_agreement`` it is refused.
+    """
+    fp32_tmp, int8_tmp = files
+    for plan in plans:
+        report.quantization = quantize_int8(fp32_tmp, int8_tmp, images.calibration, keep_fp32=plan, **options)
+        int8_logits = _run(OnnxBackend(int8_tmp), images.check)
+        share = agreement(int8_logits, fp32_logits)
+        if share >= min_agreement or plan is plans[-1]:
+            break
+        report.int8_refused.append(
+            f"int8 of every layer: argmax agreement with fp32 only {100 * share:.2f}%, "
+            f"below --min-agreement {100 * min_agreement:g}%; trying again with the encoder in fp32"
         )
-        _require(report.fp32_agreement, min_agreement, "fp32 ONNX", "PyTorch", len(images.check))
+    _score_int8(report, fp32_logits, int8_logits, images, fp32_logits.shape[1])
+    _require(report.int8_agreement, min_agreement, "int8 ONNX", "fp32", len(images.check))
 
-        if quantize:
-            int8_tmp = work_dir / "model.int8.onnx"
-            plans = [tuple(keep_fp32)] if keep_fp32 is not None else [(), ENCODER_NODES]
-            for plan in plans:
-                report.quantization = quantize_int8(
-                    fp32_tmp,
-                    int8_tmp,
-                    images.calibration,
-                    per_channel=per_channel,
-                    reduce_range=reduce_range,
-                    quant_format=quant_format,
-                    calibrate_method=calibrate_method,
-                    keep_fp32=plan,
-                )
-                int8_logits = _run(OnnxBackend(int8_tmp), images.check)
-                share = agreement(int8_logits, fp32_logits)
-                if share >= min_agreement or plan is plans[-1]:
-                    break
-                report.int8_refused.append(
-                    f"int8 of every layer: argmax agreement with fp32 only {100 * share:.2f}%, "
-                    f"below --min-agreement {100 * min_agreement:g}%; trying again with the encoder in fp32"
-                )
-            fp32_classes = list(fp32_logits.argmax(axis=1).astype(np.uint8))
-            int8_classes = list(int8_logits.argmax(axis=1).astype(np.uint8))
-            report.int8 = str(int8_path)
-            report.calibration = str(calibration)
-            report.calibration_images = len(images.calibration)
-            report.int8_agreement = share
-            report.int8_miou_vs_fp32 = miou(int8_classes, fp32_classes, info.num_classes)
-            if images.truths:
-                report.truth_images = len(images.truths)
-                report.fp32_miou = miou(_at_truth_size(fp32_logits, images.truths), images.truths, info.num_classes)
-                report.int8_miou = miou(_at_truth_size(int8_logits, images.truths), images.truths, info.num_classes)
-            _require(report.int8_agreement, min_agreement, "int8 ONNX", "fp32", len(images.check))
 
-        _install(fp32_tmp, fp32_path)
-        if quantize:
-            _install(work_dir / "model.int8.onnx", int8_path)
-        _record(fp32_path.parent / EXPORT_REPORT_FILE, report)
-        return report
-    finally:
-        shutil.rmtree(work_dir, ignore_errors=True)
+def _score_int8(
+    report: ExportReport, fp32_logits: np.ndarray, int8_logits: np.ndarray, images: CalibrationSet, num_classes: int
+) -> None:
+    """The int8 figures of the report: agreement and mIoU against fp32, and both against the truths if any."""
+    fp32_classes = list(fp32_logits.argmax(axis=1).astype(np.uint8))
+    int8_classes = list(int8_logits.argmax(axis=1).astype(np.uint8))
+    report.calibration_images = len(images.calibration)
+    report.int8_agreement = agreement(int8_logits, fp32_logits)
+    report.int8_miou_vs_fp32 = miou(int8_classes, fp32_classes, num_classes)
+    if images.truths:
+        report.truth_images = len(images.truths)
+        report.fp32_miou = miou(_at_truth_size(fp32_logits, images.truths), images.truths, num_classes)
+        report.int8_miou = miou(_at_truth_size(int8_logits, images.truths), images.truths, num_classes)
 
 
 def _at_truth_size(logits: np.ndarray, truths: list[np.ndarray]) -> list[np.ndarray]:

@@ -17,17 +17,17 @@ says what to do, so a bad image in a folder of thousands is found at once, not b
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
+from cityseg.defaults import MASK_SIDES
 from cityseg.errors import CitysegError
 from cityseg.files import natural_key
+from cityseg.images import DECODE_ERRORS, decode_image, decode_raw, is_image_name
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-TRUTH_SUFFIX = "_labelids.png"  # exact label ids written beside generated pairs (cityseg synth); not pair images
 SPLITS = ("train", "val")
 RELEASE_PHOTOS = "leftImg8bit"  # the release's photo folder (ROOT/leftImg8bit/{split}/{city}/) and name suffix
 RELEASE_TRUTH = "gtFine"  # the release's fine annotations, beside it (ROOT/gtFine/{split}/{city}/)
@@ -37,16 +37,11 @@ RELEASE_SPLITS = ("train", "val", "test")
 RELEASE_FIRST_LABELLED_ID = 7  # ids 0-6 are void (unlabeled, ego vehicle, ...): a truth of only those is unlabelled
 RELEASE_TEST_PROBES = 3  # truth files of the test split looked at to decide whether it is labelled
 LAYOUTS = ("cityscapes_data", "cityscapes", "")  # Kaggle, pix2pix, then the root itself holding train/ and val/
-MASK_SIDES = ("right", "left")
-
-# Errors a decoder raises for a file that is not a (complete) image; all become a CitysegError.
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
 
 
 def is_pair_image(path: str | os.PathLike) -> bool:
     """True for an image file that can be a pair: an image suffix, not hidden, not a ``*_labelIds.png`` truth file."""
-    name = Path(path).name.lower()
-    return name.endswith(IMAGE_SUFFIXES) and not name.endswith(TRUTH_SUFFIX) and not name.startswith(".")
+    return is_image_name(path)
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -122,34 +117,6 @@ def discover(root: str | os.PathLike, split: str | None = None) -> dict[str, lis
     return {split: found[split]}
 
 
-def _open_decoded(path: Path) -> Image.Image:
-    """Open and fully decode ``path`` (PIL decodes lazily, so errors would otherwise surface later)."""
-    try:
-        size = path.stat().st_size
-    except OSError as exc:
-        raise CitysegError(f"cannot read {path}: {exc.strerror or exc}; check the path") from None
-    if size == 0:
-        raise CitysegError(f"{path} is empty (0 bytes); replace or remove it (or pass --skip-bad)")
-    try:
-        image = Image.open(path)
-    except UnidentifiedImageError:
-        raise CitysegError(f"{path} is not an image PIL can read; replace or remove it (or pass --skip-bad)") from None
-    except _DECODE_ERRORS as exc:
-        raise CitysegError(f"cannot open {path}: {_reason(exc)}; replace or remove it (or pass --skip-bad)") from None
-    try:
-        image.load()
-    except _DECODE_ERRORS as exc:
-        image.close()
-        raise CitysegError(
-            f"{path} is corrupt or truncated ({_reason(exc)}); replace or remove it (or pass --skip-bad)"
-        ) from None
-    return image
-
-
-def _reason(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0] or type(exc).__name__
-
-
 def read_pair(path: str | os.PathLike, mask_side: str = "right") -> tuple[np.ndarray, np.ndarray]:
     """Decode a pair image and split it into photo and colour mask.
 
@@ -173,7 +140,7 @@ def read_pair(path: str | os.PathLike, mask_side: str = "right") -> tuple[np.nda
     if mask_side not in MASK_SIDES:
         raise CitysegError(f"mask_side must be one of {', '.join(MASK_SIDES)}, not {mask_side!r}")
     path = Path(path)
-    image = _open_decoded(path)
+    image = decode_raw(path)
     with image:
         width, height = image.size
         if width != 2 * height:
@@ -213,21 +180,13 @@ _MODE_NAMES = {
 def read_photo(path: str | os.PathLike) -> np.ndarray:
     """Decode a plain photo (not a pair) as ``(H, W, 3)`` uint8 RGB.
 
-    Grayscale, palette, RGBA and CMYK images are converted to RGB (alpha is dropped), and the EXIF
-    orientation of camera photos is applied, so any photo a user has can be segmented.
+    Grayscale, palette, RGBA and CMYK images are converted to RGB (alpha is dropped, 16-bit values
+    scaled), and the EXIF orientation of camera photos is applied: :func:`cityseg.images.decode_image`.
 
     Raises:
         CitysegError: the file is missing, empty, not an image, corrupt or truncated.
     """
-    path = Path(path)
-    image = _open_decoded(path)
-    with image:
-        try:
-            upright = ImageOps.exif_transpose(image)
-        except _DECODE_ERRORS:  # a broken EXIF block should not stop a readable photo
-            upright = image
-        rgb = upright if upright.mode == "RGB" else upright.convert("RGB")
-        return np.array(rgb)
+    return np.array(decode_image(path).image)
 
 
 # ---- the official Cityscapes release ----------------------------------------------------------
@@ -295,7 +254,7 @@ def _has_labels(photos: Sequence[Path]) -> bool:
             with Image.open(truth) as image:
                 if int(np.asarray(image).max(initial=0)) >= RELEASE_FIRST_LABELLED_ID:
                     return True
-        except _DECODE_ERRORS:
+        except DECODE_ERRORS:
             return False
     return False
 
@@ -370,7 +329,7 @@ def read_release_truth(photo_path: str | os.PathLike) -> np.ndarray:
             f"truth file {truth} is missing for {Path(photo_path).name}; unpack gtFine_trainvaltest.zip beside "
             f"{RELEASE_PHOTOS}/ (or pass --skip-bad)"
         )
-    image = _open_decoded(truth)
+    image = decode_raw(truth)
     with image:
         if image.mode not in ("L", "P"):
             raise CitysegError(
@@ -378,47 +337,3 @@ def read_release_truth(photo_path: str | os.PathLike) -> np.ndarray:
                 "label id per pixel: use the release's *_gtFine_labelIds.png, not *_color.png (or pass --skip-bad)"
             )
         return np.array(image, dtype=np.uint8)  # a "P" file's indices are the ids themselves, not its colours
-
-
-class PairIndex(Sequence):
-    """A list of pair-image paths that decodes an image only when it is read.
-
-    Args:
-        paths: the pair images, e.g. one split of :func:`discover`.
-        mask_side: which half of each image holds the mask.
-
-    Example:
-        >>> index = PairIndex.from_root("data/cityscapes_pairs", "train")  # doctest: +SKIP
-        >>> len(index), index[0].name  # doctest: +SKIP
-        (2975, '1.jpg')
-        >>> photo, mask = index.read(0)  # doctest: +SKIP
-    """
-
-    def __init__(self, paths: Sequence[str | os.PathLike], mask_side: str = "right"):
-        if mask_side not in MASK_SIDES:
-            raise CitysegError(f"mask_side must be one of {', '.join(MASK_SIDES)}, not {mask_side!r}")
-        self.paths = [Path(p) for p in paths]
-        self.mask_side = mask_side
-
-    @classmethod
-    def from_root(cls, root: str | os.PathLike, split: str | None = None, mask_side: str = "right") -> PairIndex:
-        """All pair images of ``root`` (or of one ``split``), splits concatenated in name order."""
-        return cls([p for images in discover(root, split).values() for p in images], mask_side)
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, item):
-        if isinstance(item, slice):
-            return PairIndex(self.paths[item], self.mask_side)
-        return self.paths[item]
-
-    def __iter__(self) -> Iterator[Path]:
-        return iter(self.paths)
-
-    def read(self, item: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(photo, mask)`` of image ``item``; see :func:`read_pair`."""
-        return read_pair(self.paths[item], self.mask_side)
-
-    def __repr__(self) -> str:
-        return f"PairIndex({len(self.paths)} images, mask_side={self.mask_side!r})"

@@ -57,7 +57,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
         CitysegError: the run folder does not exist.
 
     Example:
-        >>> write_report("runs/latest")
+        >>> write_report("runs/latest")  # doctest: +SKIP
         PosixPath('runs/latest/report.html')
     """
     run = Path(run_dir)

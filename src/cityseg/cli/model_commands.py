@@ -1,0 +1,218 @@
+"""``cityseg predict``, ``cityseg export`` and ``cityseg serve``: what a trained model is used for."""
+
+from __future__ import annotations
+
+import argparse
+
+from cityseg import defaults
+from cityseg.cli.registry import TTA_HELP, add_backend, add_mask_side, command
+
+# ---- predict, export (predict/export helper) ---------------------------------------------------
+
+
+def _add_predict(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="a model folder, a run folder, or runs/latest")
+    parser.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders or glob patterns ('*.jpg')")
+    parser.add_argument("--out", metavar="DIR", required=True, help="output folder (created)")
+    add_backend(parser)
+    parser.add_argument(
+        "--ids",
+        choices=defaults.ID_KINDS,
+        default=defaults.ID_KINDS[0],
+        help="values of the label PNG: the model's class indices (train ids for a train19 model; default), "
+        "Cityscapes train ids, or official label ids",
+    )
+    parser.add_argument("--pairs", action="store_true", help="inputs are pair images: segment their photo half")
+    add_mask_side(parser)
+    parser.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.PREDICT_BATCH,
+        metavar="N",
+        help="images per forward pass (default %(default)s)",
+    )
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=defaults.OVERLAY_ALPHA,
+        help="weight of the colours in the overlay (default %(default)s)",
+    )
+    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed at the end)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--flip", action="store_true", help="average with the mirror image's logits (2x the time)")
+    parser.add_argument("--tta", action="store_true", help=TTA_HELP)
+
+
+@command("predict", "segment photos: label-id PNG, colour PNG and overlay per image", _add_predict)
+def _run_predict(args: argparse.Namespace) -> int:
+    from cityseg.predict import predict_files
+
+    summary = predict_files(
+        args.model,
+        args.inputs,
+        args.out,
+        backend=args.backend,
+        ids=args.ids,
+        pairs=args.pairs,
+        mask_side=args.mask_side,
+        batch_size=args.batch_size,
+        threads=args.threads,
+        onnx_file=args.onnx,
+        skip_bad=args.skip_bad,
+        progress=not args.no_progress,
+        flip=args.flip or args.tta,
+        scales=defaults.TTA_SCALES if args.tta else (1.0,),
+        overlay_alpha=args.alpha,
+    )
+    print(summary)
+    return 0
+
+
+def _add_export(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="a model folder, a run folder, or runs/latest")
+    parser.add_argument(
+        "--format", choices=defaults.FORMATS, default=defaults.FORMATS[0], help="export format (default %(default)s)"
+    )
+    parser.add_argument("--out", metavar="FILE", help="fp32 ONNX file (default MODEL/model.onnx; int8 beside it)")
+    parser.add_argument(
+        "--quantize", choices=defaults.QUANTIZE, help="also write a static int8 model (MODEL/model.int8.onnx)"
+    )
+    parser.add_argument("--calibration", metavar="DIR", help="real photos to calibrate int8 on (or pairs with --pairs)")
+    parser.add_argument("--pairs", action="store_true", help="DIR holds pair images: photo half used, masks scored")
+    add_mask_side(parser)
+    parser.add_argument(
+        "--calibration-images", type=int, default=defaults.CALIBRATION_IMAGES, metavar="N", help="default %(default)s"
+    )
+    parser.add_argument(
+        "--check-images",
+        type=int,
+        default=defaults.CHECK_IMAGES,
+        metavar="N",
+        help="held-out images (default %(default)s)",
+    )
+    parser.add_argument(
+        "--min-agreement",
+        type=float,
+        default=100 * defaults.MIN_AGREEMENT,
+        metavar="PERCENT",
+        help="refuse a model whose argmax agrees with its reference on fewer pixels "
+        f"(default {100 * defaults.MIN_AGREEMENT:g})",
+    )
+    parser.add_argument("--opset", type=int, default=defaults.DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
+    parser.add_argument(
+        "--calibrate-method",
+        choices=defaults.CALIBRATION_METHODS,
+        default=defaults.CALIBRATION_METHODS[0],
+        help="default %(default)s",
+    )
+    parser.add_argument("--per-tensor", action="store_true", help="one weight scale per tensor, not per channel")
+    parser.add_argument("--reduce-range", action="store_true", help="7-bit weights (pre-VNNI CPUs)")
+    parser.add_argument("--qoperator", action="store_true", help="QOperator format instead of QDQ")
+    parser.add_argument(
+        "--keep-fp32",
+        metavar="PREFIX",
+        action="append",
+        help="leave nodes whose name starts with PREFIX in fp32, e.g. /encoder (repeatable); default: every "
+        "layer int8, or the encoder in fp32 if that falls under --min-agreement",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="shuffle seed of the calibration/check split (default 0)")
+
+
+@command("export", "export a model to ONNX (optionally int8), checked against PyTorch before writing", _add_export)
+def _run_export(args: argparse.Namespace) -> int:
+    from cityseg.export import export_onnx
+
+    report = export_onnx(
+        args.model,
+        out=args.out,
+        quantize=args.quantize,
+        calibration=args.calibration,
+        pairs=args.pairs,
+        mask_side=args.mask_side,
+        calibration_images=args.calibration_images,
+        check_images=args.check_images,
+        min_agreement=args.min_agreement / 100,
+        opset=args.opset,
+        per_channel=not args.per_tensor,
+        reduce_range=args.reduce_range,
+        quant_format="qoperator" if args.qoperator else "qdq",
+        calibrate_method=args.calibrate_method,
+        keep_fp32=tuple(args.keep_fp32) if args.keep_fp32 else None,
+        seed=args.seed,
+    )
+    print(report)
+    return 0
+
+
+# ---- serve (serve helper) ----------------------------------------------------------------------
+
+
+def _add_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", metavar="MODEL", help="a model folder, a run folder, or runs/latest")
+    add_backend(parser)
+    parser.add_argument(
+        "--host", default=defaults.DEFAULT_HOST, help="address to listen on (default %(default)s: this machine)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=defaults.DEFAULT_PORT, help="TCP port; 0 picks a free one (default %(default)s)"
+    )
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for the model (default: all cores)")
+    parser.add_argument(
+        "--max-batch",
+        type=int,
+        default=defaults.MAX_BATCH,
+        metavar="N",
+        help="images per forward pass (default %(default)s)",
+    )
+    parser.add_argument(
+        "--queue-size",
+        type=int,
+        default=defaults.QUEUE_SIZE,
+        metavar="N",
+        help="requests in flight before 503 busy (default %(default)s)",
+    )
+    parser.add_argument(
+        "--max-upload-mb",
+        type=float,
+        default=defaults.MAX_UPLOAD_MB,
+        metavar="MB",
+        help=f"largest upload (default {defaults.MAX_UPLOAD_MB:g})",
+    )
+    parser.add_argument(
+        "--max-megapixels",
+        type=float,
+        default=defaults.MAX_MEGAPIXELS,
+        metavar="MP",
+        help=f"largest image area (default {defaults.MAX_MEGAPIXELS:g})",
+    )
+    parser.add_argument(
+        "--max-side", type=int, default=defaults.MAX_SIDE, metavar="PX", help="longest side (default %(default)s)"
+    )
+    parser.add_argument(
+        "--log-level", choices=defaults.LOG_LEVELS, default=defaults.DEFAULT_LOG_LEVEL, help="default %(default)s"
+    )
+
+
+@command("serve", "serve a model: a web page to try photos, and an HTTP API (POST /predict)", _add_serve)
+def _run_serve(args: argparse.Namespace) -> int:
+    from cityseg.serve import ServeSettings, serve
+
+    settings = ServeSettings(
+        max_upload_bytes=int(args.max_upload_mb * 2**20),
+        max_pixels=int(args.max_megapixels * 1e6),
+        max_side=args.max_side,
+        queue_size=args.queue_size,
+        max_batch=args.max_batch,
+    )
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        backend=args.backend,
+        onnx_file=args.onnx,
+        threads=args.threads,
+        settings=settings,
+        log_level=args.log_level,
+    )
+    return 0

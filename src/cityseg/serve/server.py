@@ -1,0 +1,124 @@
+"""Running it: a listening socket, uvicorn around the app, and ``cityseg serve``."""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+
+from cityseg.defaults import DEFAULT_BACKEND, DEFAULT_HOST, DEFAULT_LOG_LEVEL, DEFAULT_PORT
+from cityseg.errors import CitysegError
+from cityseg.predict import Segmenter
+from cityseg.serve.app import create_app, model_label
+from cityseg.serve.settings import ServeSettings
+
+
+def bind_socket(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
+    """A listening TCP socket on ``host:port`` (port 0: a free one), or a one-line error.
+
+    Binding before the server starts turns "address in use" into a clear message, and lets a caller
+    (a test, ``--port 0``) learn the port without a race.
+    """
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise CitysegError(f"cannot resolve --host {host}: {exc.strerror}; use an address like 127.0.0.1") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise CitysegError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; choose another --port") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+@dataclass
+class LocalServer:
+    """A server ready to run: uvicorn's ``Server``, the socket it listens on, and its URL.
+
+    ``run()`` blocks until ``stop()`` (from another thread) or Ctrl+C; run it in a thread to serve in the background.
+    """
+
+    server: object  # uvicorn.Server (uvicorn is imported lazily)
+    socket: socket.socket
+    url: str
+
+    def run(self) -> None:
+        try:
+            self.server.run(sockets=[self.socket])
+        finally:
+            self.socket.close()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+
+    @property
+    def started(self) -> bool:
+        return bool(self.server.started)
+
+
+def make_server(
+    segmenter: Segmenter,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    settings: ServeSettings | None = None,
+    log_level: str = DEFAULT_LOG_LEVEL,
+) -> LocalServer:
+    """Bind ``host:port`` and wrap :func:`create_app` in a uvicorn server (not started yet).
+
+    Raises:
+        CitysegError: the address cannot be listened on.
+    """
+    import uvicorn
+
+    settings = settings or ServeSettings()
+    app = create_app(segmenter, settings)
+    sock = bind_socket(host, port)
+    shown_host = f"[{host}]" if ":" in host else host
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        # bound open connections too: each may be uploading; /predict's own limit refuses the rest with 503
+        limit_concurrency=4 * settings.queue_size + 64,
+        timeout_graceful_shutdown=10,
+    )
+    return LocalServer(uvicorn.Server(config), sock, f"http://{shown_host}:{sock.getsockname()[1]}/")
+
+
+def serve(
+    model: str | os.PathLike | Segmenter,
+    host: str = DEFAULT_HOST,
+    port: int = DEFAULT_PORT,
+    backend: str = DEFAULT_BACKEND,
+    onnx_file: str | os.PathLike | None = None,
+    threads: int | None = None,
+    settings: ServeSettings | None = None,
+    log_level: str = DEFAULT_LOG_LEVEL,
+) -> None:
+    """Load a model and serve it until interrupted (Ctrl+C): the page at ``/``, the API beside it.
+
+    Args:
+        model: a model folder, run folder, ``runs/latest`` or a loaded :class:`Segmenter`.
+        host: address to listen on (default loopback only).
+        port: TCP port; 0 picks a free one (printed).
+        backend: ``torch``, ``onnx`` or ``openvino`` (int8 when ``model.int8.onnx`` is there), as
+            ``cityseg predict``.
+        onnx_file: with ``backend="onnx"`` or ``"openvino"``, the ONNX file to run.
+        threads: CPU threads for the model.
+        settings: limits; see :class:`ServeSettings`.
+        log_level: uvicorn's log level (``info`` logs every request).
+
+    Raises:
+        CitysegError: the model cannot be loaded, or the address cannot be listened on.
+    """
+    segmenter = model if isinstance(model, Segmenter) else Segmenter.from_pretrained(model, backend, onnx_file, threads)
+    server = make_server(segmenter, host, port, settings, log_level)
+    print(
+        f"serving {model_label(segmenter.model_dir)} ({getattr(segmenter.backend, 'name', backend)}) at {server.url}  "
+        "(API: POST /predict, GET /health, /classes, /openapi.json; Ctrl+C stops)",
+        flush=True,
+    )
+    server.run()

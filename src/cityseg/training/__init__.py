@@ -1,0 +1,47 @@
+"""Training: a LightningModule around an smp network, the run folder, and ``train(config)``.
+
+Lightning does the loop, checkpointing (best and last), early stopping, logging (CSV and TensorBoard),
+the progress bar, seeding, precision and devices; this package adds only what is ours:
+
+* :mod:`.module`: :class:`SegModule` (the network, :class:`SegmentationLoss`, optimiser and per-step LR
+  schedule from the config, and accuracy/mIoU through :class:`cityseg.evaluation.SegmentationMetrics`);
+* :mod:`.losses`, :mod:`.optim`: the loss terms, optimisers and LR schedules, each a registry by name;
+* :mod:`.budget`: :class:`BudgetPlanner`, which fits the run to ``train.budget_minutes``;
+* :mod:`.trainer`: the Lightning Trainer and its callbacks; :mod:`.data`: the LightningDataModule;
+* :mod:`.run_folder`: what a finished run writes; :mod:`.run`: :func:`train`.
+
+Names are loaded on first use (PEP 562), so ``cityseg.config`` can read the registries of
+:mod:`.losses` and :mod:`.optim` without importing Lightning or torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "train": "run",
+    "class_weights": "run",
+    "RUN_DIR_ENV": "run",
+    "SegModule": "module",
+    "SegmentationLoss": "module",
+    "LRSchedule": "optim",
+    "OPTIMIZERS": "optim",
+    "SCHEDULES": "optim",
+    "LOSS_TERMS": "losses",
+    "BudgetPlanner": "budget",
+    "configure_threads": "trainer",  # lives in cityseg.devices
+    "make_trainer": "trainer",
+    "SegDataModule": "data",
+    "HISTORY_COLUMNS": "run_folder",
+    "write_history": "run_folder",
+    "finish_run": "run_folder",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)

@@ -1,0 +1,85 @@
+"""The Lightning Trainer of a run: threads, callbacks (checkpoints, early stopping, budget, EMA) and loggers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, Timer
+
+from cityseg.config import Config
+from cityseg.devices import configure_threads  # noqa: F401  (re-exported: the trainer's processes use it)
+from cityseg.errors import CitysegError, first_line
+from cityseg.training.budget import BudgetPlanner
+
+CHECKPOINTS_DIR = "checkpoints"  # RUN/checkpoints/{best,last}.ckpt
+BEST_CHECKPOINT = "best"
+LAST_CHECKPOINT = "last"
+
+
+def make_callbacks(config: Config, run_dir: Path) -> list[Callback]:
+    """Best and last checkpoints, early stopping, the progress bar, the time budget and weight averaging."""
+    from lightning.pytorch.callbacks import TQDMProgressBar
+
+    train = config.train
+    callbacks: list[Callback] = [
+        ModelCheckpoint(
+            dirpath=run_dir / CHECKPOINTS_DIR,
+            filename=BEST_CHECKPOINT,
+            monitor=train.monitor,
+            mode=train.monitor_mode,
+            save_top_k=1,
+            save_last=True,
+            auto_insert_metric_name=False,
+        ),
+        EarlyStopping(monitor=train.monitor, mode=train.monitor_mode, patience=train.patience),
+    ]
+    if train.progress:
+        callbacks.append(TQDMProgressBar())
+    if train.budget_minutes > 0:
+        budget = train.budget_minutes * 60
+        callbacks += [
+            Timer(duration=timedelta(seconds=budget), interval="step"),
+            BudgetPlanner(budget, train.budget_probe_steps),
+        ]
+    if train.ema_decay > 0:
+        from lightning.pytorch.callbacks import EMAWeightAveraging
+
+        # validation, test and the saved model use the averaged weights; checkpoints keep both
+        callbacks.append(EMAWeightAveraging(decay=train.ema_decay, update_starting_at_step=train.ema_start_step))
+    return callbacks
+
+
+def make_trainer(config: Config, run_dir: Path, **overrides: Any) -> L.Trainer:
+    """The Lightning Trainer of a run: devices, precision, loggers and callbacks all from ``config``."""
+    from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+
+    train = config.train
+    devices: int | str = int(train.devices) if str(train.devices).isdigit() else train.devices
+    strategy = train.strategy
+    if strategy == "ddp" and config.model.encoder_depth > 0:
+        strategy = "ddp_find_unused_parameters_true"  # smp keeps the unused deeper stages of a cut encoder
+    options: dict[str, Any] = {
+        "max_epochs": train.max_epochs,
+        "accelerator": train.accelerator,
+        "devices": devices,
+        "num_nodes": train.num_nodes,
+        "strategy": strategy,
+        "precision": train.precision,
+        "callbacks": make_callbacks(config, run_dir),
+        "logger": [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")],
+        "log_every_n_steps": train.log_every_n_steps,
+        "enable_progress_bar": train.progress,
+        "enable_model_summary": train.progress,
+        "default_root_dir": run_dir,
+        "use_distributed_sampler": False,  # SegDataModule shards the data itself, without repeating images
+    }
+    options.update(overrides)
+    try:
+        return L.Trainer(**options)
+    except (ValueError, RuntimeError) as exc:  # e.g. an accelerator this machine lacks
+        raise CitysegError(
+            f"cannot set up training: {first_line(exc)}; check train.accelerator/devices/strategy"
+        ) from None

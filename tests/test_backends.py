@@ -1,0 +1,82 @@
+"""Backends: one registry, each backend loads itself from a model folder; the ONNX file chosen; clear errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from cityseg.backends import (
+    BACKENDS,
+    INT8_ONNX_FILE,
+    ONNX_FILE,
+    OnnxBackend,
+    TorchBackend,
+    find_onnx_file,
+    load_backend,
+    read_model_info,
+)
+from cityseg.errors import CitysegError
+from conftest import save_tiny_model
+
+torch.set_num_threads(1)
+
+
+def test_the_registry_names_every_backend_by_its_own_name():
+    assert list(BACKENDS) == ["torch", "onnx", "openvino"]
+    assert all(backend.name == name for name, backend in BACKENDS.items())
+    with pytest.raises(CitysegError, match="unknown backend 'tensorrt'; choose one of: torch, onnx, openvino"):
+        load_backend("tensorrt", None)
+
+
+def test_torch_backend_loads_the_weights_and_the_info(tiny_model_dir):
+    backend, info = load_backend("torch", tiny_model_dir)
+    assert isinstance(backend, TorchBackend) and str(backend) == "PyTorch"
+    assert info == read_model_info(tiny_model_dir)
+    logits = backend(np.zeros((2, 3, *info.input_size), dtype=np.float32))
+    assert logits.shape == (2, info.num_classes, *info.input_size) and logits.dtype == np.float32
+
+
+def test_onnx_file_is_int8_then_fp32_or_the_one_named(tmp_path):
+    with pytest.raises(CitysegError, match="run cityseg export"):
+        find_onnx_file(tmp_path)
+    (tmp_path / ONNX_FILE).write_bytes(b"fp32")
+    assert find_onnx_file(tmp_path) == tmp_path / ONNX_FILE
+    (tmp_path / INT8_ONNX_FILE).write_bytes(b"int8")
+    assert find_onnx_file(tmp_path) == tmp_path / INT8_ONNX_FILE
+    assert find_onnx_file(tmp_path, ONNX_FILE) == tmp_path / ONNX_FILE  # a name inside the folder
+    assert find_onnx_file(tmp_path, tmp_path / ONNX_FILE) == tmp_path / ONNX_FILE  # or a path
+    with pytest.raises(CitysegError, match=r"other\.onnx not found"):
+        find_onnx_file(tmp_path, "other.onnx")
+
+
+def test_onnx_backend_refuses_a_file_for_other_classes(tiny_model_dir, tmp_path):
+    from cityseg.models import load_model
+    from cityseg.onnx_graphs import torch_to_onnx
+
+    model = shutil.copytree(tiny_model_dir, tmp_path / "model")
+    other = save_tiny_model(tmp_path / "categories", classes="categories")  # 7 classes, not 19
+    torch_to_onnx(load_model(other)[0], model / ONNX_FILE, np.zeros((1, 3, 64, 64), dtype=np.float32))
+    with pytest.raises(CitysegError, match=r"outputs 7 classes but .* lists 19"):
+        OnnxBackend.from_model_dir(model)
+    shutil.copy(other / "cityseg.json", model / "cityseg.json")  # now the info agrees with the file
+    backend, info = load_backend("onnx", model, threads=1)
+    assert isinstance(backend, OnnxBackend) and info.num_classes == backend.num_classes() == 7
+
+
+@pytest.mark.parametrize(("content", "message"), [(None, "not found"), ("{not json", "damaged"), ("[1]", "damaged")])
+def test_model_info_problems_are_one_line_errors(tmp_path, content, message):
+    if content is not None:
+        (tmp_path / "cityseg.json").write_text(content)
+    with pytest.raises(CitysegError, match=message) as error:
+        read_model_info(tmp_path)
+    assert "\n" not in str(error.value)
+
+
+def test_model_info_round_trips(tiny_model_dir):
+    values = json.loads((tiny_model_dir / "cityseg.json").read_text())
+    info = read_model_info(tiny_model_dir)
+    assert info.num_classes == 19 and tuple(info.input_size) == tuple(values["input_size"])

@@ -1,0 +1,117 @@
+"""Loss terms, optimisers and LR schedules: the registries, the lean Dice against smp's, OHEM's pixel choice."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from cityseg.classes import IGNORE_INDEX
+from cityseg.config import Config
+from cityseg.errors import CitysegError
+from cityseg.training.losses import LOSS_TERMS, loss_names, loss_terms
+from cityseg.training.module import SegmentationLoss
+from cityseg.training.optim import OPTIMIZERS, SCHEDULES, LRSchedule, make_optimizer
+from cityseg.training.terms import DiceLoss, OhemCrossEntropy
+
+
+def batch(seed: int = 0, classes: int = 5, size: int = 24):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, classes, size, size, generator=generator, requires_grad=True)
+    masks = torch.randint(0, classes, (2, size, size), generator=generator)
+    masks[:, :4] = IGNORE_INDEX  # a void band
+    masks[masks == classes - 1] = IGNORE_INDEX  # and one class absent from the truth
+    return logits, masks
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lean_dice_equals_smp_dice_in_value_and_gradient(seed):
+    from segmentation_models_pytorch.losses import DiceLoss as SmpDiceLoss
+
+    logits, masks = batch(seed)
+    expected = SmpDiceLoss("multiclass", ignore_index=IGNORE_INDEX)(logits, masks)
+    (expected_grad,) = torch.autograd.grad(expected, logits)
+    ours = DiceLoss()(logits, masks)
+    (ours_grad,) = torch.autograd.grad(ours, logits)
+    assert float(ours.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    assert torch.allclose(ours_grad, expected_grad, atol=1e-7)
+
+
+def test_dice_of_a_perfect_prediction_is_zero_and_absent_classes_do_not_count():
+    masks = torch.zeros(1, 8, 8, dtype=torch.long)
+    masks[:, :, 4:] = 1
+    logits = torch.full((1, 3, 8, 8), -50.0)
+    logits[:, 0][masks == 0] = 50.0
+    logits[:, 1][masks == 1] = 50.0
+    assert float(DiceLoss()(logits, masks)) == pytest.approx(0.0, abs=1e-6)
+    logits[:, 2] = 100.0  # everything predicted as class 2, which the truth never has
+    assert float(DiceLoss()(logits, masks)) == pytest.approx(2 / 3, abs=1e-4)  # classes 0 and 1 fail, 2 adds 0
+
+
+def test_ohem_is_plain_cross_entropy_when_every_pixel_is_hard():
+    logits, masks = batch()
+    ohem = OhemCrossEntropy(threshold=1.0, min_kept=0.0)  # p < 1: every labelled pixel is hard
+    plain = torch.nn.functional.cross_entropy(logits, masks, ignore_index=IGNORE_INDEX)
+    assert float(ohem(logits, masks)) == pytest.approx(float(plain), rel=1e-6)
+
+
+def test_ohem_averages_the_hard_pixels_only_and_keeps_a_minimum():
+    masks = torch.zeros(1, 1, 10, dtype=torch.long)
+    logits = torch.zeros(1, 2, 1, 10)
+    logits[0, 0, 0, :8] = 10.0  # 8 easy pixels (p of class 0 near 1), 2 hard ones (p = 0.5)
+    per_pixel = torch.nn.functional.cross_entropy(logits, masks, reduction="none").flatten()
+    hard_mean = per_pixel[8:].mean()
+    assert float(OhemCrossEntropy(0.7, min_kept=0.0)(logits, masks)) == pytest.approx(float(hard_mean))
+    kept_half = per_pixel.sort(descending=True).values[:5].mean()  # min_kept 0.5: the 5 hardest
+    assert float(OhemCrossEntropy(0.7, min_kept=0.5)(logits, masks)) == pytest.approx(float(kept_half), rel=1e-5)
+    assert float(OhemCrossEntropy()(logits, torch.full_like(masks, IGNORE_INDEX))) == 0.0
+
+
+def test_segmentation_loss_sums_its_terms_by_name():
+    logits, masks = batch()
+    optim = Config().optim
+    combined = SegmentationLoss("ohem+dice", optim=optim)
+    assert combined.terms == ["ohem", "dice"]
+    expected = LOSS_TERMS["ohem"](None, optim)(logits, masks) + DiceLoss()(logits, masks)
+    assert float(combined(logits, masks)) == pytest.approx(float(expected))
+    weighted = SegmentationLoss("ce", class_weights=[1.0, 2.0, 1.0, 1.0, 1.0])
+    assert "ce.weight" in dict(weighted.named_buffers())  # the checkpoint key older runs have
+
+
+def test_loss_names_are_checked():
+    assert loss_terms("ce+dice") == ["ce", "dice"]
+    assert {"ce", "ce+dice", "ohem+dice"} <= set(loss_names())
+    for bad in ("focal", "ce+ce", "ce+"):
+        with pytest.raises(CitysegError, match="unknown loss"):
+            loss_terms(bad)
+    with pytest.raises(CitysegError, match="choose one of"):
+        Config().set("optim.loss", "focal")
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+def test_every_registered_optimizer_builds_and_steps(name):
+    config = Config()
+    config.optim.optimizer = name
+    config.optim.fused = name != "sgd"
+    weight = torch.nn.Parameter(torch.ones(3))
+    optimizer = make_optimizer([weight], config.optim)
+    weight.sum().backward()
+    optimizer.step()
+    assert (weight < 1).all()
+    assert optimizer.defaults["lr"] == config.optim.lr
+
+
+def test_unknown_optimizer_and_schedule_are_refused():
+    config = Config()
+    config.optim.optimizer = "lbfgs"  # set directly: Config.set would refuse it already
+    with pytest.raises(CitysegError, match="adam, adamw, sgd"):
+        make_optimizer([torch.nn.Parameter(torch.ones(1))], config.optim)
+    with pytest.raises(CitysegError, match="unknown schedule"):
+        LRSchedule("step", 10)
+
+
+def test_schedules_decay_from_one_to_zero():
+    assert set(SCHEDULES) == {"none", "cosine", "poly"}
+    poly = LRSchedule("poly", total_steps=110, warmup_steps=10)
+    assert poly(0) == pytest.approx(0.01) and poly(10) == 1.0 and poly(110) == 0.0
+    assert poly(60) == pytest.approx(0.5**0.9)
+    assert LRSchedule("none", 10)(9) == 1.0
