@@ -9,8 +9,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch 2.14.1 and torchvision 0.29.1 are pinned in pyproject.toml; pip takes them from the local wheel store
-	$(BIN)/python -m pip install --quiet -e '.[dev,openvino]'
+	# the tested builds of torch and torchvision first (pip takes them from the local wheel store); the package
+	# itself accepts a range, so it also installs beside a user's own torch
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e '.[dev,all]'
 	touch $(STAMP)
 
 setup: $(STAMP)

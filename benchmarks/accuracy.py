@@ -9,7 +9,8 @@ first benchmarks did (those overstate it: neighbouring pairs show the same stree
 the best checkpoint on the held-out images with the 19 Cityscapes train classes; the run folder holds
 ``metrics.json``, the per-class IoU chart and the report. The same checkpoint
 is then scored again with flip test-time augmentation (each photo and its mirror image, logits averaged:
-``cityseg evaluate RUN --flip``), into ``RUN/flip/``; the table gives both.
+``cityseg evaluate RUN --flip``), into ``RUN/flip/``, and with multi-scale test-time augmentation (scales
+0.75/1/1.25, each with flip: ``cityseg evaluate RUN --tta``), into ``RUN/tta/``; the table gives all three.
 
 Recipes:
     cpu-hour  ``configs/cpu-hour.yaml``, the project's recipe for the CPU hour;
@@ -21,6 +22,7 @@ Usage:
     python benchmarks/accuracy.py --recipe cpu-hour [--minutes 60] [--split blocks|official] [--runs-dir DIR]
     python benchmarks/accuracy.py --table RUN [RUN ...]     # the markdown comparison of finished runs
     cityseg evaluate RUN --flip --out RUN/flip             # the flip scores of a run trained without them
+    cityseg evaluate RUN --tta --out RUN/tta               # multi-scale test-time augmentation
 """
 
 from __future__ import annotations
@@ -75,9 +77,10 @@ def table(runs: list[Path]) -> str:
         encoder = next((line.split(":", 1)[1].strip() for line in config.splitlines() if "  encoder:" in line), "?")
         metrics = json.loads((run / "metrics.json").read_text())
         scored.append((f"{arch}/{encoder}", run, metrics))
-        if (run / "flip" / "metrics.json").is_file():
-            flip = json.loads((run / "flip" / "metrics.json").read_text())
-            scored.append((f"{arch}/{encoder} + flip", run, {**metrics, **flip}))
+        for folder, what in (("flip", "flip"), ("tta", "multi-scale + flip")):
+            if (run / folder / "metrics.json").is_file():
+                extra = json.loads((run / folder / "metrics.json").read_text())
+                scored.append((f"{arch}/{encoder} + {what}", run, {**metrics, **extra}))
     for name, run, metrics in scored:
         names.append(name)
         rows.append(
@@ -118,9 +121,11 @@ def main(argv: list[str] | None = None) -> None:
 
     config = recipe_config(args.recipe, args.data, args.minutes, args.holdout, args.runs_dir, args.seed, args.split)
     run = train(config)
+    from cityseg.defaults import TTA_SCALES
     from cityseg.evaluation import evaluate_run
 
     evaluate_run(run, flip=True, out=run / "flip", progress=False)
+    evaluate_run(run, flip=True, scales=TTA_SCALES, out=run / "tta", progress=False)
     metrics = json.loads((run / "metrics.json").read_text())
     if args.split == "official" and metrics["images"] != args.holdout:
         print(f"warning: {metrics['images']} test images, expected {args.holdout}", file=sys.stderr)

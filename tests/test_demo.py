@@ -53,9 +53,13 @@ def test_reduced_demo_runs_every_step(tmp_path, capsys):
     metrics = json.loads((result.run_dir / "metrics.json").read_text())
     assert result.miou == metrics["mIoU"] and metrics["images"] == 2
     assert len(result.predictions) == 2 and all(p.is_file() for p in result.predictions)
+    assert result.drive == tmp_path / "demo" / "drive.mp4" and result.drive.is_file()
+    assert len(list(result.drive_labels.glob("*.png"))) == 30  # 3 s at 10 fps, the exact labels of each frame
+    assert result.segmented_drive is not None and result.segmented_drive.is_file()
     assert any((tmp_path / "demo" / "cache").rglob("*.npy"))
     summary = str(result)
     assert "test mIoU" in summary and str(result.report) in summary
+    assert str(result.drive) in summary and str(result.segmented_drive) in summary
 
 
 def test_demo_command_is_registered(capsys):

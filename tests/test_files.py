@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import subprocess
+from pathlib import Path
+
 import pytest
 
 from cityseg.errors import CitysegError
@@ -75,3 +79,44 @@ def test_ensure_writable_dir_under_a_file_is_a_one_line_error_naming_it(tmp_path
         ensure_writable_dir(blocker / "out")
     assert "\n" not in str(error.value)
     assert blocker.read_text() == "a file, not a folder"
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 256 KiB tmpfs mounted for the test (as root); skipped with the reason where mounting is refused."""
+    mount_point = tmp_path / "small-disk"
+    mount_point.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount_point)], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        pytest.skip(
+            f"cannot mount a small tmpfs here ({done.stderr.strip() or 'mount refused'}); injected ENOSPC covers it"
+        )
+    try:
+        yield mount_point
+    finally:
+        subprocess.run(["umount", str(mount_point)], check=False)
+
+
+def test_a_really_full_disk_gives_one_line_and_keeps_the_previous_file(small_disk):
+    target = small_disk / "labels.npy"
+    atomic_write_bytes(target, b"old" * 1000)
+    with pytest.raises(CitysegError, match=r"disk full writing .*labels\.npy \(needs 1\.0 MB, \d+ KB free\)") as error:
+        atomic_write_bytes(target, bytes(2**20))
+    assert "\n" not in str(error.value)
+    assert target.read_bytes() == b"old" * 1000
+    assert [p.name for p in small_disk.iterdir()] == ["labels.npy"]
+
+
+def test_an_injected_full_disk_gives_the_same_line(tmp_path, monkeypatch):
+    target = tmp_path / "out" / "metrics.json"
+
+    def no_space(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", no_space)
+    with pytest.raises(CitysegError, match=r"disk full writing .*metrics\.json \(needs 2 bytes, "):
+        atomic_write_text(target, "{}")
+    monkeypatch.undo()
+    assert list(target.parent.iterdir()) == []

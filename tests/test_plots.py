@@ -147,3 +147,22 @@ def test_class_iou_bars(tmp_path):
     pixels = open_png(plots.plot_class_iou(report, tmp_path / "iou.png"))
     blue = (31, 119, 180)  # matplotlib tab:blue bars
     assert count_colour(pixels, blue) > 1000
+
+
+@pytest.mark.parametrize("last_iou", [0.95, 0.5, 0.05])
+def test_class_iou_legend_covers_no_bar_and_no_value(last_iou):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    names = [f"class {i}" for i in range(19)]
+    per_class = {name: {"iou": 0.9 - 0.04 * i, "present": True} for i, name in enumerate(names)}
+    per_class[names[-1]]["iou"] = last_iou  # the bottom bar, where the legend used to sit
+    report = {"per_class": per_class, "mIoU": 0.5}
+    figure = plots.class_iou_figure(report)
+    FigureCanvasAgg(figure).draw()
+    renderer = figure.canvas.get_renderer()
+    (axes,) = figure.axes
+    legend = axes.get_legend().get_window_extent(renderer)
+    drawn = [bar.get_window_extent(renderer) for bar in axes.patches]
+    drawn += [text.get_window_extent(renderer) for text in axes.texts]
+    assert len(drawn) == 2 * 19
+    assert not any(legend.overlaps(box) for box in drawn)

@@ -211,52 +211,6 @@ def test_training_crops_of_a_non_square_size_keep_the_photo_scale():
 # ---- sliding windows --------------------------------------------------------------------------------
 
 
-def test_sliding_window_with_one_window_is_the_plain_forward():
-    from cityseg.inference import sliding_window_logits
-
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, 5, 3, padding=1))
-    image = torch.randn(2, 3, 24, 40)
-    with torch.no_grad():
-        plain = net(image)
-        for window in ((24, 40), (64, 64)):  # the image's size, and larger (shrinks to the image)
-            windowed = sliding_window_logits(net, image, window, (8, 8), 5)
-            torch.testing.assert_close(windowed, plain)
-        # windows smaller than the image see zero padding at their edges: a 3x3 net's logits then differ
-        assert not torch.allclose(sliding_window_logits(net, image, (12, 20), (6, 10), 5), plain)
-
-
-@pytest.mark.parametrize(("window", "stride"), [((8, 8), (8, 8)), ((10, 16), (3, 7)), ((24, 13), (5, 50))])
-def test_sliding_window_of_a_pointwise_net_is_the_plain_forward(window, stride):
-    from cityseg.inference import sliding_window_logits
-
-    torch.manual_seed(0)
-    net = torch.nn.Conv2d(3, 4, 1)  # each pixel's logits depend on that pixel only: any windowing agrees
-    image = torch.randn(2, 3, 24, 40)
-    with torch.no_grad():
-        torch.testing.assert_close(sliding_window_logits(net, image, window, stride, 4), net(image))
-
-
-def test_sliding_window_averages_where_windows_overlap():
-    from cityseg.inference import sliding_window_logits, window_stride
-
-    calls = []
-
-    def net(tile):  # (N, 3, h, w) -> (N, 1, h, w) of the window's index: the mean shows the coverage
-        calls.append(tile.shape[-2:])
-        return torch.full((tile.shape[0], 1, *tile.shape[-2:]), float(len(calls)))
-
-    logits = sliding_window_logits(net, torch.zeros(1, 3, 4, 10), (4, 6), (4, 4), 1)  # windows at x = 0 and 4
-    assert calls == [(4, 6), (4, 6)]
-    np.testing.assert_allclose(logits[0, 0, 0].numpy(), [1, 1, 1, 1, 1.5, 1.5, 2, 2, 2, 2])
-    assert window_stride((512, 1024), 0.25) == (384, 768)
-    with pytest.raises(CitysegError, match="eval_overlap"):
-        window_stride((8, 8), 1.0)
-
-
-# ---- training end to end ----------------------------------------------------------------------------
-
-
 @pytest.mark.slow
 def test_train_on_the_release_with_sliding_window_evaluation(release, tmp_path):
     from cityseg.training import train

@@ -18,8 +18,9 @@ from cityseg.config import Config
 from cityseg.errors import CitysegError
 from cityseg.evaluation import evaluate_run
 from cityseg.models import network_options
+from cityseg.optim import LRSchedule
 from cityseg.runs import resolve_run, update_latest
-from cityseg.training import BudgetPlanner, LRSchedule, SegmentationLoss, SegModule, class_weights, train, write_history
+from cityseg.training import BudgetPlanner, SegmentationLoss, SegModule, class_weights, train, write_history
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning",

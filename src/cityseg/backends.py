@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cityseg.errors import CitysegError, first_line
+from cityseg.extras import require
 from cityseg.runs import INFO_FILE
 
 if TYPE_CHECKING:  # numpy and torch are imported where they run: the CLI reads BACKENDS without them
@@ -137,6 +138,7 @@ class OnnxBackend(OnnxFileBackend):
     """Runs an ONNX file in ONNX Runtime (CPU): (B, 3, h, w) float32 -> (B, C, h, w) float32 logits."""
 
     name = "onnx"
+    extra = "onnx"  # ONNX Runtime: pip install 'cityseg[onnx]'
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         self.path = Path(path)
@@ -163,14 +165,11 @@ class OpenVinoBackend(OnnxFileBackend):
     """
 
     name = "openvino"
+    extra = "openvino"
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
-        try:
-            import openvino
-        except ImportError:
-            raise CitysegError(
-                "the openvino backend needs OpenVINO: pip install 'cityseg[openvino]' (or use --backend onnx)"
-            ) from None
+        import openvino  # load_backend has checked that the extra is installed
+
         self.path = Path(path)
         if not self.path.is_file():
             raise CitysegError(f"ONNX file {self.path} not found; run cityseg export first")
@@ -207,7 +206,10 @@ def load_backend(backend: str, model_dir: Path, onnx_file: str | os.PathLike | N
     """
     if backend not in BACKENDS:
         raise CitysegError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-    return BACKENDS[backend].from_model_dir(model_dir, onnx_file=onnx_file, threads=threads)
+    runner = BACKENDS[backend]
+    if getattr(runner, "extra", None):
+        require(runner.extra, f"the {backend} backend")
+    return runner.from_model_dir(model_dir, onnx_file=onnx_file, threads=threads)
 
 
 def onnx_session(path: str | os.PathLike, threads: int | None = None, optimization: str = "all", **options: Any):

@@ -207,19 +207,19 @@ class Config:
 # Settings that take one of a few words: checked when set, so a typo fails before any work starts. A callable
 # is asked on first use: the registries it reads live in modules that import torch only when they build something.
 def _optimizer_names() -> tuple[str, ...]:
-    from cityseg.training.optim import OPTIMIZERS
+    from cityseg.optim import OPTIMIZERS
 
     return tuple(OPTIMIZERS)
 
 
 def _schedule_names() -> tuple[str, ...]:
-    from cityseg.training.optim import SCHEDULES
+    from cityseg.optim import SCHEDULES
 
     return tuple(SCHEDULES)
 
 
 def _loss_names() -> tuple[str, ...]:
-    from cityseg.training.losses import loss_names
+    from cityseg.losses import loss_names
 
     return loss_names()
 

@@ -51,3 +51,6 @@ DEFAULT_LOG_LEVEL = "info"
 
 # ---- test-time augmentation ---------------------------------------------------------------------
 TTA_SCALES = (0.75, 1.0, 1.25)  # --tta: these scales, each with its mirror image (as MMSegmentation's aug-test)
+
+# ---- train ------------------------------------------------------------------------------------------
+RESUME_FROM = ("last", "best")  # the checkpoints --resume RUN --from may name (cityseg.training.checkpoints)

@@ -7,6 +7,9 @@
     runs/<t>/   a training run with the packaged ``demo`` preset: checkpoints, model/, metrics.json,
                 plots/ and report.html (runs/latest points at it)
     predictions/  a few test photos segmented by the saved model (cityseg.predict), when that module exists
+    drive.mp4   a few seconds of a generated drive down one street (cityseg synth --video), with the exact
+                label ids of every frame in drive_labelIds/
+    drive-segmented/  that drive segmented by the saved model (``Segmenter.predict_video``): drive_overlay.mp4
 
 The ``demo`` preset (``cityseg/configs/demo.yaml``) is a U-Net with an EfficientNet-Lite0 encoder (ImageNet
 weights that work offline), trained on 128x128 crops of the 256x256 scenes to recognise the 7 Cityscapes
@@ -27,14 +30,20 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cityseg.config import Config
 from cityseg.defaults import DEMO_OUT
 from cityseg.files import ensure_writable_dir
 
+if TYPE_CHECKING:
+    from cityseg.synth import DriveSummary
+
 DEMO_SCENES = 300  # scenes generated
 DEMO_TEST_FRACTION = 0.2  # share of them written to val/, the test set of the official split
 PREDICTION_COUNT = 4  # test photos segmented by the saved model at the end
+DRIVE_SECONDS = 3.0  # the generated drive segmented at the very end ...
+DRIVE_FPS = 10  # ... at this frame rate, at the size the model was trained on
 
 
 CLASS_SET_NAMES = {"categories": "Cityscapes categories", "train19": "train classes", "labelids": "label ids"}
@@ -51,6 +60,9 @@ class DemoResult:
     classes: str = ""  # what the mIoU averages over: the classes present in the test scenes, e.g. "7 categories"
     seconds: dict[str, float] = field(default_factory=dict)  # step -> wall-clock seconds
     predictions: list[Path] = field(default_factory=list)
+    drive: Path | None = None  # the generated drive video ...
+    drive_labels: Path | None = None  # ... and the folder of its exact label ids, one PNG per frame
+    segmented_drive: Path | None = None  # the model's segmentation of it, as an overlay video
     notes: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
@@ -64,6 +76,10 @@ class DemoResult:
         ]
         if self.predictions:
             lines.append(f"predictions: {self.predictions[0].parent} ({len(self.predictions)} images)")
+        if self.drive is not None:
+            lines.append(f"drive:      {self.drive} (generated; exact label ids per frame in {self.drive_labels})")
+        if self.segmented_drive is not None:
+            lines.append(f"segmented:  {self.segmented_drive} (the drive segmented by the model)")
         lines += [f"note: {note}" for note in self.notes]
         return "\n".join(lines)
 
@@ -85,7 +101,8 @@ def run_demo(
     seed: int = 0,
     config: Config | None = None,
 ) -> DemoResult:
-    """Generate scenes, label them, train, evaluate on the test scenes, predict a few and write the report.
+    """Generate scenes, label them, train, evaluate on the test scenes, predict a few, write the report, and
+    segment a few seconds of a generated drive with the model.
 
     Args:
         out: output folder (created; a rerun with the same count reuses the same file names).
@@ -118,6 +135,10 @@ def run_demo(
     predictions = _predict_examples(run_dir, out / "predictions", notes)
     seconds["predict"] = time.monotonic() - started
 
+    started = time.monotonic()
+    drive, segmented_drive = _segment_drive(run_dir, out, tuple(config.data.size), seed, notes)
+    seconds["drive"] = time.monotonic() - started
+
     import json
 
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -130,6 +151,9 @@ def run_demo(
         classes=f"{present} {CLASS_SET_NAMES.get(config.labels.classes, config.labels.classes)}",
         seconds=seconds,
         predictions=predictions,
+        drive=drive.video,
+        drive_labels=drive.labels,
+        segmented_drive=segmented_drive,
         notes=notes,
     )
 
@@ -164,3 +188,30 @@ def _predict_examples(run_dir: Path, folder: Path, notes: list[str]) -> list[Pat
             Image.fromarray(picture).save(tmp, format="PNG")
         written.append(target)
     return written
+
+
+def _segment_drive(
+    run_dir: Path, out: Path, size: tuple[int, int], seed: int, notes: list[str]
+) -> tuple[DriveSummary, Path | None]:
+    """Write a few seconds of a generated drive at the model's size and segment it with the saved model.
+
+    Returns:
+        (what the drive wrote, the segmented overlay video or None when it could not be segmented).
+    """
+    from cityseg.synth import write_drive
+
+    even = (max(32, size[0] - size[0] % 2), max(32, size[1] - size[1] % 2))  # H.264 wants even sides
+    drive = write_drive(out / "drive.mp4", seconds=DRIVE_SECONDS, fps=DRIVE_FPS, size=even, seed=seed)
+    print(f"cityseg demo: {drive}".splitlines()[0])
+    try:
+        from cityseg.predict import Segmenter
+    except ImportError:
+        notes.append("cityseg.predict is not available: the generated drive was not segmented")
+        return drive, None
+    segmenter = Segmenter.from_pretrained(run_dir / "model")
+    if not hasattr(segmenter, "predict_video"):
+        notes.append("this Segmenter has no predict_video: the generated drive was not segmented")
+        return drive, None
+    summary = segmenter.predict_video(drive.video, out=out / "drive-segmented")
+    print(f"cityseg demo: {summary}".splitlines()[0])
+    return drive, getattr(summary, "overlay", None)

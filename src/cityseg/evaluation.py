@@ -25,6 +25,8 @@ from cityseg.files import atomic_write_text
 from cityseg.metrics import SegmentationMetrics, metrics_report
 from cityseg.runs import CONFIG_FILE, find_model
 
+EVALUATIONS_DIR = "evaluations"  # RUN/evaluations/<name>/: one folder per evaluation (evaluation_name)
+
 
 def evaluate_model(
     net: torch.nn.Module,
@@ -63,7 +65,8 @@ def evaluate_model(
     net.eval()
     try:
         with torch.inference_mode():
-            for batch in tqdm(dataloader, desc="evaluate", unit="batch", disable=not progress):
+            # disable=None: a bar on a terminal only, so a log file gets no stream of redrawn lines
+            for batch in tqdm(dataloader, desc="evaluate", unit="batch", disable=None if progress else True):
                 images, masks = _images_and_masks(batch)
                 images, masks = images.to(device), masks.to(device).long()  # (B, 3, H, W), (B, H, W)
                 logits = net(images)  # (B, C, h, w)
@@ -113,7 +116,9 @@ def evaluate_run(
         split: ``test`` (default), ``val`` or ``train``.
         baseline: also score the untrained network: same architecture and encoder weights, same init seed.
         batch_size, workers, accelerator: override the run's settings.
-        out: folder for metrics.json and plots/ (default: the run folder, else the model folder).
+        out: folder for metrics.json and plots/ (default: ``RUN/evaluations/<split, data, options>/``, see
+            :func:`evaluation_name`, so the run's own test scores are never overwritten; ``out=RUN`` merges
+            the new scores into the run's metrics.json and report on purpose).
         flip: also segment each mirror image and average the logits (default: the run's ``data.eval_flip``).
         scales: also segment each image rescaled by these factors and average the logits at its size
             (multi-scale test-time augmentation, e.g. :data:`cityseg.inference.TTA_SCALES`; default: the
@@ -125,66 +130,28 @@ def evaluate_run(
     """
     from torch.utils.data import DataLoader
 
-    from cityseg import plots
     from cityseg.datasets import PairDataset, prepare_labels
     from cityseg.inference import eval_net
-    from cityseg.labels import load_labeller, make_labeller
     from cityseg.models import load_model
-    from cityseg.splits import load_splits, split_dataset
     from cityseg.transforms import eval_transform
 
     model_dir, run_dir = find_model(target)
     net, info = load_model(model_dir)
-    config = Config.from_yaml(run_dir / CONFIG_FILE) if run_dir else Config()
-    if run_dir is None:  # a bare model folder: rebuild what its ModelInfo says
-        config.model.arch, config.model.encoder = info.arch, info.encoder
-        config.data.size = tuple(info.input_size)
-        config.labels.method, config.labels.classes = info.label_method, info.class_set_name
-    for key, value in (("data.root", data), ("data.batch_size", batch_size), ("data.workers", workers)):
-        if value is not None:
-            config.set(key, value)
-    if accelerator is not None:
-        config.set("train.accelerator", accelerator)
-    if flip is not None:
-        config.data.eval_flip = flip
-    if scales is not None:
-        config.data.eval_scales = tuple(float(s) for s in scales)
+    overrides = {"data.root": data, "data.batch_size": batch_size, "data.workers": workers}
+    config = _evaluation_config(run_dir, info, {**overrides, "train.accelerator": accelerator}, flip, scales)
     configure_threads(config)
-
-    saved = run_dir / "splits.json" if run_dir else None
-    same_data = (
-        saved is not None
-        and saved.is_file()
-        and (data is None or Path(data).resolve() == Path(json.loads(saved.read_text()).get("root", "")).resolve())
-    )
-    splits = load_splits(saved, config.data.root or None) if same_data else split_dataset(config)[0]
+    splits = _run_splits(config, run_dir, data)
     if not splits.get(split):
         raise CitysegError(f"the {split} split of {config.data.root} is empty; choose another split or dataset")
-    labeller_file = run_dir / "labeller.json" if run_dir else None
-    if labeller_file is not None and labeller_file.is_file():
-        labeller = load_labeller(labeller_file)
-    else:
-        labeller = make_labeller(config.labels, splits["train"], config.data.mask_side, config.data.cache_dir or None)
-    if tuple(labeller.class_set.names) != tuple(info.names):
-        raise CitysegError(
-            f"the model predicts {info.num_classes} {info.class_set_name} classes but the labels are "
-            f"{labeller.class_set.num_classes} {labeller.class_set.name} classes; evaluate with the run folder"
-        )
+    labeller = _run_labeller(config, run_dir, splits, info)
     labelled, cache, _ = prepare_labels(config, {split: splits[split]}, labeller, progress=progress)
     paths = labelled[split]
     dataset = PairDataset(paths, cache, eval_transform(info.input_size, info.mean, info.std), config.data.mask_side)
     loader = DataLoader(dataset, batch_size=config.data.batch_size, num_workers=config.data.workers)
     device = pick_device(config.train.accelerator)
-    # as the run validated and tested: sliding windows (data.eval_window), the mirror image (data.eval_flip)
-    data_config = config.data
-    net = eval_net(
-        net,
-        data_config.eval_window,
-        data_config.eval_overlap,
-        data_config.eval_flip,
-        info.num_classes,
-        tuple(data_config.eval_scales),
-    )
+    # as the run validated and tested: sliding windows, the mirror image, the scales (data.eval_*)
+    d = config.data
+    net = eval_net(net, d.eval_window, d.eval_overlap, d.eval_flip, info.num_classes, tuple(d.eval_scales))
     report, confmat = evaluate_model(net.to(device), loader, info.num_classes, device, info.names, progress)
     if baseline:
         untrained = _untrained_net(config, info.num_classes).to(device)
@@ -195,28 +162,108 @@ def evaluate_run(
             "images": len(paths),
             "data": str(config.data.root),
             "model": str(model_dir.resolve()),
-            "flip": bool(config.data.eval_flip),  # how it was scored: with the mirror image or without
-            "scales": list(config.data.eval_scales),  # and at which scales
+            "flip": bool(d.eval_flip),  # how it was scored: with the mirror image or without
+            "scales": list(d.eval_scales),  # and at which scales
         }
     )
+    out_dir = Path(out) if out else (run_dir or model_dir) / EVALUATIONS_DIR / evaluation_name(config, split, data)
+    report["written"] = str(_write_scores(report, confmat, info.names, out_dir, run_dir, baseline))
+    return report
 
-    out_dir = Path(out) if out else (run_dir or model_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+
+def evaluation_name(config: Config, split: str, data: str | os.PathLike | None = None) -> str:
+    """The folder name of an evaluation under ``RUN/evaluations/``: the split, other data, and the options.
+
+    Example:
+        >>> config = Config()
+        >>> config.data.eval_flip, config.data.eval_scales = True, (0.75, 1.0, 1.25)
+        >>> evaluation_name(config, "test", data="/data/kitti")
+        'test-kitti-flip-scales0.75,1,1.25'
+    """
+    parts = [split]
+    if data is not None:
+        parts.append(Path(data).name or "data")
+    d = config.data
+    if min(d.eval_window) > 0:
+        parts.append(f"window{d.eval_window[0]}x{d.eval_window[1]}")
+    if d.eval_flip:
+        parts.append("flip")
+    if tuple(d.eval_scales) != (1.0,):
+        parts.append("scales" + ",".join(f"{scale:g}" for scale in d.eval_scales))
+    return "-".join(parts)
+
+
+def _evaluation_config(run_dir: Path | None, info, overrides: dict, flip, scales) -> Config:
+    """The run's config (a bare model folder: what its ModelInfo says) with the evaluation's overrides."""
+    config = Config.from_yaml(run_dir / CONFIG_FILE) if run_dir else Config()
+    if run_dir is None:
+        config.model.arch, config.model.encoder = info.arch, info.encoder
+        config.data.size = tuple(info.input_size)
+        config.labels.method, config.labels.classes = info.label_method, info.class_set_name
+    for key, value in overrides.items():
+        if value is not None:
+            config.set(key, value)
+    if flip is not None:
+        config.data.eval_flip = flip
+    if scales is not None:
+        config.data.eval_scales = tuple(float(s) for s in scales)
+    return config
+
+
+def _run_splits(config: Config, run_dir: Path | None, data) -> dict[str, list[Path]]:
+    """The run's own splits (splits.json) when the data is the run's; else made from the config."""
+    from cityseg.splits import load_splits, split_dataset
+
+    saved = run_dir / "splits.json" if run_dir else None
+    same_data = (
+        saved is not None
+        and saved.is_file()
+        and (data is None or Path(data).resolve() == Path(json.loads(saved.read_text()).get("root", "")).resolve())
+    )
+    return load_splits(saved, config.data.root or None) if same_data else split_dataset(config)[0]
+
+
+def _run_labeller(config: Config, run_dir: Path | None, splits: dict, info):
+    """The labeller the run saved (so K-Means classes match the model's), else one made from the config."""
+    from cityseg.labels import load_labeller, make_labeller
+
+    labeller_file = run_dir / "labeller.json" if run_dir else None
+    if labeller_file is not None and labeller_file.is_file():
+        labeller = load_labeller(labeller_file)
+    else:
+        labeller = make_labeller(config.labels, splits["train"], config.data.mask_side, config.data.cache_dir or None)
+    if tuple(labeller.class_set.names) != tuple(info.names):
+        raise CitysegError(
+            f"the model predicts {info.num_classes} {info.class_set_name} classes but the labels are "
+            f"{labeller.class_set.num_classes} {labeller.class_set.name} classes; evaluate with the run folder"
+        )
+    return labeller
+
+
+def _write_scores(report: dict, confmat, names, out_dir: Path, run_dir: Path | None, baseline: bool) -> Path:
+    """metrics.json (merged into the one there), the confusion and per-class IoU plots, the run's report."""
+    from cityseg import plots
+
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CitysegError(f"cannot create {out_dir}: {exc.strerror or exc}; pick another --out") from None
     metrics_file = out_dir / "metrics.json"
-    previous = json.loads(metrics_file.read_text()) if metrics_file.is_file() else {}
-    merged = {**previous, **report}  # keeps the run's facts (epochs, fit time) beside the new scores
+    in_run = run_dir is not None and out_dir.resolve() == run_dir.resolve()
+    # --out RUN on purpose: the new scores go beside the run's facts (epochs, fit time) in its metrics.json
+    previous = json.loads(metrics_file.read_text()) if in_run and metrics_file.is_file() else {}
+    merged = {**previous, **report}
     if not baseline:
         merged.pop("baseline", None)
     atomic_write_text(metrics_file, json.dumps(merged, indent=1) + "\n")
     plot_dir = out_dir / "plots"
-    plots.plot_confusion(confmat, list(info.names), plot_dir / "confusion.png")
+    plots.plot_confusion(confmat, list(names), plot_dir / "confusion.png")
     plots.plot_class_iou(report, plot_dir / "class_iou.png")
-    if run_dir is not None and out_dir.resolve() == run_dir.resolve():
+    if in_run:
         from cityseg.report import write_report
 
         write_report(run_dir)
-    report["written"] = str(metrics_file)
-    return report
+    return metrics_file
 
 
 def _untrained_net(config: Config, num_classes: int) -> torch.nn.Module:

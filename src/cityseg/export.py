@@ -350,6 +350,9 @@ def _check_settings(
     image_counts: tuple[int, int],
 ) -> None:
     """Refuse bad export settings before anything is loaded; ``image_counts`` (calibration, check)."""
+    from cityseg.extras import require
+
+    require("onnx", "ONNX export")  # before any work: the quicker mistake to fix
     calibrate_method, quant_format = quant_options["calibrate_method"], quant_options["quant_format"]
     if quantize not in (None, *QUANTIZE):
         raise CitysegError(f"unknown --quantize {quantize!r}; choose: {', '.join(QUANTIZE)}")

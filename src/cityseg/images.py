@@ -39,6 +39,7 @@ from cityseg.errors import CitysegError, first_line
 from cityseg.files import natural_key
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")  # what cityseg predict reads as a video (cityseg.video)
 TRUTH_SUFFIX = "_labelids.png"  # exact label ids written beside generated pairs (cityseg synth), lower case
 EXIF_ORIENTATION = 0x0112
 TURNED = (5, 6, 7, 8)  # EXIF orientations rotated by 90 degrees: the upright photo is height x width

@@ -263,6 +263,11 @@ def plot_class_iou(report: dict[str, Any], path: str | os.PathLike) -> Path:
 
     Classes absent from both truth and prediction (IoU ``None``) are listed as ``absent`` without a bar.
     """
+    return _save(class_iou_figure(report), Path(path))
+
+
+def class_iou_figure(report: dict[str, Any]):
+    """The matplotlib Figure of :func:`plot_class_iou`, not yet saved."""
     from matplotlib.figure import Figure
 
     entries = list(report.get("per_class", {}).items())
@@ -281,14 +286,15 @@ def plot_class_iou(report: dict[str, Any], path: str | os.PathLike) -> Path:
     if report.get("mIoU") is not None:
         miou = 100 * report["mIoU"]
         ax.axvline(miou, color="tab:red", linestyle="--", label=f"mIoU {miou:.1f}")
-        ax.legend(loc="lower right")
+        # above the axes, beside the title: inside them it covered the last bars and their values
+        ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), frameon=False, borderaxespad=0.2)
     ax.set_yticks(positions, labels=names, fontsize="small")
     ax.invert_yaxis()  # first class on top
     ax.set_xlim(0, 110)
     ax.set_xlabel("IoU %")
-    ax.set_title("IoU per class")
+    ax.set_title("IoU per class", loc="left")
     fig.tight_layout()
-    return _save(fig, Path(path))
+    return fig
 
 
 def _save(fig: Any, path: Path) -> Path:

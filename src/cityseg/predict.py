@@ -22,7 +22,7 @@ from __future__ import annotations
 import functools
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -41,6 +41,7 @@ from cityseg.runs import resolve_model_dir
 
 if TYPE_CHECKING:
     from cityseg.models import ModelInfo
+    from cityseg.video import VideoSummary
 
 OVERLAY_JPEG_QUALITY = 90
 
@@ -233,6 +234,18 @@ class Segmenter:
             times.resize_s.append(time.perf_counter() - began)
         return labels, times
 
+    def predict_video(self, path: str | os.PathLike, out: str | os.PathLike, **options: Any) -> VideoSummary:
+        """Segment a video into ``out/STEM_overlay.mp4``: :func:`cityseg.video.predict_video` (its options)."""
+        from cityseg.video import predict_video
+
+        return predict_video(self, path, out, **options)
+
+    def iter_video(self, path: str | os.PathLike, **options: Any) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(RGB frame, labels) of each frame, as :meth:`predict_video` writes: :func:`cityseg.video.iter_video`."""
+        from cityseg.video import iter_video
+
+        return iter_video(self, path, **options)
+
 
 # ---- what the label PNG holds -----------------------------------------------------------------
 
@@ -304,21 +317,25 @@ class PredictSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     latency_ms: list[float] = field(default_factory=list)  # decode + preprocess share + model share + resize back
     model_ms: list[float] = field(default_factory=list)  # model share alone (batch time / batch size)
+    videos: list[VideoSummary] = field(default_factory=list)  # one per video (cityseg.video.VideoSummary)
 
     @property
     def images(self) -> int:
         return len(self.latency_ms)
 
     def __str__(self) -> str:
-        lines = [f"predicted {self.images} image(s) with {self.backend} into {self.out_dir}"]
+        lines = []
+        if self.images or not self.videos:
+            lines.append(f"predicted {self.images} image(s) with {self.backend} into {self.out_dir}")
         if self.latency_ms:
             median, p90 = np.percentile(self.latency_ms, [50, 90])
             lines.append(
                 f"latency per image: median {median:.1f} ms, p90 {p90:.1f} ms (decode, model, resize back; "
                 f"model alone: median {np.median(self.model_ms):.1f} ms)"
             )
+        lines += [str(video) for video in self.videos]
         if self.skipped:
-            lines.append(f"skipped {len(self.skipped)} unreadable image(s):")
+            lines.append(f"skipped {len(self.skipped)} unreadable {'file' if self.videos else 'image'}(s):")
             lines += [f"  {source}: {reason}" for source, reason in self.skipped]
         return "\n".join(lines)
 
@@ -339,6 +356,9 @@ def predict_files(
     overlay_alpha: float = OVERLAY_ALPHA,
     flip: bool = False,
     scales: tuple[float, ...] = (1.0,),
+    frames: bool = False,
+    every: int = 1,
+    smooth: float | None = None,
 ) -> PredictSummary:
     """Segment image files and write, per image, ``STEM_<ids>.png``, ``STEM_color.png`` and ``STEM_overlay.jpg``.
 
@@ -364,11 +384,13 @@ def predict_files(
             :class:`Segmenter`, which has its own ``flip``.
         scales: rescale factors whose logits are averaged too (multi-scale test-time augmentation); ignored
             for a loaded :class:`Segmenter`, like ``flip``.
+        frames, every, smooth: for videos among the inputs (each gets ``STEM_overlay.mp4``): per-frame label
+            PNGs, the model on one frame in ``every``, probability smoothing (:func:`cityseg.video.predict_video`).
 
     Returns:
         A :class:`PredictSummary` (its ``str`` is the latency summary).
     """
-    from tqdm.auto import tqdm
+    from cityseg.video.reader import split_video_inputs  # cityseg.video imports this module
 
     if batch_size < 1:
         raise CitysegError(f"--batch-size must be at least 1, not {batch_size}")
@@ -377,12 +399,26 @@ def predict_files(
     loaded = isinstance(model, Segmenter)
     segmenter = model if loaded else Segmenter.from_pretrained(model, backend, onnx_file, threads, flip, scales)
     to_ids, suffix = ids_encoder(segmenter.info, ids)  # fails before any image is read
-    paths = expand_inputs(inputs)
+    inputs, videos = split_video_inputs(inputs, pairs)
+    paths = expand_inputs(inputs) if inputs or not videos else []
     writer = OutputWriter(ensure_writable_dir(out_dir), segmenter.class_set, to_ids, suffix, overlay_alpha)
-    stems = dict(zip(paths, output_stems(paths), strict=True))
     summary = PredictSummary(writer.out_dir, str(segmenter.backend))
+    _predict_photo_files(segmenter, paths, writer, summary, batch_size, pairs, mask_side, skip_bad, progress)
+    if videos:
+        from cityseg.video.pipeline import predict_videos
+
+        settings = dict(ids=ids, frames=frames, every=every, smooth=smooth, alpha=overlay_alpha, batch_size=batch_size)
+        predict_videos(segmenter, videos, summary, skip_bad, progress, **settings)
+    return summary
+
+
+def _predict_photo_files(segmenter, paths, writer, summary, batch_size, pairs, mask_side, skip_bad, progress) -> None:
+    """The photo half of :func:`predict_files`, a batch at a time; a bar on a terminal only (``disable=None``)."""
+    from tqdm.auto import tqdm
+
+    stems = dict(zip(paths, output_stems(paths), strict=True))
     target = tuple(segmenter.info.input_size)
-    with tqdm(total=len(paths), desc="predict", unit="image", disable=not progress) as bar:
+    with tqdm(total=len(paths), desc="predict", unit="image", disable=None if progress and paths else True) as bar:
         for start in range(0, len(paths), batch_size):
             batch = _decode_batch(paths[start : start + batch_size], target, pairs, mask_side, skip_bad, summary, bar)
             if not batch:
@@ -396,7 +432,6 @@ def predict_files(
                 full = photo.image if photo.full_size else open_photo(path, None, pairs, mask_side).image
                 summary.written += writer.write(stems[path], full, classes)
                 bar.update(1)
-    return summary
 
 
 def _decode_batch(
@@ -444,12 +479,17 @@ class OutputWriter:
         color_path = self.out_dir / f"{stem}_color.png"
         overlay_path = self.out_dir / f"{stem}_overlay.jpg"
         _save(Image.fromarray(np.ascontiguousarray(self.to_ids(labels), dtype=np.uint8)), ids_path, compress_level=1)
-        colour = Image.fromarray(labels)
-        colour.putpalette(self.classes.palette().reshape(-1).tolist())  # colours by table lookup inside PIL
-        colour = colour.convert("RGB")
+        colour = colour_image(labels, self.classes)
         _save(colour, color_path, compress_level=1)  # fast zlib: large label images are mostly flat runs
         _save(Image.blend(photo, colour, self.alpha), overlay_path, quality=OVERLAY_JPEG_QUALITY)
         return [ids_path, color_path, overlay_path]
+
+
+def colour_image(labels: np.ndarray, classes: ClassSet) -> Image.Image:
+    """(H, W) uint8 class indices as RGB in the class colours: the colour PNG, and what overlays blend in."""
+    colour = Image.fromarray(np.ascontiguousarray(labels, dtype=np.uint8))
+    colour.putpalette(classes.palette().reshape(-1).tolist())  # colours by table lookup inside PIL
+    return colour.convert("RGB")
 
 
 def _save(image: Image.Image, path: Path, **options: Any) -> None:

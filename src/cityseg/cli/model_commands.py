@@ -12,7 +12,9 @@ from cityseg.cli.registry import TTA_HELP, add_backend, add_mask_side, command
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="a model folder, a run folder, or runs/latest")
-    parser.add_argument("inputs", metavar="INPUT", nargs="+", help="image files, folders or glob patterns ('*.jpg')")
+    parser.add_argument(
+        "inputs", metavar="INPUT", nargs="+", help="image or video files, folders or glob patterns ('*.jpg', '*.mp4')"
+    )
     parser.add_argument("--out", metavar="DIR", required=True, help="output folder (created)")
     add_backend(parser)
     parser.add_argument(
@@ -42,9 +44,20 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--flip", action="store_true", help="average with the mirror image's logits (2x the time)")
     parser.add_argument("--tta", action="store_true", help=TTA_HELP)
+    video = parser.add_argument_group("videos (mp4, mkv, avi, mov, webm: NAME_overlay.mp4 each)")
+    video.add_argument("--frames", action="store_true", help="also write each frame's label PNG (NAME_frames/)")
+    video.add_argument(
+        "--every", type=int, default=1, metavar="N", help="run the model on 1 frame in N, hold its labels between"
+    )
+    video.add_argument(
+        "--smooth",
+        type=float,
+        metavar="A",
+        help="average class probabilities over frames, weight A (0-1] for the newest, to stop flicker (default off)",
+    )
 
 
-@command("predict", "segment photos: label-id PNG, colour PNG and overlay per image", _add_predict)
+@command("predict", "segment photos (label and colour PNG, overlay JPEG) and videos (overlay MP4)", _add_predict)
 def _run_predict(args: argparse.Namespace) -> int:
     from cityseg.predict import predict_files
 
@@ -64,6 +77,9 @@ def _run_predict(args: argparse.Namespace) -> int:
         flip=args.flip or args.tta,
         scales=defaults.TTA_SCALES if args.tta else (1.0,),
         overlay_alpha=args.alpha,
+        frames=args.frames,
+        every=args.every,
+        smooth=args.smooth,
     )
     print(summary)
     return 0
@@ -121,6 +137,9 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
 
 @command("export", "export a model to ONNX (optionally int8), checked against PyTorch before writing", _add_export)
 def _run_export(args: argparse.Namespace) -> int:
+    from cityseg.extras import require
+
+    require("onnx", "cityseg export")
     from cityseg.export import export_onnx
 
     report = export_onnx(
@@ -159,6 +178,11 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads for the model (default: all cores)")
     parser.add_argument(
+        "--token",
+        help="bearer token every request needs (default: $CITYSEG_TOKEN); required on any address but loopback",
+    )
+    parser.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a token, on purpose")
+    parser.add_argument(
         "--max-batch",
         type=int,
         default=defaults.MAX_BATCH,
@@ -196,6 +220,9 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
 
 @command("serve", "serve a model: a web page to try photos, and an HTTP API (POST /predict)", _add_serve)
 def _run_serve(args: argparse.Namespace) -> int:
+    from cityseg.extras import require
+
+    require("serve", "cityseg serve")  # before importing it: the app module needs FastAPI at import
     from cityseg.serve import ServeSettings, serve
 
     settings = ServeSettings(
@@ -214,5 +241,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         threads=args.threads,
         settings=settings,
         log_level=args.log_level,
+        token=args.token,
+        no_auth=args.no_auth,
     )
     return 0

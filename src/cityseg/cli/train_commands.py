@@ -104,6 +104,13 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     run.add_argument("--budget-minutes", metavar="M", help="stop after M minutes, validation included; best kept")
     run.add_argument("--runs-dir", metavar="DIR", help=f"where run folders go (default {TrainConfig.runs_dir})")
     run.add_argument("--resume", metavar="RUN", help="continue RUN (e.g. runs/latest) from its last checkpoint")
+    run.add_argument(
+        "--from",
+        dest="resume_from",
+        choices=defaults.RESUME_FROM,
+        default=defaults.RESUME_FROM[0],
+        help="with --resume: the checkpoint to continue from (default %(default)s; best: the best validation)",
+    )
 
 
 @command("train", "train a segmentation model; writes a run folder under runs/", _add_train)
@@ -125,7 +132,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     from cityseg.training import train
 
-    run_dir = train(config, resume=args.resume)
+    run_dir = train(config, resume=args.resume, resume_from=args.resume_from)
     from lightning.pytorch.utilities import rank_zero_only
 
     if rank_zero_only.rank == 0:  # one summary, not one per training process
@@ -153,7 +160,12 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, help="images per batch (default: the run's)")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes (default: the run's)")
     parser.add_argument("--accelerator", help="cpu, gpu, auto (default: the run's)")
-    parser.add_argument("--out", metavar="DIR", help="where metrics.json and plots go (default: the run folder)")
+    parser.add_argument(
+        "--out",
+        metavar="DIR",
+        help="where metrics.json and plots go (default: RUN/evaluations/SPLIT[-DATA][-OPTIONS]/, a folder of its "
+        "own, so the run's test scores stay as they were)",
+    )
     parser.add_argument(
         "--flip",
         action=argparse.BooleanOptionalAction,

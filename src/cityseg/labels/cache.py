@@ -90,7 +90,7 @@ class LabelCache:
         labels = self.labeller.label(mask, source=str(path))
         if entry is not None:
             try:
-                with atomic_path(entry) as tmp:
+                with atomic_path(entry, needed=labels.nbytes + 128) as tmp:  # 128: the .npy header
                     np.save(tmp, labels)
             except OSError as exc:
                 raise CitysegError(

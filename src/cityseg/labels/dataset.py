@@ -227,7 +227,8 @@ def _label_each(
 
     init_args = (labeller, cache_dir, use_cache, mask_side, skip_bad)
     labeller.prepare()  # build lookup tables once; forked workers inherit them
-    bar = tqdm(total=len(paths), desc="labelling", unit="img", disable=not progress, dynamic_ncols=True)
+    # disable=None: a bar on a terminal only, so a log file gets no stream of redrawn lines
+    bar = tqdm(total=len(paths), desc="labelling", unit="img", disable=None if progress else True, dynamic_ncols=True)
     try:
         if workers <= 1 or len(paths) < 2:
             _init_worker(*init_args)
@@ -235,17 +236,13 @@ def _label_each(
                 record(index, *_count_one(path))
                 bar.update()
         else:
-            from concurrent.futures import ProcessPoolExecutor
+            from cityseg.workers import guarded_pool
 
             chunksize = max(1, min(32, len(paths) // (workers * 8)))
-            with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=init_args) as pool:
-                try:
-                    for index, result in enumerate(pool.map(_count_one, paths, chunksize=chunksize)):
-                        record(index, *result)
-                        bar.update()
-                except BaseException:
-                    pool.shutdown(wait=True, cancel_futures=True)
-                    raise
+            with guarded_pool(workers, _init_worker, init_args, "labelling") as pool_map:
+                for index, result in enumerate(pool_map(_count_one, paths, chunksize=chunksize)):
+                    record(index, *result)
+                    bar.update()
     finally:
         bar.close()
         _WORKER.clear()

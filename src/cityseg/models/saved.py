@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import math
 import os
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from cityseg.classes import CLASS_SETS, IGNORE_INDEX, NUM_LABEL_IDS, ClassSet, class_set
 from cityseg.errors import CitysegError
+from cityseg.files import disk_full_message
 from cityseg.models.networks import IMAGENET_MEAN, IMAGENET_STD, hub_offline, input_normalization, unwrap_network
 from cityseg.runs import INFO_FILE  # the ModelInfo file: one name for every module
 
@@ -189,6 +191,12 @@ def save_model(net: nn.Module, folder: str | os.PathLike, info: ModelInfo, metri
         if metrics is not None:
             (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         _replace_dir(tmp, folder)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if exc.errno == errno.ENOSPC:  # the previous model folder, if any, is still there
+            needed = sum(p.numel() * p.element_size() for p in model.state_dict().values())
+            raise CitysegError(disk_full_message(folder, needed)) from None
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

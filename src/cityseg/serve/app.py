@@ -110,9 +110,28 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, name
     )
     app.state.worker, app.state.admission, app.state.settings = served.worker, served.admission, served.settings
     _add_error_handlers(app)
+    if served.settings.token:
+        _require_token(app, served.settings.token)
     _add_info_routes(app, served)
     _add_predict_route(app, served)
     return app
+
+
+def _require_token(app: FastAPI, token: str) -> None:
+    """Every route but the page answers 401 without ``Authorization: Bearer <token>``."""
+    from cityseg.serve.auth import OPEN_PATHS, authorised
+
+    @app.middleware("http")
+    async def check_token(request: Request, call_next):
+        if request.url.path in OPEN_PATHS and request.method == "GET":
+            return await call_next(request)
+        if not authorised(request.headers.get("authorization"), token):
+            return JSONResponse(
+                {"error": "unauthorized", "message": "this server needs a token: send Authorization: Bearer TOKEN"},
+                401,
+                headers={"WWW-Authenticate": 'Bearer realm="cityseg"'},
+            )
+        return await call_next(request)
 
 
 def _add_error_handlers(app: FastAPI) -> None:

@@ -97,6 +97,8 @@ def serve(
     threads: int | None = None,
     settings: ServeSettings | None = None,
     log_level: str = DEFAULT_LOG_LEVEL,
+    token: str | None = None,
+    no_auth: bool = False,
 ) -> None:
     """Load a model and serve it until interrupted (Ctrl+C): the page at ``/``, the API beside it.
 
@@ -110,15 +112,25 @@ def serve(
         threads: CPU threads for the model.
         settings: limits; see :class:`ServeSettings`.
         log_level: uvicorn's log level (``info`` logs every request).
+        token: the bearer token requests need (default ``$CITYSEG_TOKEN``); required beyond loopback.
+        no_auth: serve beyond loopback without a token, on purpose.
 
     Raises:
-        CitysegError: the model cannot be loaded, or the address cannot be listened on.
+        CitysegError: the model cannot be loaded, the address cannot be listened on, or it is beyond this
+            machine and there is no token (see :mod:`cityseg.serve.auth`).
     """
+    from dataclasses import replace
+
+    from cityseg.serve.auth import resolve_token
+
+    required = resolve_token(token, host, no_auth)  # before the model loads: the quicker mistake to fix
+    settings = replace(settings or ServeSettings(), token=required)
     segmenter = model if isinstance(model, Segmenter) else Segmenter.from_pretrained(model, backend, onnx_file, threads)
     server = make_server(segmenter, host, port, settings, log_level)
     print(
         f"serving {model_label(segmenter.model_dir)} ({getattr(segmenter.backend, 'name', backend)}) at {server.url}  "
-        "(API: POST /predict, GET /health, /classes, /openapi.json; Ctrl+C stops)",
+        f"(API: POST /predict, GET /health, /classes, /openapi.json{'; token required' if required else ''}; "
+        "Ctrl+C stops)",
         flush=True,
     )
     server.run()

@@ -20,6 +20,8 @@ class ServeSettings:
         max_side: longest side in pixels.
         queue_size: requests in flight at once (each holds at most one upload and one decoded photo).
         max_batch: images one forward pass may take from the queue.
+        token: the bearer token every request but the page needs (None: an open server; see
+            :mod:`cityseg.serve.auth`).
     """
 
     max_upload_bytes: int = int(MAX_UPLOAD_MB * 2**20)
@@ -27,6 +29,7 @@ class ServeSettings:
     max_side: int = MAX_SIDE
     queue_size: int = QUEUE_SIZE
     max_batch: int = MAX_BATCH
+    token: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("max_upload_bytes", "max_pixels", "max_side", "queue_size", "max_batch"):

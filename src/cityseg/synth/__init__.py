@@ -22,6 +22,8 @@ The stages, one module each:
 - ``props``: buildings and parks, vegetation, street furniture, vehicles, people, as functions over a ``scene``.
 - ``patterns`` and ``finish``: the per-pixel passes that turn the drawn canvas into a photo.
 - ``render``: the order a scene is drawn in; ``write``: pairs and label ids on disk.
+- ``drive``: a generated drive, the camera moving down one street, as a video with the label ids of every
+  frame (``cityseg synth --video``); ``scene.Shot`` is where one frame is taken from.
 
 Every number comes from the one generator passed in, so a seed fixes a scene. The masks use only ids whose
 colour maps back to them (``classes.color_to_label_id``), so decoding a mask by its colours recovers the
@@ -30,17 +32,35 @@ label-id PNG exactly; the ego-vehicle bonnet at the bottom is ``unlabeled`` (0).
 
 from __future__ import annotations
 
+from cityseg.synth.drive import (
+    DRIVE_FPS,
+    DRIVE_SECONDS,
+    DRIVE_SIZE,
+    Drive,
+    DriveSummary,
+    drive_frames,
+    labels_folder,
+    write_drive,
+)
 from cityseg.synth.ids import DRAWN_IDS
 from cityseg.synth.render import IMAGE_SIZE, render_scene
 from cityseg.synth.write import JPEG_QUALITY, JPEG_SUBSAMPLING, SynthSummary, train_class_shares, write_scenes
 
 __all__ = [
     "DRAWN_IDS",
+    "DRIVE_FPS",
+    "DRIVE_SECONDS",
+    "DRIVE_SIZE",
     "IMAGE_SIZE",
     "JPEG_QUALITY",
     "JPEG_SUBSAMPLING",
+    "Drive",
+    "DriveSummary",
     "SynthSummary",
+    "drive_frames",
+    "labels_folder",
     "render_scene",
     "train_class_shares",
+    "write_drive",
     "write_scenes",
 ]

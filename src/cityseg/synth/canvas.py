@@ -20,12 +20,13 @@ from cityseg.synth.materials import rgb
 class Canvas:
     """The label image, the photo, a shadow layer and a surface layer, drawn with the same polygons."""
 
-    def __init__(self, background: np.ndarray):  # background: (H, W, 3) uint8 sky
+    def __init__(self, background: np.ndarray, wide_surfaces: bool = False):  # background: (H, W, 3) uint8 sky
         height, width = background.shape[:2]
         self.label = Image.new("L", (width, height), SKY)
         self.photo = Image.fromarray(background)
         self.shadow = Image.new("L", (width, height), 255)  # 255 = fully lit; applied to ground pixels only
-        self.surface = Image.new("L", (width, height), 0)  # which patterned surface (windows, bars...) a pixel shows
+        # which patterned surface (windows, bars...) a pixel shows: 255 of them, or (wide) as many as a drive has
+        self.surface = Image.new("I" if wide_surfaces else "L", (width, height), 0)
         self._label = ImageDraw.Draw(self.label)
         self._photo = ImageDraw.Draw(self.photo)
         self._shadow = ImageDraw.Draw(self.shadow)

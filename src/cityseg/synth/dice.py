@@ -55,3 +55,16 @@ class Dice:
             k += 1
             product *= self.random()
         return k
+
+
+class SeededDice(Dice):
+    """Dice from their own generator, seeded by ``entropy`` and made only when first needed (most never are)."""
+
+    def __init__(self, entropy: Sequence[int]):
+        super().__init__(None)  # type: ignore[arg-type]
+        self._entropy = list(entropy)
+
+    def random(self) -> float:
+        if self._rng is None:
+            self._rng = np.random.default_rng(self._entropy)
+        return super().random()

@@ -63,7 +63,7 @@ def finish(scene: Scene) -> tuple[np.ndarray, np.ndarray]:
     surface_patterns(scene, photo, label)
     paving(scene, photo, label)
     texture = (
-        TEXTURE_BLOTCH[label] * smooth_noise(rng, h, w, h / 10)
+        TEXTURE_BLOTCH[label] * smooth_noise(scene.steady_rng, h, w, h / 10)  # a drive keeps these blotches
         + TEXTURE_GRAIN[label] * smooth_noise(rng, h, w, 2.5 * scene.px)
         + TEXTURE_PIXEL[label] * uniform_noise(rng, (h, w))
     )  # (H, W)

@@ -1,7 +1,8 @@
 """The street layout: lanes, parking, kerbs, sidewalks and frontages either side, a cross street; the ground.
 
-Distances are metres from the camera, which drives in one of the lanes (see ``camera``); the props stand on
-this layout and read it from ``scene.street``.
+Distances are metres from the starting camera, which drives in one of the lanes (see ``camera``); the props
+stand on this layout and read it from ``scene.street``. A drive's street is laid out longer by ``stretch``
+metres, the way it will drive.
 """
 
 from __future__ import annotations
@@ -52,10 +53,14 @@ class Street:
     paving: Colour
     grass: Colour
     slab: tuple[float, float]  # paving slab length and width, metres
+    speeds: tuple[float, ...] = ()  # a drive's traffic: metres per second in each lane, signed by its direction
 
     @classmethod
-    def random(cls, dice: Dice) -> Street:
-        """2 to 4 lanes, one-way or two-way, the camera in a lane its way; parking, sidewalks, maybe a junction."""
+    def random(cls, dice: Dice, stretch: float = 0.0) -> Street:
+        """2 to 4 lanes, one-way or two-way, the camera in a lane its way; parking, sidewalks, maybe a junction.
+
+        ``stretch``: metres a drive adds to the street's length (0 for a still scene).
+        """
         d = dice
         lanes = d.integers(2, 5)
         lane_w = d.uniform(2.9, 3.6)
@@ -75,21 +80,31 @@ class Street:
             sides[sign] = Side(sign, curb, verge, d.uniform(2.5, 6.0), kind)
         crossing = None
         if d.chance(0.4):
-            z = d.uniform(18, 45)
+            z = d.uniform(18, 45 + stretch)
             crossing = (z, z + d.uniform(10, 16))
-        return cls(
+        street = cls(
             lanes=[(left + lane_w / 2, -1 if i < oncoming else 1) for i, left in enumerate(left_edges)],
             lane_lines=[(left_edges[i], i == oncoming) for i in range(1, lanes)],
             parking=parking,
             road_edges=(road_left, road_right),
             sides=sides,
             crossing=crossing,
-            z_end=d.uniform(110, 260),
+            z_end=d.uniform(110, 260) + stretch,
             asphalt=pick(d, ASPHALT, 0.06),
             paving=pick(d, PAVING, 0.06),
             grass=pick(d, GRASS, 0.08),
             slab=(d.uniform(0.3, 1.5), d.uniform(0.3, 1.5)),
         )
+        if stretch:  # a drive's traffic moves on, each lane at its own pace
+            street.speeds = tuple(direction * d.uniform(4.0, 12.0) for _, direction in street.lanes)
+        return street
+
+    def lane_speed(self, x: float) -> float:
+        """How fast traffic moves in the lane nearest ``x``, metres per second, + away from the camera (0: still)."""
+        if not self.speeds:
+            return 0.0
+        nearest = min(range(len(self.lanes)), key=lambda i: abs(self.lanes[i][0] - x))
+        return self.speeds[nearest]
 
     def intervals(self, start: float, end: float) -> list[tuple[float, float]]:
         """Stretches of street frontage, broken by the cross street."""
@@ -102,7 +117,7 @@ def draw_ground(scene: Scene) -> None:
     """Terrain to the horizon, sidewalks and kerbs, the road, a cross street with its zebra, marks and repairs."""
     d, cv, cam, street = scene.dice, scene.canvas, scene.cam, scene.street
     horizon, h, w = cam.horizon, scene.h, scene.w
-    cv.polygon([(0, horizon), (w, horizon), (w, h), (0, h)], TERRAIN, scene.haze(street.grass, 60))
+    cv.polygon([(0, horizon), (w, horizon), (w, h), (0, h)], TERRAIN, scene.light.haze(street.grass, 60))
     far = 2000.0
     left, right = street.road_edges
     for side in street.sides.values():
@@ -124,8 +139,8 @@ def draw_ground(scene: Scene) -> None:
             cv.polygon(cam.ground_quad(x, x + 0.55, z0 - 4.0, z0 - 1.0), None, paint)
             x += 1.1
     _lane_marks(scene)
-    for _ in range(d.integers(0, 4)):  # asphalt repairs break up the surface
-        x, z = d.uniform(-left, right), d.uniform(4, 40)
+    for _ in range(round(scene.denser(d.integers(0, 4), 4, 40))):  # asphalt repairs break up the surface
+        x, z = d.uniform(-left, right), d.uniform(4, scene.ahead(40))
         quad = cam.ground_quad(x, x + d.uniform(0.6, 2.5), z, z + d.uniform(0.6, 6))
         cv.polygon(quad, None, scale(street.asphalt, d.uniform(0.75, 1.2)))
 
@@ -137,10 +152,10 @@ def _lane_marks(scene: Scene) -> None:
     gap = (street.crossing[0] - 4, street.crossing[1]) if street.crossing else (1e9, 1e9)  # no marks in a junction
     for x, centre in street.lane_lines:
         if centre and d.chance(0.5):  # a solid centre line
-            spans = [(NEAR, min(gap[0], 120.0)), (gap[1], 120.0)]
+            spans = [(NEAR, min(gap[0], scene.ahead(120.0))), (gap[1], scene.ahead(120.0))]
         else:
             spans, z = [], d.uniform(0, period)
-            while z < 90:
+            while z < scene.ahead(90):
                 if z + dash < gap[0] or z > gap[1]:
                     spans.append((z, z + dash))
                 z += period
@@ -150,4 +165,4 @@ def _lane_marks(scene: Scene) -> None:
     left, right = street.road_edges
     if d.chance(0.5):  # edge lines along the parking lane or kerb
         for x in (-left + 0.3 + 2.3 * street.parking[-1], right - 0.3 - 2.3 * street.parking[1]):
-            cv.polygon(cam.ground_quad(x - 0.06, x + 0.06, NEAR, 120.0), None, scale(white, 0.9))
+            cv.polygon(cam.ground_quad(x - 0.06, x + 0.06, NEAR, scene.ahead(120.0)), None, scale(white, 0.9))

@@ -38,16 +38,21 @@ def coverage(pos: np.ndarray, period, duty, footprint) -> np.ndarray:
 
 
 class _Params:
-    """The parameters of the surface each patterned pixel shows: one row per pixel, one column per key."""
+    """The parameters of the surface each patterned pixel shows, looked up one key at a time.
 
-    def __init__(self, params: np.ndarray, column: dict[str, int]):
-        self._params, self._column = params, column  # (N, K) float32
+    Gathering only the keys a pattern asks for, for the pixels it paints, costs a fraction of spreading the
+    whole table over every patterned pixel (a 720p drive frame has hundreds of thousands).
+    """
+
+    def __init__(self, table: np.ndarray, surface: np.ndarray, column: dict[str, int]):
+        self._by_key = np.ascontiguousarray(table.T)  # (K, ids) float32: one row per key
+        self._surface, self._column = surface, column  # (N,) surface id of each patterned pixel
 
     def __call__(self, key: str, rows=slice(None)) -> np.ndarray:
         """(n,) values of ``key`` for ``rows`` (0 where no surface has that key)."""
         if key in self._column:
-            return self._params[rows, self._column[key]]
-        return np.zeros_like(self._params[rows, 0])
+            return self._by_key[self._column[key]][self._surface[rows]]
+        return np.zeros(self._surface[rows].shape, dtype=np.float32)
 
     def colour(self, key: str, rows) -> np.ndarray:
         """(n, 3) the colour stored under ``key`` as ``key_r``, ``key_g``, ``key_b``."""
@@ -61,28 +66,29 @@ def surface_patterns(scene: Scene, photo: np.ndarray, label: np.ndarray) -> None
     surface_ids = np.asarray(scene.canvas.surface)
     keys = sorted({key for entry in scene.surfaces for key in entry})
     column = {key: i for i, key in enumerate(keys)}
-    table = np.zeros((256, len(keys)), dtype=np.float32)  # surface id -> its parameters; row 0 unused
+    ids = max(256, len(scene.surfaces) + 1)  # a drive's canvas numbers more surfaces than 255
+    table = np.zeros((ids, len(keys)), dtype=np.float32)  # surface id -> its parameters; row 0 unused
     table[1 : len(scene.surfaces) + 1] = [[entry.get(key, 0.0) for key in keys] for entry in scene.surfaces]
     visible = (surface_ids > 0) & (label == table[:, column["label"]].astype(np.uint8)[surface_ids])
     ys, xs = np.nonzero(visible)
     if len(ys) == 0:
         return
-    sid = surface_ids[ys, xs]
-    p = _Params(table[sid], column)
+    p = _Params(table, surface_ids[ys, xs], column)
+    face_keys = p("key").astype(np.int32)  # which face each pixel shows, the same in every frame of a drive
     u, v, foot_u, foot_v = scene.cam.face_coordinates(xs, ys, p("axis") == 0, p("plane"), p("u0"), p("udir"), p("v0"))
     rgb = photo[ys, xs]  # (N, 3): the flat, lit wall colour
     kind = p("kind")
     for code, paint in PATTERNS.items():
         rows = np.nonzero(kind == code)[0]
         if len(rows):
-            rgb[rows] = paint(p, rows, (u[rows], v[rows], foot_u[rows], foot_v[rows]), rgb[rows], sid[rows])
+            rgb[rows] = paint(p, rows, (u[rows], v[rows], foot_u[rows], foot_v[rows]), rgb[rows], face_keys[rows])
     photo[ys, xs] = rgb
 
 
 Coordinates = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # (u, v, foot_u, foot_v) of some pixels
 
 
-def _windows(p: _Params, rows: np.ndarray, at: Coordinates, rgb: np.ndarray, sid: np.ndarray) -> np.ndarray:
+def _windows(p: _Params, rows: np.ndarray, at: Coordinates, rgb: np.ndarray, key: np.ndarray) -> np.ndarray:
     """A grid of framed windows above the ground floor, each a little different; shop fronts; a darker cornice."""
     uu, vv, fu, fv = at
     spacing, floor_h = np.maximum(p("spacing", rows), 0.1), np.maximum(p("floor_h", rows), 0.1)
@@ -99,7 +105,7 @@ def _windows(p: _Params, rows: np.ndarray, at: Coordinates, rgb: np.ndarray, sid
     cell = (
         (np.floor(du / spacing).astype(np.int32) * 73856093)
         ^ (np.floor(dv / floor_h).astype(np.int32) * 19349663)
-        ^ (sid.astype(np.int32) * 83492791)
+        ^ (key.astype(np.int32) * 83492791)
     )
     tone = np.float32(0.7) + np.float32(0.6 / 1023) * (cell & 1023).astype(np.float32)  # windows differ
     shop_w, ground = p("shop_w", rows), p("ground", rows)
@@ -116,7 +122,7 @@ def _windows(p: _Params, rows: np.ndarray, at: Coordinates, rgb: np.ndarray, sid
     return out
 
 
-def _bars(p: _Params, rows: np.ndarray, at: Coordinates, rgb: np.ndarray, sid: np.ndarray) -> np.ndarray:
+def _bars(p: _Params, rows: np.ndarray, at: Coordinates, rgb: np.ndarray, key: np.ndarray) -> np.ndarray:
     """Fence bars over the dark gaps between them, and two rails."""
     uu, vv, fu, _ = at
     bars = coverage(uu, np.maximum(p("step", rows), 0.05), 0.45, fu)[:, None]
@@ -125,7 +131,7 @@ def _bars(p: _Params, rows: np.ndarray, at: Coordinates, rgb: np.ndarray, sid: n
     return np.where(rails[:, None], bar * 0.85, rgb * (1 - bars) + bar * bars)
 
 
-def _joints(p: _Params, rows: np.ndarray, at: Coordinates, rgb: np.ndarray, sid: np.ndarray) -> np.ndarray:
+def _joints(p: _Params, rows: np.ndarray, at: Coordinates, rgb: np.ndarray, key: np.ndarray) -> np.ndarray:
     """Mortar joints between courses of blocks, offset every other course, under a coping."""
     uu, vv, fu, fv = at
     course, block = np.maximum(p("course", rows), 0.05), np.maximum(p("block", rows), 0.05)
@@ -138,7 +144,7 @@ def _joints(p: _Params, rows: np.ndarray, at: Coordinates, rgb: np.ndarray, sid:
     return np.where(capped, p.colour("cap", rows), rgb * (1 - 0.35 * joints[:, None]))
 
 
-# surface kind -> its pattern: (params, rows, face coordinates, flat colours, surface ids) -> patterned colours
+# surface kind -> its pattern: (params, rows, face coordinates, flat colours, face keys) -> patterned colours
 PATTERNS: dict[int, Callable[..., np.ndarray]] = {WINDOWS: _windows, BARS: _bars, JOINTS: _joints}
 
 

@@ -4,14 +4,14 @@ Lightning does the loop, checkpointing (best and last), early stopping, logging 
 the progress bar, seeding, precision and devices; this package adds only what is ours:
 
 * :mod:`.module`: :class:`SegModule` (the network, :class:`SegmentationLoss`, optimiser and per-step LR
-  schedule from the config, and accuracy/mIoU through :class:`cityseg.evaluation.SegmentationMetrics`);
-* :mod:`.losses`, :mod:`.optim`: the loss terms, optimisers and LR schedules, each a registry by name;
+  schedule from the config, and accuracy/mIoU through :class:`cityseg.metrics.SegmentationMetrics`);
+* the loss terms, optimisers and LR schedules are registries by name in :mod:`cityseg.losses` and
+  :mod:`cityseg.optim`, below this package (the config lists their names without importing it);
 * :mod:`.budget`: :class:`BudgetPlanner`, which fits the run to ``train.budget_minutes``;
 * :mod:`.trainer`: the Lightning Trainer and its callbacks; :mod:`.data`: the LightningDataModule;
 * :mod:`.run_folder`: what a finished run writes; :mod:`.run`: :func:`train`.
 
-Names are loaded on first use (PEP 562), so ``cityseg.config`` can read the registries of
-:mod:`.losses` and :mod:`.optim` without importing Lightning or torch.
+Names are loaded on first use (PEP 562): ``import cityseg.training`` alone loads no Lightning.
 """
 
 from __future__ import annotations
@@ -25,10 +25,6 @@ _EXPORTS = {
     "RUN_DIR_ENV": "run",
     "SegModule": "module",
     "SegmentationLoss": "module",
-    "LRSchedule": "optim",
-    "OPTIMIZERS": "optim",
-    "SCHEDULES": "optim",
-    "LOSS_TERMS": "losses",
     "BudgetPlanner": "budget",
     "configure_threads": "trainer",  # lives in cityseg.devices
     "make_trainer": "trainer",

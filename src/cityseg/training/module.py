@@ -12,12 +12,12 @@ import torch.nn.functional as F
 
 from cityseg.classes import IGNORE_INDEX
 from cityseg.config import Config
-from cityseg.training.losses import LOSS_TERMS, loss_terms
-from cityseg.training.optim import LRSchedule, make_optimizer
+from cityseg.losses import LOSS_TERMS, loss_terms
+from cityseg.optim import LRSchedule, make_optimizer
 
 
 class SegmentationLoss(torch.nn.Module):
-    """The sum of the :data:`~cityseg.training.losses.LOSS_TERMS` that ``kind`` names, ``IGNORE_INDEX`` left out.
+    """The sum of the :data:`~cityseg.losses.LOSS_TERMS` that ``kind`` names, ``IGNORE_INDEX`` left out.
 
     Args:
         kind: ``ce`` (cross-entropy on integer labels), ``ce+dice`` (plus smp's multiclass Dice loss, which
@@ -51,7 +51,7 @@ class SegModule(L.LightningModule):
         pretrained: load ``model.encoder_weights`` into the encoder; ``False`` when weights come from a
             checkpoint anyway (resuming, evaluating), so nothing is downloaded.
         class_weights: per-class cross-entropy weights (``optim.class_weights``; see
-            :func:`cityseg.training.losses_weights.class_weights`).
+            :func:`cityseg.losses_weights.class_weights`).
 
     Shape:
         ``forward``: images (B, 3, H, W) float -> logits (B, C, H, W); softmax is applied at prediction.
@@ -70,7 +70,7 @@ class SegModule(L.LightningModule):
         class_weights: Sequence[float] | None = None,
     ):
         super().__init__()
-        from cityseg.evaluation import SegmentationMetrics
+        from cityseg.metrics import SegmentationMetrics
         from cityseg.models import create_model, encoder_weights_used, network_options
 
         self.config = config if isinstance(config, Config) else Config.from_dict(config)
@@ -163,7 +163,7 @@ class SegModule(L.LightningModule):
         self._log_epoch_metrics("val")
 
     def on_test_epoch_end(self) -> None:
-        from cityseg.evaluation import metrics_report
+        from cityseg.metrics import metrics_report
 
         values = self._log_epoch_metrics("test")
         self.test_report = metrics_report(values["confmat"].cpu().numpy(), self.class_names)

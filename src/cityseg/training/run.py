@@ -26,9 +26,10 @@ from cityseg.config import Config
 from cityseg.devices import configure_threads
 from cityseg.errors import CitysegError
 from cityseg.runs import CONFIG_FILE, new_run_dir, resolve_run
+from cityseg.training.checkpoints import LAST_CHECKPOINT, check_checkpoint
 from cityseg.training.module import SegModule
 from cityseg.training.run_folder import finish_run, load_run_labeller, save_labeller
-from cityseg.training.trainer import CHECKPOINTS_DIR, LAST_CHECKPOINT, make_trainer
+from cityseg.training.trainer import make_trainer
 
 RUN_DIR_ENV = "CITYSEG_RUN_DIR"  # the run folder, passed to the other processes of a multi-process run
 SPLITS_FILE = "splits.json"
@@ -53,7 +54,12 @@ def class_weights(pixel_counts: Sequence[int]) -> list[float]:
     return [float(w) for w in weights]
 
 
-def train(config: Config | None, resume: str | os.PathLike | None = None, callbacks: Sequence[Callback] = ()) -> Path:
+def train(
+    config: Config | None,
+    resume: str | os.PathLike | None = None,
+    callbacks: Sequence[Callback] = (),
+    resume_from: str = LAST_CHECKPOINT,
+) -> Path:
     """Train a model as ``config`` says, test its best checkpoint, and write the run folder.
 
     Args:
@@ -62,6 +68,8 @@ def train(config: Config | None, resume: str | os.PathLike | None = None, callba
             ``None`` to use it unchanged.
         resume: a run folder (or ``runs/latest``) to continue from its ``checkpoints/last.ckpt``.
         callbacks: extra Lightning callbacks (tests use one to interrupt a run).
+        resume_from: ``last`` (where training stopped) or ``best`` (the best validation score): the
+            checkpoint to resume from, read whole first (:func:`~cityseg.training.checkpoints.check_checkpoint`).
 
     Returns:
         The run folder (``train.runs_dir/<timestamp>``, or the resumed one).
@@ -69,10 +77,10 @@ def train(config: Config | None, resume: str | os.PathLike | None = None, callba
     Raises:
         CitysegError: bad dataset, settings, or a resumed run without a checkpoint.
     """
+    checkpoint = None
     if resume is not None:
         run_dir = resolve_run(resume)
-        if not (run_dir / CHECKPOINTS_DIR / f"{LAST_CHECKPOINT}.ckpt").is_file():
-            raise CitysegError(f"run {run_dir} has no checkpoints/last.ckpt to resume from; start a new run instead")
+        checkpoint = check_checkpoint(run_dir, resume_from)
         config = Config.from_yaml(run_dir / CONFIG_FILE) if config is None else config
     elif config is None:
         raise CitysegError("train needs a config (or a run to resume)")
@@ -88,17 +96,18 @@ def train(config: Config | None, resume: str | os.PathLike | None = None, callba
         run_dir = Path(inherited) if inherited else _on_rank_zero_new_run_dir(config.train.runs_dir)
     os.environ[RUN_DIR_ENV] = str(run_dir)
     try:
-        return _train_in(run_dir, config, resume is not None, callbacks)
+        return _train_in(run_dir, config, checkpoint if resume is not None else None, callbacks)
     finally:
         if inherited is None:
             os.environ.pop(RUN_DIR_ENV, None)
 
 
-def _train_in(run_dir: Path, config: Config, resuming: bool, callbacks: Sequence[Callback]) -> Path:
+def _train_in(run_dir: Path, config: Config, checkpoint: Path | None, callbacks: Sequence[Callback]) -> Path:
     from cityseg.datasets import prepare_labels
     from cityseg.splits import load_splits, save_splits, split_dataset
     from cityseg.training.data import SegDataModule
 
+    resuming = checkpoint is not None
     splits_file = run_dir / SPLITS_FILE
     if resuming and splits_file.is_file():
         splits, note = load_splits(splits_file, config.data.root or None), "the resumed run's splits (splits.json)"
@@ -118,11 +127,15 @@ def _train_in(run_dir: Path, config: Config, resuming: bool, callbacks: Sequence
     datamodule = SegDataModule(config, splits, label_cache)
     weights = class_weights(reports["train"].pixel_counts) if config.optim.class_weights else None
     module = SegModule(config, class_set.names, pretrained=not resuming, class_weights=weights)
+    parameters = sum(p.numel() for p in module.net.parameters())
+    _say(
+        f"cityseg: {config.model.arch}/{config.model.encoder}, {parameters / 1e6:.1f} M parameters, "
+        f"{class_set.num_classes} {class_set.name} classes, encoder weights {module.encoder_weights_used}"
+    )
     trainer = make_trainer(config, run_dir)
     trainer.callbacks.extend(callbacks)
     started = time.monotonic()
-    last = run_dir / CHECKPOINTS_DIR / f"{LAST_CHECKPOINT}.ckpt"
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(last) if resuming else None)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)
     fit_seconds = time.monotonic() - started
     run_dir = Path(trainer.strategy.broadcast(str(run_dir)))  # rank 0's folder, in every process
 

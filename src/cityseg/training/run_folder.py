@@ -99,7 +99,7 @@ def finish_run(
     """Write what a finished run leaves: model/, metrics.json, history.csv, plots/, report.html, runs/latest.
 
     Returns:
-        The test report written to metrics.json (:func:`cityseg.evaluation.metrics_report` plus run facts).
+        The test report written to metrics.json (:func:`cityseg.metrics.metrics_report` plus run facts).
     """
     from cityseg.datasets import normalization
     from cityseg.models import ModelInfo, save_model

@@ -13,16 +13,12 @@ from cityseg.config import Config
 from cityseg.devices import configure_threads  # noqa: F401  (re-exported: the trainer's processes use it)
 from cityseg.errors import CitysegError, first_line
 from cityseg.training.budget import BudgetPlanner
-
-CHECKPOINTS_DIR = "checkpoints"  # RUN/checkpoints/{best,last}.ckpt
-BEST_CHECKPOINT = "best"
-LAST_CHECKPOINT = "last"
+from cityseg.training.checkpoints import BEST_CHECKPOINT, CHECKPOINTS_DIR, AtomicCheckpointIO
+from cityseg.training.console import on_terminal, progress_callback, quiet_libraries
 
 
 def make_callbacks(config: Config, run_dir: Path) -> list[Callback]:
     """Best and last checkpoints, early stopping, the progress bar, the time budget and weight averaging."""
-    from lightning.pytorch.callbacks import TQDMProgressBar
-
     train = config.train
     callbacks: list[Callback] = [
         ModelCheckpoint(
@@ -36,8 +32,9 @@ def make_callbacks(config: Config, run_dir: Path) -> list[Callback]:
         ),
         EarlyStopping(monitor=train.monitor, mode=train.monitor_mode, patience=train.patience),
     ]
-    if train.progress:
-        callbacks.append(TQDMProgressBar())
+    progress = progress_callback(train.progress)
+    if progress is not None:
+        callbacks.append(progress)
     if train.budget_minutes > 0:
         budget = train.budget_minutes * 60
         callbacks += [
@@ -52,10 +49,20 @@ def make_callbacks(config: Config, run_dir: Path) -> list[Callback]:
     return callbacks
 
 
-def make_trainer(config: Config, run_dir: Path, **overrides: Any) -> L.Trainer:
-    """The Lightning Trainer of a run: devices, precision, loggers and callbacks all from ``config``."""
+def _loggers(run_dir: Path) -> list:
+    """CSV logs always (history.csv is built from them); TensorBoard's too where the extra is installed."""
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from cityseg.extras import available
+
+    loggers = [CSVLogger(run_dir, name="csv")]
+    if available("tensorboard"):
+        loggers.append(TensorBoardLogger(run_dir, name="tensorboard"))
+    return loggers
+
+
+def make_trainer(config: Config, run_dir: Path, **overrides: Any) -> L.Trainer:
+    """The Lightning Trainer of a run: devices, precision, loggers and callbacks all from ``config``."""
     train = config.train
     devices: int | str = int(train.devices) if str(train.devices).isdigit() else train.devices
     strategy = train.strategy
@@ -69,14 +76,16 @@ def make_trainer(config: Config, run_dir: Path, **overrides: Any) -> L.Trainer:
         "strategy": strategy,
         "precision": train.precision,
         "callbacks": make_callbacks(config, run_dir),
-        "logger": [CSVLogger(run_dir, name="csv"), TensorBoardLogger(run_dir, name="tensorboard")],
+        "logger": _loggers(run_dir),
         "log_every_n_steps": train.log_every_n_steps,
-        "enable_progress_bar": train.progress,
-        "enable_model_summary": train.progress,
+        "enable_progress_bar": train.progress and on_terminal(),  # off a terminal: EpochLines instead
+        "enable_model_summary": False,  # the run's one-line summary says what a user needs
         "default_root_dir": run_dir,
         "use_distributed_sampler": False,  # SegDataModule shards the data itself, without repeating images
+        "plugins": [AtomicCheckpointIO()],  # a kill or a full disk never leaves a truncated checkpoint
     }
     options.update(overrides)
+    quiet_libraries()
     try:
         return L.Trainer(**options)
     except (ValueError, RuntimeError) as exc:  # e.g. an accelerator this machine lacks

@@ -152,15 +152,17 @@ def park(scene: Scene, side: Side) -> None:
             length = d.uniform(15, 40)
             building(scene, (x if s > 0 else x - 15, 0.0, z), length, 15, d.uniform(8, 25))
             z += length + d.uniform(0, 20)
+    still_end = scene.street.z_end - scene.stretch  # where a still scene's street would end
+    reach = scene.ahead(still_end * 0.6)
     trees = [
-        (s * (side.edge + d.uniform(1.5, 30)), d.uniform(-5, scene.street.z_end * 0.6))
-        for _ in range(d.integers(5, 14))
+        (s * (side.edge + d.uniform(1.5, 30)), d.uniform(-5, reach))
+        for _ in range(round(scene.denser(d.integers(5, 14), -5, still_end * 0.6)))
     ]
     for x, z in sorted(trees, key=lambda t: -t[1]):
         tree(scene, x, z, d.uniform(4, 9), d.uniform(2, 4.5), now=True)
     kind = d.choice(("fence", "wall", "hedge", "none"), (0.35, 0.25, 0.25, 0.15))
     if kind != "none":
-        for start, end in scene.street.intervals(-5, scene.street.z_end * d.uniform(0.3, 1)):
+        for start, end in scene.street.intervals(-5, scene.ahead(still_end * d.uniform(0.3, 1))):
             boundary(scene, side, start, end, kind, now=True)
 
 

@@ -42,7 +42,7 @@ def pole(scene: Scene, x: float, z: float, top: float, colour: Colour, width_m: 
     """A vertical pole, at least 3 px wide so it survives downscaling, with a lit stripe to look round."""
     cam = scene.cam
     (bx, by), (_, ty) = cam.point((x, 0.0, z)), cam.point((x, top, z))
-    half = max(cam.fx * width_m / z, 3.0 * scene.px) / 2
+    half = max(cam.width_px(width_m, z), 3.0 * scene.px) / 2
     lit = scene.haze(colour, z)
     mid_y = (ty + by) / 2
     scene.canvas.polygon(rectangle(bx, mid_y, half, (by - ty) / 2), POLE, scale(lit, 0.8))
@@ -57,32 +57,32 @@ def street_furniture(scene: Scene) -> None:
         if d.chance(0.7):  # street lights
             spacing = d.uniform(18, 35)
             z = d.uniform(3, spacing)
-            while z < min(scene.street.z_end, 150):
+            while z < min(scene.street.z_end, scene.ahead(150)):
                 scene.add_object(z, street_light_drawer(scene, s * (side.curb + 0.5), z, s))
                 z += spacing
         if d.chance(0.4):  # street trees
             spacing = d.uniform(8, 15)
             inset = min(1.2, side.walk / 2) if side.verge == 0 else -side.verge / 2
             z = d.uniform(2, spacing)
-            while z < min(scene.street.z_end, 120):
+            while z < min(scene.street.z_end, scene.ahead(120)):
                 tree(scene, s * (side.walk_inner + inset), z, d.uniform(4.5, 7.5), d.uniform(1.6, 2.8))
                 z += spacing
-        for _ in range(d.poisson(0.4)):  # parked bicycles on the sidewalk
-            z = d.uniform(5, 30)
+        for _ in range(d.poisson(scene.denser(0.4, 5, 30))):  # parked bicycles on the sidewalk
+            z = d.uniform(5, scene.ahead(30))
             heading = ACROSS_STREET if d.chance(0.6) else ALONG_STREET
             x = s * (side.walk_inner + d.uniform(0.6, max(0.7, side.walk - 0.6)))
             scene.add_object(z, bicycle_drawer(scene, (x, 0.0, z), heading, None))
-    for _ in range(d.integers(1, 5)):  # signs on their own posts
+    for _ in range(round(scene.denser(d.integers(1, 5), 5, 45))):  # signs on their own posts
         side = scene.street.sides[1 if d.chance(0.65) else -1]
-        z = d.uniform(5, 45)
+        z = d.uniform(5, scene.ahead(45))
         scene.add_object(z, sign_post_drawer(scene, side.sign * (side.curb + d.uniform(0.4, 1.0)), z))
     lights_at = []
     if scene.street.crossing:
         lights_at = [(side, scene.street.crossing[0] - d.uniform(0, 3)) for side in scene.street.sides.values()]
     elif d.chance(0.45):
-        lights_at = [(scene.street.sides[1], d.uniform(8, 40))]
+        lights_at = [(scene.street.sides[1], d.uniform(8, scene.ahead(40)))]
         if d.chance(0.5):
-            lights_at.append((scene.street.sides[-1], d.uniform(8, 40)))
+            lights_at.append((scene.street.sides[-1], d.uniform(8, scene.ahead(40))))
     for side, z in lights_at:
         scene.add_object(z, traffic_light_post_drawer(scene, side.sign * (side.curb + 0.6), z, side.sign))
 
@@ -96,6 +96,8 @@ def street_light_drawer(scene: Scene, x: float, z: float, s: int) -> Callable[[]
 
     def draw() -> None:
         cam, cv = scene.cam, scene.canvas
+        if scene.passed(z):
+            return
         pole(scene, x, z, height, colour)
         a, b = cam.point((x, height, z)), cam.point((x - s * arm, height + 0.3, z))
         cv.polygon(cam.segment(a, b, 0.15, z, 2.5 * scene.px), POLE, scene.haze(colour, z))
@@ -120,6 +122,8 @@ def sign_post_drawer(scene: Scene, x: float, z: float) -> Callable[[], None]:
     bottom, colour = d.uniform(2.0, 2.6), scene.pick(METAL)
 
     def draw() -> None:
+        if scene.passed(z):
+            return
         top = bottom + 0.85 * len(specs)
         pole(scene, x, z, top, colour, width_m=0.08)
         for i, spec in enumerate(specs):
@@ -132,7 +136,7 @@ def sign(scene: Scene, x: float, y: float, z: float, kind: str, size: float, bac
     """A traffic sign facing the camera, at least 6 px wide; its shape and colours say what kind it is."""
     cam, cv = scene.cam, scene.canvas
     cx, cy = cam.point((x, y, z))
-    w = max(cam.fx * size / z, 6.0 * scene.px)
+    w = max(cam.width_px(size, z), 6.0 * scene.px)
     rx, ry = w / 2, w / 2 * cam.fy / cam.fx * (0.65 if kind == "info" else 1.0)
     unit = SIGN_OUTLINES[kind]
 
@@ -157,6 +161,8 @@ def traffic_light_post_drawer(scene: Scene, x: float, z: float, s: int) -> Calla
 
     def draw() -> None:
         cam, cv = scene.cam, scene.canvas
+        if scene.passed(z):
+            return
         pole(scene, x, z, 6.0 if mast else height, colour)
         traffic_light(scene, x, height - 0.6, z, housing, lit, plate)
         if mast:  # an arm over the road with a second light hanging from it
@@ -171,9 +177,9 @@ def traffic_light(scene: Scene, x: float, y: float, z: float, housing: Colour, l
     """A signal head facing the camera, at least 4 px wide, with one lamp lit."""
     cam, cv = scene.cam, scene.canvas
     cx, cy = cam.point((x, y, z))
-    w = cam.fx * 0.34 / z
+    w = cam.width_px(0.34, z)
     grow = max(1.0, 4.0 * scene.px / w)
-    w, h = w * grow, cam.fy * 0.95 / z * grow
+    w, h = w * grow, cam.height_px(0.95, z) * grow
     if plate:  # a backplate with a light border belongs to the light
         cv.polygon(rectangle(cx, cy, w, h * 0.6), TRAFFIC_LIGHT, scene.haze((200, 200, 196), z))
         cv.polygon(rectangle(cx, cy, w * 0.8, h * 0.55), None, scene.haze((25, 25, 25), z))

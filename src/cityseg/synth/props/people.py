@@ -22,12 +22,16 @@ BikePoint = Callable[..., Point]  # (a along the bike, c up, b to its right) met
 
 
 def people(scene: Scene) -> None:
-    """Pedestrians on both sidewalks and on the crossing, and cyclists near the kerb or crossing the road."""
+    """Pedestrians on both sidewalks and on the crossing, and cyclists near the kerb or crossing the road.
+
+    In a drive, the cyclists riding along the street move on with their lane's traffic, and nobody stands in
+    the camera's path.
+    """
     d, street = scene.dice, scene.street
     for side in street.sides.values():
-        for _ in range(d.poisson(1.8)):
+        for _ in range(d.poisson(scene.denser(1.8, 4, 40))):
             x = side.sign * (side.walk_inner + d.uniform(0.3, max(0.4, side.walk - 0.3)))
-            z = d.uniform(4, 40)
+            z = d.uniform(4, scene.ahead(40))
             facing = ALONG_STREET if d.chance(0.5) else (0.0, 0.0, -1.0)
             scene.add_object(z, person_drawer(scene, (x, 0.0, z), facing))
     if street.crossing:
@@ -35,15 +39,23 @@ def people(scene: Scene) -> None:
         for _ in range(d.poisson(1.5)):
             z = street.crossing[0] - d.uniform(1.2, 3.8)
             facing = ACROSS_STREET if d.chance(0.5) else (-1.0, 0.0, 0.0)
-            scene.add_object(z, person_drawer(scene, (d.uniform(-left, right), 0.0, z), facing))
-    for _ in range(d.poisson(0.9)):  # cyclists near the kerb, or crossing
+            x = d.uniform(-left, right)
+            draw = person_drawer(scene, (x, 0.0, z), facing)
+            if not scene.in_path(x, 0.4):
+                scene.add_object(z, draw)
+    for _ in range(d.poisson(scene.denser(0.9, 5, 35))):  # cyclists near the kerb, or crossing
         s = 1 if d.chance(0.7) else -1
         edge = street.road_edges[0 if s < 0 else 1] - (2.3 if street.parking[s] else 0)
-        x, z = s * (edge - d.uniform(0.6, 1.2)), d.uniform(5, 35)
+        x, z = s * (edge - d.uniform(0.6, 1.2)), d.uniform(5, scene.ahead(35))
         heading: Point = (0.0, 0.0, float(s))
         if d.chance(0.25):
             heading = (1.0 if d.chance(0.5) else -1.0, 0.0, 0.0)
-        scene.add_object(z, bicycle_drawer(scene, (x, 0.0, z), heading, random_looks(scene, riding=True)))
+        speed = street.lane_speed(x)
+        if speed and heading[0] == 0:  # in a drive, riding on with the traffic of their lane
+            heading, z = (0.0, 0.0, math.copysign(1.0, speed)), z + speed * scene.time
+        draw = bicycle_drawer(scene, (x, 0.0, z), heading, random_looks(scene, riding=True))
+        if not scene.in_path(x, 0.4 if heading[0] == 0 else 1.0):
+            scene.add_object(z, draw)
 
 
 def random_looks(scene: Scene, riding: bool = False) -> dict:
@@ -78,7 +90,7 @@ def draw_figure(scene: Scene, joints: dict[str, Point], looks: dict, z: float, l
         cv.polygon(cam.segment(strap, p["hip_l"], 0.25, z, thin), label, scene.haze(looks["bag"], z))
     for shoulder, hand in (("shoulder_l", "hand_l"), ("shoulder_r", "hand_r")):
         cv.polygon(cam.segment(p[shoulder], p[hand], 0.1, z, thin), label, scale(top, 0.85))
-    (hx, hy), rx, ry = p["head"], max(cam.fx * 0.11 / z, thin), max(cam.fy * 0.12 / z, thin)
+    (hx, hy), rx, ry = p["head"], max(cam.width_px(0.11, z), thin), max(cam.height_px(0.12, z), thin)
     cv.ellipse((hx, hy), rx, ry, label, scene.haze(looks["hair"] if from_behind else looks["skin"], z))
     cover = looks["helmet"] if looks["helmet"] is not None else looks["hair"]
     cv.ellipse((hx, hy - ry * 0.35), rx * 1.02, ry * 0.7, None, scene.haze(cover, z))
@@ -111,7 +123,8 @@ def person_drawer(scene: Scene, base: Point, facing: Point) -> Callable[[], None
     from_behind = facing[2] > 0.5  # walking away: we see the back of the head
 
     def draw() -> None:
-        draw_figure(scene, joints, looks, base[2], PERSON, from_behind)
+        if not scene.passed(base[2], 1.0):  # a drive has come level with them: they are off to the side
+            draw_figure(scene, joints, looks, base[2], PERSON, from_behind)
 
     return draw
 
@@ -129,7 +142,9 @@ def bicycle_drawer(scene: Scene, base: Point, heading: Point, rider: dict | None
     rider_joints = {} if rider is None else _rider_joints(at, heading, right, crank)
 
     def draw() -> None:
-        z = max(base[2], NEAR + 1)
+        if scene.passed(base[2], 1.0):
+            return
+        z = scene.cam.clamp_depth(base[2], NEAR + 1)
         _draw_bicycle(scene, at, z, paint)
         if rider is not None:
             draw_figure(scene, rider_joints, rider, z, RIDER, heading[2] > 0.5)
@@ -172,7 +187,7 @@ def _rider_joints(at: BikePoint, heading: Point, right: Point, crank: float) -> 
 def _draw_bicycle(scene: Scene, at: BikePoint, z: float, paint: Colour) -> None:
     """Two wheels (grey discs where the spokes blur, dark tyres), the diamond frame and the handlebar."""
     cam, cv = scene.cam, scene.canvas
-    tyre_px = max(cam.fx * 0.06 / z, 2.0 * scene.px)
+    tyre_px = max(cam.width_px(0.06, z), 2.0 * scene.px)
     for hub in (-0.53, 0.53):
         ring = cam.points(
             [

@@ -35,13 +35,16 @@ def tree(scene: Scene, x: float, z: float, crown_y: float, radius: float, now: b
 
     def draw() -> None:
         cam, cv = scene.cam, scene.canvas
-        zz = max(z, NEAR + 0.5)
+        if scene.passed(z, 0.5):  # a drive has come level with it: it is off to the side
+            return
+        zz = cam.clamp_depth(z, NEAR + 0.5)
         base, top = cam.point((x, 0.0, zz)), cam.point((x, crown_y, zz))
         cv.polygon(cam.segment(base, top, 0.35, zz, 2 * scene.px), VEGETATION, scene.haze(bark, zz))
         for dx, dy, dz, r, tone in blobs:
-            cz = max(zz + dz, NEAR + 0.3)
+            cz = cam.clamp_depth(zz + dz, NEAR + 0.3)
             colour = scene.haze(scale(foliage, tone * (0.8 + 0.35 * (dy / radius + 0.5))), cz)
-            cv.ellipse(cam.point((x + dx, crown_y + dy, cz)), cam.fx * r / cz, cam.fy * r / cz, VEGETATION, colour)
+            centre = cam.point((x + dx, crown_y + dy, cz))
+            cv.ellipse(centre, cam.width_px(r, cz), cam.height_px(r, cz), VEGETATION, colour)
         if not scene.light.overcast:
             shadow = cam.ground_quad(x - radius * 0.8, x + radius * 0.8, zz - radius * 0.5, zz + radius * 0.5)
             cv.cast_shadow(shadow, 0.35)

@@ -37,35 +37,49 @@ VEHICLE_LENGTHS = {"car": (3.9, 4.9), "van": (4.8, 5.4), "truck": (7, 11), "bus"
 
 
 def traffic(scene: Scene) -> None:
-    """Cars parked along the kerbs, traffic in the lanes both ways, and cross traffic in a junction."""
-    d, street = scene.dice, scene.street
-    occupied: list[tuple[float, float, float]] = []  # (x, z0, z1) footprints already used
+    """Cars parked along the kerbs, traffic in the lanes both ways, and cross traffic in a junction.
 
-    def place(kind: str, x: float, z: float, heading: int) -> None:
+    In a drive the lanes' traffic moves on (each lane at its own speed, ``Street.lane_speed``, so no car runs
+    into another), and the camera's own lane and path are kept clear.
+    """
+    d, street = scene.dice, scene.street
+    occupied: list[tuple[float, float, float]] = []  # (x, z0, z1) footprints already used, where they start
+
+    def place(kind: str, x: float, z: float, heading: int, speed: float = 0.0) -> None:
         length = vehicle_length(scene, kind)
         if z < 3.5 or any(abs(x - ox) < 2.4 and z < oz1 + 1 and z + length > oz0 - 1 for ox, oz0, oz1 in occupied):
             return
         occupied.append((x, z, z + length))
+        if speed:
+            z += speed * scene.time
         scene.add_object(z, vehicle_drawer(scene, kind, x, z, length, heading))
 
     for s, side in street.sides.items():
         if not street.parking[s]:
             continue
         z = d.uniform(2, 8)
-        while z < 80:
+        while z < scene.ahead(80):
             if d.chance(0.6) and not (street.crossing and street.crossing[0] - 6 < z < street.crossing[1]):
                 kind = d.choice(("car", "van", "truck"), (0.82, 0.1, 0.08))
                 place(kind, s * (side.curb - 1.15) + d.uniform(-0.15, 0.15), z, 1 if d.chance(0.8) else -1)
             z += d.uniform(5.5, 7.5)
     for x, direction in street.lanes:
-        for _ in range(d.poisson(1.0)):
+        if scene.in_path(x, 0.0):
+            continue
+        speed = street.lane_speed(x)
+        start = 7 if abs(x) > 1.5 else 10
+        end = scene.ahead(75) + (scene.stretch if direction < 0 else 0.0)  # oncoming traffic has further to come
+        for _ in range(d.poisson((end - start) / (75 - start) if scene.moving else 1.0)):
             kind = d.choice(("car", "van", "truck", "bus"), (0.62, 0.08, 0.13, 0.17))
-            place(kind, x + d.uniform(-0.3, 0.3), d.uniform(7 if abs(x) > 1.5 else 10, 75), direction)
+            place(kind, x + d.uniform(-0.3, 0.3), d.uniform(start, end), direction, speed)
     if street.crossing and d.chance(0.6):  # cross traffic in the junction
         z0, z1 = street.crossing
         kind = d.choice(("car", "truck", "bus"), (0.7, 0.15, 0.15))
         x, z = d.uniform(-15, 15), (z0 + z1) / 2 - 1.2
-        scene.add_object(z0 + 1, vehicle_drawer(scene, kind, x, z, vehicle_length(scene, kind), heading=0))
+        length = vehicle_length(scene, kind)
+        draw = vehicle_drawer(scene, kind, x, z, length, heading=0)
+        if not scene.in_path(x, length / 2):
+            scene.add_object(z0 + 1, draw)
 
 
 def vehicle_length(scene: Scene, kind: str) -> float:
@@ -105,6 +119,10 @@ def vehicle_drawer(scene: Scene, kind: str, x: float, z: float, length: float, h
         return scene.cam.box_faces(origin, forward, right, a1 - a0, width - 2 * inset, c1 - c0)
 
     def draw() -> None:
+        if scene.passed(z + (width if heading == 0 else length)):  # a drive has passed it
+            return
+        if scene.moving and z + length > scene.street.z_end:  # driven on past the street's far end
+            return
         corners = ((-0.2, -0.2), (length + 0.2, -0.2), (length + 0.2, width + 0.2), (-0.2, width + 0.2))
         foot = [along(along(rear, a, forward), b, right) for a, b in corners]
         scene.canvas.cast_shadow(scene.cam.points(foot), 0.4 if scene.light.overcast else 0.55)
@@ -283,7 +301,7 @@ def _visible_quads(
         length = math.sqrt(dot(normal, normal)) or 1.0
         normal = (normal[0] / length, normal[1] / length, normal[2] / length)
         to_cam = scene.cam.to_camera(mid)
-        if dot(normal, to_cam) > 0 and mid[2] > NEAR:
+        if dot(normal, to_cam) > 0 and scene.cam.depth(mid[2]) > NEAR:
             visible.append((-dot(to_cam, to_cam), name, quad, normal, mid))
     visible.sort(key=lambda item: item[0])
     return [(name, quad, normal, mid) for _, name, quad, normal, mid in visible]

@@ -1,0 +1,345 @@
+"""Segmenting a video frame by frame: decode thread -> model in the calling thread -> encode thread.
+
+::
+
+    FrameReader (thread)   PyAV demux + decode, RGB, upright; the frames the model needs go through
+                           decode_image's array path and preprocess, exactly as a photo does
+        | Pipe (4 frames)
+    segment_frames         batches of frames through Segmenter.logits (backend, flip, scales); optional
+    (calling thread)       smoothing of the class probabilities; labels_at_size back to the frame's size
+        | Pipe (4 frames)
+    FrameSink (thread)     the overlay (the photos' colours and blending, a legend), PyAV encode + mux,
+                           optionally each frame's label PNG
+
+The pipes are bounded, so memory does not grow with the video's length, and the stages overlap: FFmpeg,
+PyTorch, ONNX Runtime, OpenVINO and PIL release the GIL in their heavy calls, so the slowest stage sets
+the pace. The overlay is written under a temporary name and renamed when complete: an interrupted run
+leaves nothing half-written. A video damaged part-way is segmented up to its last good frame, the
+overlay of those frames is kept, and a :class:`~cityseg.video.summary.VideoCutShortError` says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from cityseg.defaults import ID_KINDS, OVERLAY_ALPHA, PREDICT_BATCH
+from cityseg.errors import CitysegError
+from cityseg.files import atomic_path, ensure_writable_dir
+from cityseg.inference import labels_at_size
+from cityseg.predict import PredictSummary, ids_encoder, output_stems, preprocess
+from cityseg.video.overlay import Legend, draw_overlay
+from cityseg.video.reader import DecodedFrame, FrameReader
+from cityseg.video.summary import FlickerMeter, VideoCutShortError, VideoSummary
+from cityseg.video.writer import Encoder, FrameSink, OverlayVideoWriter, choose_encoder
+
+if TYPE_CHECKING:
+    from cityseg.predict import Segmenter
+
+# Labels back to the frame's size: bilinear logits up to 2x the model's resolution, nearest-neighbour beyond
+# (photos: 4x, inference.BILINEAR_MAX_SCALE). At 1280x720 the resize back was the costliest step of a frame,
+# more than the model (36-68 ms against 12 ms, cpu-hour model, int8, 2 cores); 2x takes a third of it and
+# leaves 99.3% of the pixels as the photo path labels them (the others on class edges, a pixel or two off).
+VIDEO_MAX_SCALE = 2
+
+
+def check_video_settings(every: int, smooth: float | None, batch_size: int) -> float | None:
+    """Validate ``every``, ``smooth`` and ``batch_size``; returns the smoothing weight, None when off.
+
+    Raises:
+        CitysegError: ``every`` or ``batch_size`` below 1, ``smooth`` outside [0, 1].
+    """
+    if int(every) != every or every < 1:
+        raise CitysegError(f"--every must be a whole number of at least 1, not {every}")
+    if batch_size < 1:
+        raise CitysegError(f"--batch-size must be at least 1, not {batch_size}")
+    if smooth is None or smooth == 0:
+        return None
+    if not 0 < smooth <= 1:
+        raise CitysegError(f"--smooth must be above 0 and at most 1 (0 = off), not {smooth}")
+    return None if smooth == 1 else float(smooth)  # weight 1: the newest frame alone, as without smoothing
+
+
+class ProbabilitySmoother:
+    """An exponential moving average of the class probabilities of successive segmented frames.
+
+    ``mean = weight * softmax(logits) + (1 - weight) * mean``: a class must win over a few frames before
+    a pixel changes to it, which stops labels flickering on a still scene; a low weight also trails
+    behind motion (a passing car's colours lag it), so the weight trades steadiness for lag. It works at
+    the model's resolution, before the labels are resized to the frame.
+
+    Args:
+        weight: of the newest frame, in (0, 1].
+    """
+
+    def __init__(self, weight: float):
+        self.weight = float(weight)
+        self.mean = None  # torch tensor (C, h, w)
+
+    def __call__(self, logits: np.ndarray) -> np.ndarray:
+        """(C, h, w) logits -> (C, h, w) smoothed probabilities."""
+        import torch
+
+        probabilities = torch.softmax(torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)), dim=0)
+        if self.mean is None or self.mean.shape != probabilities.shape:
+            self.mean = probabilities
+        else:
+            self.mean.mul_(1 - self.weight).add_(probabilities, alpha=self.weight)
+        return self.mean.numpy()
+
+
+class _Clock:
+    busy_s = 0.0
+
+
+def segment_frames(
+    segmenter: Segmenter,
+    reader: FrameReader,
+    smoother: Callable[[np.ndarray], np.ndarray] | None = None,
+    batch_size: int = PREDICT_BATCH,
+    clock: _Clock | None = None,
+) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
+    """(frame, (H, W) uint8 labels) for every frame ``reader`` gives, in order.
+
+    The frames the reader prepared (its ``wanted`` ones) go through the model, ``batch_size`` at a time;
+    the others take the labels of the last segmented frame before them (the same array).
+    """
+    clock = clock or _Clock()
+    pending: list[DecodedFrame] = []  # frames waiting for a batch; the first is always a segmented one
+    held: np.ndarray | None = None
+    for frame in reader:
+        if frame.prepared is None and not pending:
+            yield frame, held
+            continue
+        pending.append(frame)
+        if sum(item.prepared is not None for item in pending) == batch_size:
+            held = yield from _label_pending(segmenter, pending, smoother, clock)
+            pending = []
+    if pending:
+        yield from _label_pending(segmenter, pending, smoother, clock)
+
+
+def _label_pending(segmenter, pending, smoother, clock) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
+    """Run the model on the prepared frames of ``pending``, then yield all of them labelled; returns the last labels."""
+    began = time.perf_counter()
+    keys = [frame for frame in pending if frame.prepared is not None]
+    logits = segmenter.logits(np.stack([frame.prepared for frame in keys]))  # (B, C, h, w)
+    labels = {}
+    for frame, scores in zip(keys, logits, strict=True):
+        scores = smoother(scores) if smoother else scores
+        labels[frame.index] = labels_at_size(scores, frame.rgb.shape[:2], max_scale=VIDEO_MAX_SCALE)
+    clock.busy_s += time.perf_counter() - began
+    current = None
+    for frame in pending:
+        current = labels.get(frame.index, current)
+        yield frame, current
+    return current
+
+
+def _open_reader(segmenter: Segmenter, path: str | os.PathLike, every: int) -> FrameReader:
+    """A reader that prepares one frame in ``every`` for the model: decode_image's array path, then preprocess."""
+
+    def prepare(index: int, rgb: np.ndarray) -> np.ndarray:
+        return preprocess(segmenter.open(rgb).image, segmenter.info)
+
+    return FrameReader(path, prepare=prepare, wanted=lambda index: index % every == 0)
+
+
+def iter_video(
+    segmenter: Segmenter,
+    path: str | os.PathLike,
+    every: int = 1,
+    smooth: float | None = None,
+    batch_size: int = PREDICT_BATCH,
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Segment a video frame by frame: yields (RGB (H, W, 3) uint8 frame, (H, W) uint8 labels) in order.
+
+    The labels are those :func:`predict_video` writes with the same settings. Frames between two segmented
+    ones (``every`` > 1) share the earlier one's labels array: copy it before changing it. Decoding runs
+    in a thread ahead of the loop; breaking out of the loop stops it.
+
+    Raises:
+        CitysegError: at the first frame, for a file that cannot be read as a video; after the last good
+            frame, for a file damaged or cut short part-way.
+    """
+    weight = check_video_settings(every, smooth, batch_size)
+    with _open_reader(segmenter, path, every) as reader:
+        smoother = ProbabilitySmoother(weight) if weight else None
+        for frame, labels in segment_frames(segmenter, reader, smoother, batch_size):
+            yield frame.rgb, labels
+    if reader.frames == 0:
+        raise _no_frames(reader)
+    if reader.failure:
+        raise CitysegError(f"{reader.info.path} is corrupt or truncated after frame {reader.frames}: {reader.failure}")
+
+
+def _no_frames(reader: FrameReader) -> CitysegError:
+    if reader.failure:
+        return CitysegError(f"cannot decode any frame of {reader.info.path}: {reader.failure}; the file is damaged")
+    return CitysegError(f"{reader.info.path} holds no frames (a zero-length video); nothing to segment")
+
+
+def predict_video(
+    segmenter: Segmenter,
+    path: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    ids: str = ID_KINDS[0],
+    frames: bool = False,
+    every: int = 1,
+    smooth: float | None = None,
+    alpha: float = OVERLAY_ALPHA,
+    batch_size: int = PREDICT_BATCH,
+    progress: bool = False,
+    stem: str | None = None,
+    encoder: Encoder | None = None,
+) -> VideoSummary:
+    """Segment a video and write ``STEM_overlay.mp4`` (and with ``frames``, ``STEM_frames/000000_<ids>.png`` ...).
+
+    The overlay keeps the video's frame rate and size (an odd width or height is padded by one pixel) and
+    shows the class colours over each frame with a legend of the classes present; it is H.264 where the
+    FFmpeg build has it (:func:`cityseg.video.writer.choose_encoder`).
+
+    Args:
+        segmenter: the model.
+        path: the video file (mp4, mkv, avi, mov, webm: anything FFmpeg reads).
+        out_dir: the output folder (created).
+        ids: what the label PNGs hold (see :func:`cityseg.predict.ids_encoder`).
+        frames: also write every frame's label PNG.
+        every: run the model on one frame in ``every`` and hold its labels for the frames in between.
+        smooth: weight of the newest frame in a moving average of class probabilities (0 or None: off).
+        alpha: weight of the colours in the overlay.
+        batch_size: frames per forward pass.
+        progress: show a tqdm bar counting frames.
+        stem: the output name (default: the file's stem).
+        encoder: the video encoder (default: the best there is).
+
+    Returns:
+        A :class:`~cityseg.video.summary.VideoSummary`.
+
+    Raises:
+        CitysegError: bad settings, an unwritable folder, a file that is not a readable video, no frames.
+        VideoCutShortError: the file is damaged or cut short part-way; the good frames were written first.
+    """
+    weight = check_video_settings(every, smooth, batch_size)
+    to_ids, suffix = ids_encoder(segmenter.info, ids)
+    folder = ensure_writable_dir(out_dir)
+    stem = stem or Path(path).stem
+    overlay_path = folder / f"{stem}_overlay.mp4"
+    chosen = encoder or choose_encoder()
+    began = time.perf_counter()
+    with _open_reader(segmenter, path, every) as reader:
+        summary = VideoSummary(
+            source=reader.info.path, overlay=overlay_path, backend=str(segmenter.backend), codec=chosen.label,
+            fps=float(reader.info.fps), every=every, smooth=weight,
+        )  # fmt: skip
+        frame_dir = ensure_writable_dir(folder / f"{stem}_frames") if frames else None
+        try:
+            with atomic_path(overlay_path) as tmp:
+                writer = OverlayVideoWriter(tmp, reader.info.fps, chosen, shown_as=overlay_path)
+                labels = (frame_dir, to_ids, suffix) if frame_dir else None
+                _run_stages(segmenter, reader, writer, labels, summary, alpha, weight, batch_size, progress)
+        finally:
+            if frame_dir is not None:
+                with contextlib.suppress(OSError):
+                    frame_dir.rmdir()  # only if empty: nothing was written
+    summary.wall_s = time.perf_counter() - began
+    summary.frame_dir = frame_dir
+    _add_notes(summary, reader, writer)
+    if reader.failure:
+        raise VideoCutShortError(
+            f"{summary.source} is corrupt or truncated after frame {reader.frames} ({reader.failure}); "
+            f"the {summary.frames} good frames were segmented into {overlay_path}",
+            summary,
+        )
+    return summary
+
+
+def _run_stages(segmenter, reader, writer, label_pngs, summary, alpha, weight, batch_size, progress) -> None:
+    """Segment ``reader``'s frames into ``writer`` through the encoding thread, filling ``summary``."""
+    from tqdm.auto import tqdm
+
+    classes = segmenter.class_set
+    legend: Legend | None = None  # made on the first frame, whose height sets its font
+    flicker = FlickerMeter()
+
+    def draw(rgb: np.ndarray, labels: np.ndarray):
+        nonlocal legend
+        legend = legend or Legend(classes, rgb.shape[0])
+        return draw_overlay(rgb, labels, classes, alpha, legend)
+
+    clock = _Clock()
+    total = reader.info.expected_frames
+    with tqdm(total=total, desc=reader.info.path.name, unit="frame", disable=None if progress else True) as bar:
+
+        def on_frame(index: int, labels: np.ndarray) -> None:
+            flicker.update(labels)
+            bar.update(1)
+
+        sink = FrameSink(writer, draw, on_frame, label_pngs)
+        try:
+            smoother = ProbabilitySmoother(weight) if weight else None
+            for frame, labels in segment_frames(segmenter, reader, smoother, batch_size, clock):
+                if frame.index == 0:
+                    summary.size = (frame.rgb.shape[1], frame.rgb.shape[0])
+                summary.segmented += frame.prepared is not None
+                sink.put(frame.index, frame.rgb, labels)
+            if reader.frames == 0:
+                raise _no_frames(reader)
+            sink.finish()
+        except BaseException:
+            sink.abort()
+            raise
+    summary.frames = writer.frames
+    summary.label_pngs = sink.pngs_written
+    summary.flicker = flicker.share
+    summary.stage_s = {"decode": reader.busy_s, "model": clock.busy_s, "encode": sink.busy_s}
+
+
+def _add_notes(summary: VideoSummary, reader: FrameReader, writer: OverlayVideoWriter) -> None:
+    summary.notes += reader.info.notes
+    if reader.info.variable_rate:
+        summary.notes.append(
+            f"variable frame rate: the overlay shows its frames evenly at the average {summary.fps:.4g} fps "
+            "(same frames and length, the timestamps are not kept)"
+        )
+    if writer.padded and writer.size is not None:
+        width, height = summary.size
+        summary.notes.append(
+            f"{width}x{height} is odd: H.264 in yuv420p needs an even size, so the overlay is "
+            f"{writer.size[0]}x{writer.size[1]} (last column or row repeated); the label PNGs keep {width}x{height}"
+        )
+
+
+def predict_videos(
+    segmenter: Segmenter,
+    videos: Sequence[Path],
+    summary: PredictSummary,
+    skip_bad: bool = False,
+    progress: bool = True,
+    **settings,
+) -> None:
+    """:func:`predict_video` for each of ``videos`` into ``summary.out_dir``, recorded in ``summary``
+    (:func:`cityseg.predict.predict_files` calls it for the videos among its inputs).
+
+    With ``skip_bad`` a video that fails is listed in ``summary.skipped`` and the next one goes on;
+    otherwise its error stops the run (after the good frames of a damaged one were written).
+    """
+    for video, stem in zip(videos, output_stems(list(videos)), strict=True):
+        try:
+            result = predict_video(segmenter, video, summary.out_dir, stem=stem, progress=progress, **settings)
+        except CitysegError as exc:
+            if isinstance(exc, VideoCutShortError):
+                summary.videos.append(exc.summary)
+                summary.written.append(exc.summary.overlay)
+            if not skip_bad:
+                raise
+            summary.skipped.append((str(video), str(exc)))
+            continue
+        summary.videos.append(result)
+        summary.written.append(result.overlay)
