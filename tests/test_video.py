@@ -160,7 +160,7 @@ def test_iter_video_yields_what_predict_video_writes(tiny_segmenter, drive, tmp_
 
 
 def test_frames_go_through_the_photo_path(tiny_segmenter, drive):
-    """A frame's labels are those of the same RGB array segmented as a photo."""
+    """A frame's labels are those of the same RGB array segmented as a photo (within 2x the model's size)."""
     frame, labels = next(iter(tiny_segmenter.iter_video(drive)))
     np.testing.assert_array_equal(labels, tiny_segmenter.predict(frame))
 
@@ -357,6 +357,13 @@ def test_predict_files_takes_photos_and_videos(tiny_model_dir, drive, tmp_path):
     assert summary.images == 1 and len(summary.videos) == 1
     assert (tmp_path / "out" / "street_overlay.jpg").is_file() and (tmp_path / "out" / "drive_overlay.mp4").is_file()
     assert "predicted 1 image(s)" in str(summary) and "drive.mp4" in str(summary)
+
+
+def test_skip_bad_lists_a_bad_video_and_goes_on(tiny_model_dir, drive, tmp_path):
+    bad = _not_a_video(tmp_path)
+    summary = predict_files(tiny_model_dir, [bad, drive], tmp_path / "out", progress=False, skip_bad=True)
+    assert [source for source, _ in summary.skipped] == [str(bad)] and len(summary.videos) == 1
+    assert "skipped 1 unreadable file(s)" in str(summary)
 
 
 def test_cli_predict_video(tiny_model_dir, drive, tmp_path, capsys):

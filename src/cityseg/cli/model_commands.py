@@ -47,7 +47,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     video = parser.add_argument_group("videos (mp4, mkv, avi, mov, webm: NAME_overlay.mp4 each)")
     video.add_argument("--frames", action="store_true", help="also write each frame's label PNG (NAME_frames/)")
     video.add_argument(
-        "--every", type=int, default=1, metavar="N", help="run the model on 1 frame in N, hold its labels between"
+        "--every", type=int, default=1, metavar="N", help="run the model on 1 frame in N, labels held in between"
     )
     video.add_argument(
         "--smooth",
