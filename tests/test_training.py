@@ -21,54 +21,13 @@ from cityseg.models import network_options
 from cityseg.optim import LRSchedule
 from cityseg.runs import resolve_run, update_latest
 from cityseg.training import BudgetPlanner, SegmentationLoss, SegModule, class_weights, train, write_history
+from conftest import read_history, tiny_config
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning",
     "ignore::RuntimeWarning",
     "ignore:.*LeafSpec.*",  # Lightning's own deprecations
 )
-
-
-def read_history(run: Path) -> list[dict[str, str]]:
-    with open(run / "history.csv", newline="") as handle:
-        return list(csv.DictReader(handle))
-
-
-@pytest.fixture(scope="module")
-def scenes(tmp_path_factory):
-    from cityseg.synth import write_scenes
-
-    root = tmp_path_factory.mktemp("scenes")
-    write_scenes(root, count=16, seed=5, val_fraction=0.25)  # 12 train (9 train + 3 validation), 4 test
-    return root
-
-
-def tiny_config(root: Path, runs: Path, **settings) -> Config:
-    """A network small enough to train in seconds: ResNet18, 3 encoder stages, narrow decoder, 64x64 input."""
-    config = Config()
-    config.data.root = str(root)
-    config.data.cache_dir = str(runs / "cache")
-    config.train.runs_dir = str(runs)
-    config.override(
-        [
-            "data.size=64,64",
-            "data.batch_size=3",
-            "data.workers=0",
-            "data.val_fraction=0.25",
-            "model.encoder=resnet18",
-            "model.encoder_depth=3",
-            "model.decoder_width=32",
-            "optim.lr=0.003",
-            "optim.schedule=none",
-            "augment.enabled=false",
-            "train.max_epochs=2",
-            "train.progress=false",
-            "train.threads=2",
-        ]
-    )
-    for key, value in settings.items():
-        config.set(key.replace("__", "."), value)
-    return config
 
 
 @pytest.fixture(scope="module")

@@ -60,6 +60,8 @@ class AugmentConfig:
     scale: tuple[float, float] = (0.5, 2.0)  # random rescale range (relative to data.size) before the crop
     crop: tuple[int, int] = (0, 0)  # (height, width) of training crops from the rescaled image; 0 = data.size
     color_jitter: float = 0.2  # brightness/contrast/saturation strength (0 = off)
+    final_epochs: int = 0  # the last N epochs of the planned run train on whole photos at data.size (no rescale or
+    # crop; flips and jitter stay), so the network ends on the view it is tested on
 
 
 @dataclass
@@ -89,6 +91,7 @@ class OptimConfig:
 @dataclass
 class TrainConfig:
     max_epochs: int = 50  # upper bound; early stopping or the budget may end the run sooner
+    max_steps: int = 0  # > 0: stop after this many optimiser steps, the LR schedule spanning them (0 = epochs decide)
     patience: int = 10  # early-stopping patience, in validation rounds
     monitor: str = "val_mIoU"  # metric for early stopping and the best checkpoint
     monitor_mode: str = "max"  # max for accuracy/IoU, min for a loss

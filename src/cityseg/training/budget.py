@@ -9,6 +9,18 @@ import lightning as L
 from lightning.pytorch.callbacks import Callback, Timer
 
 
+class StepLimit(Callback):
+    """Stop at ``trainer.max_steps`` through ``should_stop``, so the last steps are validated and checkpointed.
+
+    Lightning ends a run at ``max_steps`` without validating when that falls inside an epoch: the best and
+    last checkpoints would then miss the final steps, those of the lowest learning rate.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any) -> None:
+        if 0 < trainer.max_steps <= trainer.global_step:
+            trainer.should_stop = True
+
+
 class BudgetPlanner(Callback):
     """End training when ``budget_s`` seconds are spent, validation included, with the LR schedule fitted to it.
 

@@ -92,7 +92,31 @@ class SegDataModule(L.LightningDataModule):
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader("train", shuffle=True)
+        if not self._in_final_epochs():
+            return self._loader("train", shuffle=True)
+        if "train_whole" not in self.datasets:
+            from cityseg.transforms import whole_photo_transform
+
+            mean, std = normalization(self.config.model.encoder)
+            train = self.datasets["train"]
+            transform = whole_photo_transform(self.config.data.size, self.config.augment, mean, std)
+            self.datasets["train_whole"] = PairDataset(train.paths, train.label_cache, transform, train.mask_side)
+        return self._loader("train_whole", shuffle=True)
+
+    def _in_final_epochs(self) -> bool:
+        """Whether the epoch about to start is one of the last ``augment.final_epochs`` of the planned run."""
+        epochs = self.config.augment.final_epochs
+        trainer = getattr(self, "trainer", None)
+        if epochs <= 0 or trainer is None or "train" not in self.datasets:
+            return False
+        steps_per_epoch = max(1, len(self.datasets["train"]) // self.config.data.batch_size // trainer.world_size)
+        planned = self.config.train.max_epochs * steps_per_epoch
+        if trainer.max_steps > 0:
+            planned = min(planned, trainer.max_steps)
+        budget = next((c for c in trainer.callbacks if getattr(c, "planned_steps", None) is not None), None)
+        if budget is not None:  # a time budget: the steps its last plan fits (the same on every process)
+            planned = min(planned, budget.planned_steps)
+        return planned - trainer.global_step <= epochs * steps_per_epoch
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)

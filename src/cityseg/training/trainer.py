@@ -12,7 +12,7 @@ from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint
 from cityseg.config import Config
 from cityseg.devices import configure_threads  # noqa: F401  (re-exported: the trainer's processes use it)
 from cityseg.errors import CitysegError, first_line
-from cityseg.training.budget import BudgetPlanner
+from cityseg.training.budget import BudgetPlanner, StepLimit
 from cityseg.training.checkpoints import BEST_CHECKPOINT, CHECKPOINTS_DIR, AtomicCheckpointIO
 from cityseg.training.console import on_terminal, progress_callback, quiet_libraries
 
@@ -30,11 +30,17 @@ def make_callbacks(config: Config, run_dir: Path) -> list[Callback]:
             save_last=True,
             auto_insert_metric_name=False,
         ),
-        EarlyStopping(monitor=train.monitor, mode=train.monitor_mode, patience=train.patience),
+        # checked when a validation ends, where its metrics always are: a run resumed from a checkpoint written
+        # at an epoch's last validation ends that epoch with no validation of its own
+        EarlyStopping(
+            monitor=train.monitor, mode=train.monitor_mode, patience=train.patience, check_on_train_epoch_end=False
+        ),
     ]
     progress = progress_callback(train.progress)
     if progress is not None:
         callbacks.append(progress)
+    if train.max_steps > 0:
+        callbacks.append(StepLimit())
     if train.budget_minutes > 0:
         budget = train.budget_minutes * 60
         callbacks += [
@@ -70,6 +76,9 @@ def make_trainer(config: Config, run_dir: Path, **overrides: Any) -> L.Trainer:
         strategy = "ddp_find_unused_parameters_true"  # smp keeps the unused deeper stages of a cut encoder
     options: dict[str, Any] = {
         "max_epochs": train.max_epochs,
+        "max_steps": train.max_steps if train.max_steps > 0 else -1,
+        # the train loader is rebuilt each epoch only when its transform can change (augment.final_epochs)
+        "reload_dataloaders_every_n_epochs": 1 if config.augment.final_epochs > 0 else 0,
         "accelerator": train.accelerator,
         "devices": devices,
         "num_nodes": train.num_nodes,
