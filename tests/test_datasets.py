@@ -98,3 +98,35 @@ def test_skip_bad_drops_unreadable_images(scenes, tmp_path):
     kept, _, _ = prepare_labels(config, splits, progress=False)
     assert kept["train"] == [p for p in splits["train"] if p != bad]
     assert kept["val"] == splits["val"] and kept["test"] == splits["test"]
+
+
+# ---- rare-class sampling ----------------------------------------------------------------------------
+
+
+def test_rare_class_sampling_draws_the_images_that_hold_rare_classes():
+    from cityseg.datasets import RareClassSampler
+
+    # class 0 is everywhere; class 1 fills 10% of image 1; class 2 5% of image 2 and a speck (blend) of image 3
+    pixels = np.array([[1000, 0, 0], [900, 100, 0], [950, 0, 50], [9999, 0, 1]])
+    sampler = RareClassSampler(pixels, temperature=0.01, num_samples=20_000, seed=0)
+    shares = pixels.sum(0) / pixels.sum()
+    expected = np.exp((1 - shares) / 0.01 - ((1 - shares) / 0.01).max())
+    np.testing.assert_allclose(sampler.class_probability, expected / expected.sum())
+    assert sampler.class_probability[0] < 1e-9  # the common class is (almost) never drawn
+    draws = np.bincount(list(sampler), minlength=4) / 20_000
+    assert draws[0] < 0.001 and draws[3] < 0.001  # the speck of class 2 does not make image 3 rare
+    np.testing.assert_allclose(draws[1:3], sampler.class_probability[1:3], atol=0.015)
+    assert len(list(sampler)) == len(sampler) == 20_000
+    assert list(sampler) != list(sampler)  # each epoch draws anew
+
+
+def test_class_pixels_counts_each_image_from_the_label_cache(prepared):
+    from cityseg.datasets import class_pixels
+
+    _, splits, cache = prepared
+    dataset = PairDataset(splits["train"], cache)
+    counts = class_pixels(dataset, 19)
+    for index, path in enumerate(dataset.paths):
+        labels = cache.get(path)
+        assert counts[index].sum() == (labels != 255).sum()
+        assert counts[index][0] == (labels == 0).sum()

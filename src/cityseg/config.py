@@ -37,6 +37,8 @@ class DataConfig:
     eval_scales: tuple[float, ...] = (1.0,)  # validation/test: segment the image rescaled by each factor and average
     # the logits at its own size (multi-scale TTA, e.g. 0.75,1,1.25); (1.0,) = one scale
     batch_size: int = 8  # images per optimiser step (per device)
+    rare_class_temperature: float = 0.0  # > 0: rare-class sampling: each training image is drawn by first drawing a
+    # class with probability softmax((1 - pixel share) / T), then an image holding it (DAFormer uses 0.01); 0 = off
     workers: int = 2  # DataLoader worker processes (0 = load in the training process)
     cache_dir: str = ""  # where labels are cached; "" = $XDG_CACHE_HOME/cityseg (or ~/.cache/cityseg)
     skip_bad: bool = False  # skip unreadable or malformed images (counted and listed) instead of stopping

@@ -157,6 +157,58 @@ class ShardSampler(Sampler[int]):
         return len(self.indices)
 
 
+class RareClassSampler(Sampler[int]):
+    """Rare-class sampling (DAFormer's RCS): draw a class, rarer ones likelier, then an image that has it.
+
+    Class ``c`` is drawn with probability ``softmax((1 - f_c) / temperature)``, ``f_c`` its share of the
+    labelled pixels, so at the usual ``temperature`` of 0.01 the frequent classes (road, building,
+    vegetation, car) are almost never drawn and the rare ones about equally often; then one image whose labels
+    hold that class (on at least :data:`~cityseg.labels.PRESENCE_SHARE` of it, so blend specks do not count)
+    is drawn uniformly. Each image's chance is the sum over its classes. An epoch is ``num_samples`` draws
+    with replacement; the stream goes on from epoch to epoch.
+
+    Args:
+        class_pixels: (N, C) pixels of each class in each image (:func:`class_pixels`).
+        temperature: > 0; lower draws the rarest classes more.
+        num_samples: draws per epoch (a process's share of the images, under DDP).
+        seed: seeds the draws (each process its own).
+    """
+
+    def __init__(self, class_pixels: np.ndarray, temperature: float, num_samples: int, seed: int = 0):
+        import torch
+
+        from cityseg.labels import PRESENCE_SHARE
+
+        pixels = np.asarray(class_pixels, dtype=np.float64)  # (N, C)
+        shares = pixels.sum(0) / max(1.0, pixels.sum())  # (C,) share of the labelled pixels
+        drawn = np.exp((1 - shares) / temperature - ((1 - shares) / temperature).max())
+        present = pixels >= PRESENCE_SHARE * np.maximum(1.0, pixels.sum(1, keepdims=True))  # (N, C)
+        drawn = np.where(present.any(0), drawn, 0.0)  # a class no image holds cannot be drawn
+        self.class_probability = drawn / drawn.sum()
+        # each image: the chance of drawing one of its classes, then it among the images that hold the class
+        weights = (present / np.maximum(1, present.sum(0))) @ self.class_probability  # (N,)
+        self.weights = torch.as_tensor(weights, dtype=torch.float64)
+        self.num_samples = num_samples
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __iter__(self):
+        import torch
+
+        return iter(torch.multinomial(self.weights, self.num_samples, True, generator=self.generator).tolist())
+
+    def __len__(self) -> int:
+        return self.num_samples
+
+
+def class_pixels(dataset: PairDataset, num_classes: int) -> np.ndarray:
+    """(N, C) int64: pixels of each class in each image of ``dataset``, from the label cache (ignored left out)."""
+    counts = np.zeros((len(dataset.paths), num_classes), dtype=np.int64)
+    for index, path in enumerate(dataset.paths):
+        labels = dataset.label_cache.get(path, mask_side=dataset.mask_side)
+        counts[index] = np.bincount(labels[labels < num_classes].ravel(), minlength=num_classes)[:num_classes]
+    return counts
+
+
 def normalization(encoder: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """(mean, std) photos are normalized with: what the encoder's pretrained weights expect (used either way)."""
     from cityseg.models import input_normalization

@@ -9,7 +9,14 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from cityseg.config import Config
-from cityseg.datasets import PairDataset, ShardSampler, normalization, prepare_labels
+from cityseg.datasets import (
+    PairDataset,
+    RareClassSampler,
+    ShardSampler,
+    class_pixels,
+    normalization,
+    prepare_labels,
+)
 from cityseg.errors import CitysegError
 from cityseg.labels import LabelCache
 from cityseg.splits import SPLIT_NAMES, split_dataset
@@ -39,6 +46,7 @@ class SegDataModule(L.LightningDataModule):
         self.splits = splits
         self.label_cache = label_cache
         self.datasets: dict[str, PairDataset] = {}
+        self._sampler: RareClassSampler | None = None
 
     def prepare_data(self) -> None:
         # runs once per node before any process reads data; fills the label cache (atomic writes, so safe)
@@ -73,7 +81,9 @@ class SegDataModule(L.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
         sampler = None
-        if world > 1:  # the Trainer runs with use_distributed_sampler=False: each process takes its share here
+        if shuffle and data.rare_class_temperature > 0:
+            sampler = self._rare_class_sampler(dataset, world, rank)
+        elif world > 1:  # the Trainer runs with use_distributed_sampler=False: each process takes its share here
             if not shuffle:  # validation and test: every image scored exactly once, by one process
                 sampler = ShardSampler(len(dataset), rank, world, pad=name == "val")
             else:
@@ -90,6 +100,16 @@ class SegDataModule(L.LightningDataModule):
             persistent_workers=data.workers > 0,
             pin_memory=torch.cuda.is_available(),
         )
+
+    def _rare_class_sampler(self, dataset: PairDataset, world: int, rank: int) -> RareClassSampler:
+        """One per run (its draws go on across epochs), each process drawing its own share."""
+        if self._sampler is None:
+            counts = class_pixels(dataset, self.label_cache.labeller.class_set.num_classes)
+            seed = self.config.train.seed * 1000 + rank
+            self._sampler = RareClassSampler(
+                counts, self.config.data.rare_class_temperature, len(dataset) // world, seed
+            )
+        return self._sampler
 
     def train_dataloader(self) -> DataLoader:
         if not self._in_final_epochs():

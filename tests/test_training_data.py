@@ -84,3 +84,12 @@ def test_run_killed_mid_epoch_resumes_to_its_step_limit(scenes, tmp_path):
     assert [row["epoch"] for row in read_history(run)] == ["0", "1", "2"]  # 3 + 3 + 2 steps
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 8
+
+
+def test_rare_class_sampling_feeds_the_training_loader(scenes, tmp_path):
+    datamodule = _datamodule(scenes, tmp_path, data__rare_class_temperature=0.01)
+    datamodule.trainer = SimpleNamespace(global_step=0, max_steps=-1, world_size=1, global_rank=0, callbacks=[])
+    loader = datamodule.train_dataloader()
+    assert loader.sampler is datamodule.train_dataloader().sampler  # one stream of draws for the whole run
+    assert len(loader.sampler) == len(datamodule.datasets["train"])
+    assert sum(1 for _ in loader) == len(datamodule.datasets["train"]) // 3  # whole batches of 3
