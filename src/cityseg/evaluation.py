@@ -68,11 +68,14 @@ def evaluate_model(
             # disable=None: a bar on a terminal only, so a log file gets no stream of redrawn lines
             for batch in tqdm(dataloader, desc="evaluate", unit="batch", disable=None if progress else True):
                 images, masks = _images_and_masks(batch)
-                images, masks = images.to(device), masks.to(device).long()  # (B, 3, H, W), (B, H, W)
-                logits = net(images)  # (B, C, h, w)
-                if logits.shape[-2:] != masks.shape[-2:]:
-                    logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-                metric.update(logits.argmax(dim=1), masks)
+                logits = net(images.to(device))  # (B, C, h, w)
+                # masks: (B, H, W), or a list of (H, W) when the labels differ in size (datasets.collate_pairs)
+                for index, mask in enumerate(masks if isinstance(masks, list) else [masks]):
+                    mask = (mask if mask.ndim == 3 else mask[None]).to(device).long()
+                    one = logits if not isinstance(masks, list) else logits[index : index + 1]
+                    if one.shape[-2:] != mask.shape[-2:]:
+                        one = F.interpolate(one, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+                    metric.update(one.argmax(dim=1), mask)
     finally:
         net.train(was_training)
     confmat = metric.compute()["confmat"].cpu().numpy()
@@ -130,7 +133,7 @@ def evaluate_run(
     """
     from torch.utils.data import DataLoader
 
-    from cityseg.datasets import PairDataset, prepare_labels
+    from cityseg.datasets import PairDataset, collate_pairs, prepare_labels
     from cityseg.inference import eval_net
     from cityseg.models import load_model
     from cityseg.transforms import eval_transform
@@ -147,7 +150,9 @@ def evaluate_run(
     labelled, cache, _ = prepare_labels(config, {split: splits[split]}, labeller, progress=progress)
     paths = labelled[split]
     dataset = PairDataset(paths, cache, eval_transform(info.input_size, info.mean, info.std), config.data.mask_side)
-    loader = DataLoader(dataset, batch_size=config.data.batch_size, num_workers=config.data.workers)
+    loader = DataLoader(
+        dataset, batch_size=config.data.batch_size, num_workers=config.data.workers, collate_fn=collate_pairs
+    )
     device = pick_device(config.train.accelerator)
     # as the run validated and tested: sliding windows, the mirror image, the scales (data.eval_*)
     d = config.data

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from cityseg.config import Config
-from cityseg.datasets import PairDataset, ShardSampler, normalization, prepare_labels
+from cityseg.datasets import PairDataset, ShardSampler, collate_pairs, normalization, prepare_labels
 from cityseg.errors import CitysegError
 from cityseg.labels import LabelCache
 from cityseg.splits import SPLIT_NAMES, split_dataset
@@ -86,6 +86,7 @@ class SegDataModule(L.LightningDataModule):
             shuffle=shuffle and sampler is None,
             sampler=sampler,
             drop_last=drop_last,
+            collate_fn=collate_pairs,  # evaluation labels of different sizes stay a list
             num_workers=data.workers,
             persistent_workers=data.workers > 0,
             pin_memory=torch.cuda.is_available(),
