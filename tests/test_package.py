@@ -18,7 +18,7 @@ LAYERS = (
     ("splits", "transforms"),
     ("datasets", "models", "devices"),
     ("inference",),
-    ("training", "evaluation", "backends"),
+    ("training", "evaluation", "backends", "transfer"),
     ("predict", "video", "onnx_graphs"),  # photos and videos: Segmenter.predict_video hands over to cityseg.video
     ("export", "serve"),
     ("demo",),
