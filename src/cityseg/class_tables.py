@@ -4,8 +4,8 @@ A table names the classes a model predicts, the values their pixels have in the 
 and how to draw them::
 
     name: camvid11            # optional: defaults to the file's name
-    ignore: 255               # the value of unlabelled pixels in label-id images (default 255)
-    ignore_color: [0, 0, 0]   # optional: the colour of unlabelled pixels in colour label images
+    ignore: 255               # the value(s) of unlabelled pixels in label-id images (default 255; or a list)
+    ignore_color: [0, 0, 0]   # optional: the colour(s) of unlabelled pixels in colour label images
     classes:
       - {name: sky, id: 0, color: [128, 128, 128]}
       - {name: building, id: 1, color: [128, 0, 0], category: construction}
@@ -15,7 +15,7 @@ Per class: ``name``; ``id`` (or ``ids``: several values merged into one class; d
 for every class or none); ``color``, its colour in colour label images and, unless ``draw`` says otherwise,
 on drawings; ``category`` (optional, for every class or none). Class ``i`` of the table is class index ``i``
 of the model. A table whose ids are Cityscapes label ids (road 7, car 26 ...) also reads the Cityscapes
-datasets and the pairs' masks, mapped onto its classes.
+datasets and the pairs' masks, mapped onto its classes; list the ids it leaves out under ``ignore``.
 
 Anything wrong is one line naming the file: a duplicate name, id or colour, an ignore value that is also a
 class's id, an unknown key, a value out of range.
@@ -89,8 +89,9 @@ def normalize_table(values: Any, source: str, default_name: str = "custom") -> d
         default_name: the set's name when the table gives none.
 
     Returns:
-        ``{"name", "ignore", "ignore_color", "classes": [{"name", "ids", "color", "draw", "category"}]}``,
-        JSON-ready: the form a model folder keeps (``cityseg.json``) and :func:`read_class_table` reads back.
+        ``{"name", "ignore": [values], "ignore_color": [colours], "classes": [{"name", "ids", "color", "draw",
+        "category"}]}``, JSON-ready: the form a model folder keeps (``cityseg.json``) and :func:`read_class_table`
+        reads back.
     """
     if isinstance(values, list):
         values = {"classes": values}
@@ -100,9 +101,14 @@ def normalize_table(values: Any, source: str, default_name: str = "custom") -> d
     name = str(values.get("name") or default_name)
     if name in (*CLASS_SETS, "kmeans"):
         raise CitysegError(f"{source}: name {name!r} is a built-in class set's; give the table another name")
-    ignore = _byte(values.get("ignore", DEFAULT_IGNORE), source, "the ignore value")
-    ignore_color = values.get("ignore_color")
-    ignore_color = None if ignore_color is None else _color(ignore_color, source, "ignore_color")
+    ignore = values.get("ignore", DEFAULT_IGNORE)
+    ignore = [_byte(v, source, "an ignore value") for v in (ignore if isinstance(ignore, list) else [ignore])]
+    if not ignore:
+        raise CitysegError(f"{source}: ignore needs at least one value (255 is the usual)")
+    ignore_color = values.get("ignore_color") or []
+    if ignore_color and not isinstance(ignore_color[0], list | tuple):  # one colour, not a list of them
+        ignore_color = [ignore_color]
+    ignore_color = [_color(color, source, "ignore_color") for color in ignore_color]
     entries = values["classes"]
     if len(entries) >= IGNORE_INDEX:
         raise CitysegError(f"{source}: {len(entries)} classes; at most {IGNORE_INDEX - 1} fit in a uint8 label")
@@ -157,7 +163,7 @@ def _check_all_or_none(classes: list[dict], entries: list, source: str) -> None:
             )
 
 
-def _check_unique(classes: list[dict], ignore: int, ignore_color: list | None, source: str) -> None:
+def _check_unique(classes: list[dict], ignore: list[int], ignore_color: list[list[int]], source: str) -> None:
     names: dict[str, int] = {}
     ids: dict[int, str] = {}
     colors: dict[tuple, str] = {}
@@ -170,9 +176,9 @@ def _check_unique(classes: list[dict], ignore: int, ignore_color: list | None, s
             )
         names[name] = index
         for value in entry["ids"]:
-            if value == ignore:
+            if value in ignore:
                 raise CitysegError(
-                    f"{source}: the ignore value {ignore} is also an id of class {name!r}; change 'ignore:' or the id"
+                    f"{source}: the ignore value {value} is also an id of class {name!r}; change 'ignore:' or the id"
                 )
             if value in ids:
                 raise CitysegError(
@@ -182,7 +188,7 @@ def _check_unique(classes: list[dict], ignore: int, ignore_color: list | None, s
             ids[value] = name
         if entry["color"] is not None:
             color = tuple(entry["color"])
-            if ignore_color is not None and color == tuple(ignore_color):
+            if list(color) in ignore_color:
                 raise CitysegError(f"{source}: the ignore_color {color} is also the color of class {name!r}")
             if color in colors:
                 raise CitysegError(
@@ -227,6 +233,14 @@ def table_yaml(classes: ClassSet) -> str:
 
     if not classes.table:
         raise CitysegError(f"{classes.name} is a built-in class set, not a table")
-    table = {key: value for key, value in classes.table.items() if value is not None}
-    table["classes"] = [{k: v for k, v in entry.items() if v is not None} for entry in table["classes"]]
-    return yaml.safe_dump(table, sort_keys=False, default_flow_style=None)
+
+    class _NoAliases(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True  # a colour used twice is written twice, not as &id001 / *id001
+
+    table = {key: value for key, value in classes.table.items() if value not in (None, [])}
+    table["classes"] = [
+        {k: v for k, v in entry.items() if v is not None and not (k == "draw" and v == entry["color"])}
+        for entry in classes.table["classes"]
+    ]
+    return yaml.dump(table, Dumper=_NoAliases, sort_keys=False, default_flow_style=None)

@@ -134,8 +134,8 @@ class ClassSet:
 
     @property
     def ignore_id(self) -> int:
-        """The label id of unlabelled pixels: 0 (``unlabeled``) for the built-in sets, a table's ``ignore``."""
-        return int(self.table["ignore"]) if self.table else 0
+        """The label id of unlabelled pixels: 0 (``unlabeled``) for the built-in sets, a table's (first) ``ignore``."""
+        return int(self.table["ignore"][0]) if self.table else 0
 
     def spec(self) -> str | dict:
         """What :func:`class_set` rebuilds this set from: the built-in set's name, or the user's table itself."""
@@ -168,7 +168,7 @@ class ClassSet:
         if self.table:
             for index, entry in enumerate(self.table["classes"]):
                 table[entry["ids"]] = index
-            table[self.ignore_id] = IGNORE_INDEX
+            table[self.table["ignore"]] = IGNORE_INDEX
         else:
             table[: len(self.id_to_class)] = self.id_to_class
         return table
@@ -177,12 +177,13 @@ class ClassSet:
         """(256,) int16: each value of a train-id image -> class index, ``IGNORE_INDEX``, or -1 for no such value.
 
         Train ids are the 19 Cityscapes training classes (255 ignored), mapped through their label ids onto
-        this set; for a user's table they are its class indices, with its ignore value.
+        this set; for a user's table they are its class indices 0..N-1, with 255 and its ignore values ignored.
         """
         table = np.full(256, -1, dtype=np.int16)
         if self.table:
-            table[: self.num_classes] = np.arange(self.num_classes)
-            table[self.ignore_id] = IGNORE_INDEX
+            table[self.table["ignore"]] = IGNORE_INDEX
+            table[IGNORE_INDEX] = IGNORE_INDEX
+            table[: self.num_classes] = np.arange(self.num_classes)  # an index wins over an ignore value
             return table
         ids = self.id_lookup()
         table[: len(_TRAIN_ID_LABEL_IDS)] = ids[list(_TRAIN_ID_LABEL_IDS)]
@@ -193,9 +194,7 @@ class ClassSet:
         """Each colour of a colour label image -> class index or ``IGNORE_INDEX`` (official colours, or a table's)."""
         if self.table:
             found = {tuple(e["color"]): i for i, e in enumerate(self.table["classes"]) if e.get("color")}
-            if self.table.get("ignore_color"):
-                found[tuple(self.table["ignore_color"])] = IGNORE_INDEX
-            return found
+            return {**found, **{tuple(color): IGNORE_INDEX for color in self.table.get("ignore_color") or []}}
         ids = self.id_lookup()
         return {color: int(ids[label_id]) for color, label_id in color_to_label_id().items()}
 

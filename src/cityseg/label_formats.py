@@ -60,7 +60,8 @@ def _values_to_classes(values: np.ndarray, lookup: np.ndarray, source: str, what
 
 def _describe(classes: ClassSet, kind: str) -> str:
     if classes.table:
-        return f"{kind} of class table {classes.name} (ignore value {classes.ignore_id})"
+        ignore = ", ".join(str(value) for value in classes.table["ignore"])
+        return f"{kind} of class table {classes.name} (ignore {ignore})"
     return "Cityscapes label ids (0-33)" if kind == "ids" else "Cityscapes train ids (0-18, 255 ignored)"
 
 

@@ -380,7 +380,7 @@ class LabelSource:
         folder = self.folder()
         truth = folder.truth(photo_path)
         labels = read_label_file(truth, folder.label_format, classes)
-        photo = np.asarray(decode_image(photo_path).image) if need_photo else None
+        photo = np.array(decode_image(photo_path).image) if need_photo else None  # writable: torch takes it
         size = photo.shape[:2] if photo is not None else image_size(photo_path)
         if tuple(size) != labels.shape:
             raise CitysegError(
