@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import save_tiny_model
 from PIL import Image
 
 from cityseg.class_tables import TABLE_FILE, read_class_table, table_yaml
 from cityseg.classes import IGNORE_INDEX, class_set
 from cityseg.cli import main
 from cityseg.errors import CitysegError
+from conftest import save_tiny_model
 
 FARM = {
     "name": "farm",
@@ -102,7 +102,7 @@ def test_a_model_folder_keeps_its_table(tmp_path):
     from cityseg.predict import ids_encoder
 
     folder = save_tiny_model(tmp_path / "model", classes=FARM)
-    net, info = load_model(folder)
+    _, info = load_model(folder)
     assert info.class_set_name == "farm" and info.names == ("soil", "crop", "sky")
     assert info.classes.table == class_set(FARM).table and class_set(str(folder / TABLE_FILE)).table == info.class_table
     to_ids, suffix = ids_encoder(info, "labelids")  # the table's own ids, its ignore value for ignored pixels

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import LAYOUT_SCENES, scene_label_ids
 from PIL import Image
 
 from cityseg.classes import class_set
@@ -19,6 +18,7 @@ from cityseg.label_formats import write_label_file
 from cityseg.layouts import LAYOUTS, NAME_SUFFIXES, LabelSource, find_layout, label_source, name_key, open_labelled
 from cityseg.pairs import discover
 from cityseg.splits import split_dataset
+from conftest import LAYOUT_SCENES, scene_label_ids
 
 
 def _number(layout: str, photo: Path) -> int:

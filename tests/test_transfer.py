@@ -32,11 +32,9 @@ def trained(layouts, tmp_path_factory):
     config.data.root = str(layouts["images"])
     config.data.cache_dir = str(tmp / "cache")
     config.train.runs_dir = str(tmp / "runs")
-    config.override(
-        ["data.size=64,64", "data.batch_size=2", "data.workers=0", "data.val_fraction=0.25", "model.encoder=resnet18"]
-        + ["model.encoder_depth=3", "model.decoder_width=16", "optim.schedule=none", "train.max_epochs=1"]
-        + ["train.progress=false", "train.threads=1"]
-    )
+    settings = ["data.size=64,64", "data.batch_size=2", "data.workers=0", "data.val_fraction=0.25"]
+    settings += ["model.encoder=resnet18", "model.encoder_depth=3", "model.decoder_width=16", "optim.schedule=none"]
+    config.override([*settings, "train.max_epochs=1", "train.progress=false", "train.threads=1"])
     return train(config)
 
 
@@ -117,7 +115,7 @@ def test_labels_of_different_sizes_are_scored_each_at_its_own(tmp_path):
         def forward(self, x):
             return torch.stack([torch.zeros_like(x[:, 0]), torch.ones_like(x[:, 0])], dim=1)
 
-    report, confmat = evaluate_model(AlwaysClassOne(), [(images, [m.long() for m in masks])], num_classes=2)
+    _, confmat = evaluate_model(AlwaysClassOne(), [(images, [m.long() for m in masks])], num_classes=2)
     assert confmat.tolist() == [[0, 60], [0, 45]]  # every pixel of both labels, at their own sizes
 
 
