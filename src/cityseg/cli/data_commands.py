@@ -84,8 +84,10 @@ def _run_synth(args: argparse.Namespace) -> int:
 def _run_drive(args: argparse.Namespace) -> int:
     if args.out is not None:
         raise CitysegError(f"pass OUT ({args.out}) for scenes or --video for a drive, not both")
-    if args.count != defaults.SYNTH_SCENES or args.val_fraction != 0.0 or args.layout != "pairs":
-        raise CitysegError("--count, --val-fraction and --layout are for scenes in OUT; a drive takes --seconds, --fps")
+    if args.count != defaults.SYNTH_SCENES or args.val_fraction != 0.0:
+        raise CitysegError("--count and --val-fraction are for scenes in OUT; a drive takes --seconds and --fps")
+    if args.layout != "pairs" or args.label_format is not None:
+        raise CitysegError("--layout and --label-format are for scenes in OUT, not a drive")
     from cityseg.synth import write_drive
 
     summary = write_drive(

@@ -266,6 +266,7 @@ class LabelRun:
         labeller: the labeller used (its key names its parameters).
         report: the class frequencies, and the images skipped.
         figure: the figure drawn, or None.
+        exact: for a dataset with label images, what they are (its layout and format), read as they are.
     """
 
     root: str
@@ -273,11 +274,13 @@ class LabelRun:
     labeller: Labeller
     report: LabelReport
     figure: Path | None = None
+    exact: str = ""
 
     def __str__(self) -> str:
         report, labeller = self.report, self.labeller
         resumed = f", {report.cached} of them already in the cache" if report.cached else ""
-        lines = [f"labelled {report.count} of {self.found} images in {self.root} ({labeller.key()}){resumed}"]
+        how = self.exact or labeller.key()
+        lines = [f"labelled {report.count} of {self.found} images in {self.root} ({how}){resumed}"]
         lines.append(report.table())
         if labeller.method == "kmeans":
             lines.append("clusters absorbed:")
@@ -340,6 +343,9 @@ def label_folder(
         source=source,
     )
     run = LabelRun(data.root, len(paths), labeller, report)
+    if source is not None:
+        folder = source.folder()
+        run.exact = f"{folder.layout.title}: {folder.label_format} labels as {labeller.class_set.name} classes"
     if show > 0:
         from cityseg.plots import plot_label_figure
 
