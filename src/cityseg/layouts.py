@@ -391,7 +391,12 @@ class LabelSource:
 
 
 def label_source(root: str | os.PathLike, label_format: str = "auto") -> LabelSource | None:
-    """The :class:`LabelSource` of ``root`` when it is a labelled folder (not pairs, not the release), else None."""
+    """The :class:`LabelSource` of ``root`` when it is a labelled folder (not pairs, not the release), else None.
+
+    Each call starts from a fresh index of the folder (made at first use), so files added since an earlier
+    run in the same process are seen; worker processes started after that use the same one.
+    """
     if not root or label_format == "pairs" or find_layout(root) is None:
         return None
+    _OPENED.pop((str(Path(root).resolve()), label_format), None)
     return LabelSource(str(root), label_format)
