@@ -289,8 +289,8 @@ def open_labelled(root: str | os.PathLike, label_format: str = "auto", skip_bad:
         raise CitysegError(f"{root} holds no known layout of photos and labels (images/ + labels/, KITTI, ...)")
     fmt = _auto_format(root, layout) if label_format in ("auto", "") else label_format
     if fmt not in LABEL_FORMATS:
-        raise CitysegError(f"{root} is {layout.title}: photos and label images; data.label_format must be "
-                           f"auto or one of {', '.join(LABEL_FORMATS)}, not {label_format!r}")  # fmt: skip
+        valid = ", ".join(LABEL_FORMATS)
+        raise CitysegError(f"{root} is {layout.title}; data.label_format must be auto or one of {valid}, not {fmt!r}")
     photos_dir, labels_dir = root / layout.photos, root / layout.label_folder(fmt)
     if not labels_dir.is_dir():
         raise CitysegError(f"{root} is {layout.title} but has no {labels_dir} for its {fmt} labels; check the path")

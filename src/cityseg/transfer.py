@@ -70,8 +70,10 @@ class TransferTable:
         rows = [header, *self.rows()]
         first = max(len(name) for name, _ in rows)
         widths = [max(len(cells[i]) for _, cells in rows) for i in range(len(self.columns))]
-        lines = [f"{name:<{first}}  " + "  ".join(f"{cell:>{w}}" for cell, w in zip(cells, widths, strict=True))
-                 for name, cells in rows]  # fmt: skip
+        lines = [
+            f"{name:<{first}}  " + "  ".join(f"{cell:>{w}}" for cell, w in zip(cells, widths, strict=True))
+            for name, cells in rows
+        ]
         lines.insert(5, "-" * max(len(line) for line in lines))
         note = "IoU % per class; mIoU over the classes each dataset annotates; - : absent from that dataset"
         return "\n".join([*lines, note])
