@@ -1,9 +1,10 @@
-"""Shared fixtures: a tiny model folder, a tiny pair dataset, a tiny Cityscapes release layout, and the
+"""Shared fixtures: a tiny model folder, a tiny pair dataset, a tiny Cityscapes release layout, every known
+layout of photos and label images (KITTI, BDD100K, ACDC, Dark Zurich, images/ + labels/) in miniature, and the
 generated scenes and tiny training config of the training tests (:func:`tiny_config`).
 
 Each is built once per session in a temporary folder; tests that change one copy it first. The helpers
-behind them (:func:`save_tiny_model`, :func:`write_tiny_release`) are importable for tests that need a
-variant: ``from conftest import TINY_TEST_MODEL, save_tiny_model``.
+behind them (:func:`save_tiny_model`, :func:`write_tiny_release`, :func:`write_layouts`) are importable for
+tests that need a variant: ``from conftest import TINY_TEST_MODEL, save_tiny_model``.
 """
 
 from __future__ import annotations
@@ -33,8 +34,40 @@ RELEASE_FRAMES = {  # split -> city -> frames; written out of order so the listi
 }
 
 
+# the miniature layouts: scenes per dataset, their shares of val scenes, their size (H, W), and the seed
+LAYOUT_SCENES, LAYOUT_VAL, LAYOUT_SEED = 6, 1 / 3, 3
+LAYOUT_SIZES = {"kitti": (48, 160)}  # KITTI's wide shape; the others (64, 128)
+
+
+def write_layouts(root: Path, seed: int = LAYOUT_SEED) -> dict[str, Path]:
+    """Each known layout at ``root/<layout>``, drawn by ``cityseg synth --layout``: name -> dataset root.
+
+    The scenes' labels are encoded from their exact label ids in each dataset's own format (BDD100K: train
+    ids), so reading them back must give exactly the classes of the ids (:func:`scene_label_ids`).
+    """
+    from cityseg.layouts import LAYOUTS
+    from cityseg.synth import write_labelled
+
+    written = {}
+    for name, layout in LAYOUTS.items():
+        val = 0.0 if layout.split_folders == "never" else LAYOUT_VAL
+        size = LAYOUT_SIZES.get(name, (64, 128))
+        write_labelled(root / name, name, count=LAYOUT_SCENES, seed=seed, val_fraction=val, size=size)
+        written[name] = root / name
+    return written
+
+
+def scene_label_ids(layout: str, split: str, number: int, seed: int = LAYOUT_SEED) -> tuple[np.ndarray, np.ndarray]:
+    """(photo, exact label ids) of scene ``number`` of ``split`` in :func:`write_layouts`' ``layout``."""
+    from cityseg.synth import render_scene
+
+    n_val = 0 if layout == "kitti" else round(LAYOUT_SCENES * LAYOUT_VAL)
+    index = number + (LAYOUT_SCENES - n_val if split == "val" else 0)
+    return render_scene(np.random.default_rng([seed, index]), LAYOUT_SIZES.get(layout, (64, 128)))
+
+
 def save_tiny_model(
-    folder: Path, classes: str = "train19", seed: int = 0, input_size: tuple[int, int] = TINY_INPUT_SIZE
+    folder: Path, classes: str | dict = "train19", seed: int = 0, input_size: tuple[int, int] = TINY_INPUT_SIZE
 ) -> Path:
     """A model folder (``models.save_model``) of a randomly initialised tiny network; returns the folder."""
     import torch
@@ -107,6 +140,12 @@ def tiny_pairs(tmp_path_factory) -> Path:
 def tiny_release(tmp_path_factory) -> Path:
     """The tiny Cityscapes release of :func:`write_tiny_release`; copy it before changing it."""
     return write_tiny_release(tmp_path_factory.mktemp("cityscapes"))
+
+
+@pytest.fixture(scope="session")
+def layouts(tmp_path_factory) -> dict[str, Path]:
+    """Every known layout in miniature (:func:`write_layouts`): name -> root; copy one before changing it."""
+    return write_layouts(tmp_path_factory.mktemp("layouts"))
 
 
 # ---- training ----------------------------------------------------------------------------------------

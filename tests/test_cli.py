@@ -162,9 +162,15 @@ def test_choices_are_the_registries():
     from cityseg.splits import SPLIT_NAMES, SPLITS
 
     assert tuple(option("train", "--split").choices) == SPLITS == choices("data.split")
-    assert tuple(option("evaluate", "--split").choices) == SPLIT_NAMES
+    assert tuple(option("evaluate", "--split").choices) == (*SPLIT_NAMES, "all")
     assert tuple(option("label", "--method").choices) == tuple(LABELLERS)
-    assert tuple(option("label", "--classes").choices) == tuple(CLASS_SETS)
+    assert option("label", "--classes").choices is None  # a built-in set's name or a class table's file
+    assert all(name in option("label", "--classes").help for name in CLASS_SETS)
+    for command in ("train", "label", "evaluate"):
+        assert tuple(option(command, "--label-format").choices) == choices("data.label_format")
+    from cityseg.layouts import LAYOUTS
+
+    assert tuple(option("synth", "--layout").choices) == ("pairs", *LAYOUTS)
     for command in ("label", "predict", "export"):
         assert tuple(option(command, "--mask-side").choices) == choices("data.mask_side")
     for command in ("predict", "serve"):

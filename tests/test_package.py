@@ -11,14 +11,14 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "cityseg"
 # the pipeline, lowest first: a module may import from its own layer or any layer below, never above
 LAYERS = (
     ("errors", "defaults", "__version__"),
-    ("files", "classes", "optim", "losses", "loss_terms", "workers", "extras"),
+    ("files", "classes", "class_tables", "optim", "losses", "loss_terms", "workers", "extras"),
     ("config", "runs", "images", "plots", "report", "metrics"),
-    ("pairs", "synth"),
+    ("pairs", "synth", "label_formats", "layouts"),
     ("labels",),
     ("splits", "transforms"),
     ("datasets", "models", "devices"),
     ("inference",),
-    ("training", "evaluation", "backends"),
+    ("training", "evaluation", "backends", "transfer"),
     ("predict", "video", "onnx_graphs"),  # photos and videos: Segmenter.predict_video hands over to cityseg.video
     ("export", "serve"),
     ("demo",),

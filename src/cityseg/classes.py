@@ -103,14 +103,17 @@ def color_to_label_id() -> dict[tuple[int, int, int], int]:
 
 @dataclass(frozen=True)
 class ClassSet:
-    """The classes a model predicts, and how official label ids map onto them.
+    """The classes a model predicts, and how the values of label images map onto them.
 
     Args:
-        name: registry name (``train19``, ``categories``, ``labelids``, ``kmeans``).
+        name: registry name (``train19``, ``categories``, ``labelids``, ``kmeans``), or a user table's name.
         names: class names, index ``i`` is class ``i``.
         colors: RGB colour of each class, for drawing.
-        id_to_class: length-34 uint8 table, official label id -> class index or ``IGNORE_INDEX``.
-        class_to_id: official label id written for each class (``--ids labelids`` in prediction).
+        id_to_class: label id -> class index or ``IGNORE_INDEX``: length 34 for the built-in sets (the
+            official label ids), 256 for a user's table (its own ids, :mod:`cityseg.class_tables`).
+        class_to_id: label id written for each class (``--ids labelids`` in prediction).
+        table: the user's class table this set was read from (JSON-ready, see
+            :func:`cityseg.class_tables.read_class_table`); None for the built-in sets.
 
     Example:
         >>> cs = class_set("train19")
@@ -123,10 +126,20 @@ class ClassSet:
     colors: tuple[tuple[int, int, int], ...]
     id_to_class: np.ndarray
     class_to_id: tuple[int, ...]
+    table: dict | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.names)
+
+    @property
+    def ignore_id(self) -> int:
+        """The label id of unlabelled pixels: 0 (``unlabeled``) for the built-in sets, a table's (first) ``ignore``."""
+        return int(self.table["ignore"][0]) if self.table else 0
+
+    def spec(self) -> str | dict:
+        """What :func:`class_set` rebuilds this set from: the built-in set's name, or the user's table itself."""
+        return self.table if self.table else self.name
 
     def palette(self) -> np.ndarray:
         """(256, 3) uint8 colour table indexed by class index; ignored pixels are black."""
@@ -139,16 +152,51 @@ class ClassSet:
         return self.palette()[classes]
 
     def to_label_ids(self, classes: np.ndarray) -> np.ndarray:
-        """(H, W) class indices -> official label ids (ignored pixels become 0, ``unlabeled``)."""
-        table = np.zeros(256, dtype=np.uint8)
+        """(H, W) class indices -> label ids (ignored pixels become :attr:`ignore_id`, ``unlabeled`` for Cityscapes)."""
+        table = np.full(256, self.ignore_id, dtype=np.uint8)
         table[: self.num_classes] = self.class_to_id
         return table[classes]
 
     def from_label_ids(self, label_ids: np.ndarray) -> np.ndarray:
-        """(H, W) official label ids -> class indices of this set (unknown ids are ignored)."""
-        table = np.full(256, IGNORE_INDEX, dtype=np.uint8)
-        table[:NUM_LABEL_IDS] = self.id_to_class
-        return table[label_ids]
+        """(H, W) label ids -> class indices of this set (unknown ids are ignored)."""
+        table = self.id_lookup()
+        return np.where(table < 0, IGNORE_INDEX, table).astype(np.uint8)[label_ids]
+
+    def id_lookup(self) -> np.ndarray:
+        """(256,) int16: each value of a label-id image -> class index, ``IGNORE_INDEX``, or -1 for no such id."""
+        table = np.full(256, -1, dtype=np.int16)
+        if self.table:
+            for index, entry in enumerate(self.table["classes"]):
+                table[entry["ids"]] = index
+            table[self.table["ignore"]] = IGNORE_INDEX
+        else:
+            table[: len(self.id_to_class)] = self.id_to_class
+        return table
+
+    def train_id_lookup(self) -> np.ndarray:
+        """(256,) int16: each value of a train-id image -> class index, ``IGNORE_INDEX``, or -1 for no such value.
+
+        Train ids are the 19 Cityscapes training classes (255 ignored), mapped through their label ids onto
+        this set; for a user's table they are its class indices 0..N-1, with 255 and its ignore values ignored.
+        """
+        table = np.full(256, -1, dtype=np.int16)
+        if self.table:
+            table[self.table["ignore"]] = IGNORE_INDEX
+            table[IGNORE_INDEX] = IGNORE_INDEX
+            table[: self.num_classes] = np.arange(self.num_classes)  # an index wins over an ignore value
+            return table
+        ids = self.id_lookup()
+        table[: len(_TRAIN_ID_LABEL_IDS)] = ids[list(_TRAIN_ID_LABEL_IDS)]
+        table[IGNORE_INDEX] = IGNORE_INDEX
+        return table
+
+    def color_lookup(self) -> dict[tuple[int, int, int], int]:
+        """Each colour of a colour label image -> class index or ``IGNORE_INDEX`` (official colours, or a table's)."""
+        if self.table:
+            found = {tuple(e["color"]): i for i, e in enumerate(self.table["classes"]) if e.get("color")}
+            return {**found, **{tuple(color): IGNORE_INDEX for color in self.table.get("ignore_color") or []}}
+        ids = self.id_lookup()
+        return {color: int(ids[label_id]) for color, label_id in color_to_label_id().items()}
 
 
 def _train19() -> ClassSet:
@@ -195,12 +243,38 @@ def _labelids() -> ClassSet:
 
 
 CLASS_SETS = {"train19": _train19, "categories": _categories, "labelids": _labelids}
+# the label id of each Cityscapes train id 0..18, in train-id order (a train-id image's values -> label ids)
+_TRAIN_ID_LABEL_IDS = tuple(
+    lab.id for lab in sorted(LABELS, key=lambda lab: lab.train_id) if 0 <= lab.train_id < IGNORE_INDEX
+)
 
 
-def class_set(name: str) -> ClassSet:
-    """Build a class set by name. The ``kmeans`` set depends on a fitted model: see ``labels.KMeansLabeller``."""
+def class_set(spec: str | dict) -> ClassSet:
+    """Build a class set: a built-in one by name, or a user's class table (a YAML file's path, or its dict).
+
+    The ``kmeans`` set depends on a fitted model: see ``labels.KMeansLabeller``. A table is read and checked
+    by :func:`cityseg.class_tables.read_class_table` (a bad one is a one-line ``CitysegError`` naming the file).
+
+    Example:
+        >>> class_set("categories").num_classes
+        7
+    """
+    if isinstance(spec, dict) or is_table_path(spec):
+        from cityseg.class_tables import read_class_table
+
+        return read_class_table(spec)
     try:
-        return CLASS_SETS[name]()
+        return CLASS_SETS[spec]()
     except KeyError:
         valid = ", ".join([*CLASS_SETS, "kmeans"])
-        raise ValueError(f"unknown class set {name!r}; choose one of: {valid}") from None
+        raise ValueError(f"unknown class set {spec!r}; choose one of: {valid}, or a class table (.yaml)") from None
+
+
+def is_table_path(spec: str) -> bool:
+    """True when ``spec`` names a class-table file rather than a built-in set (``.yaml``/``.yml``/``.json``).
+
+    Example:
+        >>> is_table_path("my_classes.yaml"), is_table_path("train19")
+        (True, False)
+    """
+    return str(spec).lower().endswith((".yaml", ".yml", ".json"))

@@ -13,14 +13,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cityseg.defaults import MASK_SIDES, SPLITS
+from cityseg.defaults import LABEL_FORMATS, MASK_SIDES, SPLITS
 from cityseg.errors import CitysegError
 
 
 @dataclass
 class DataConfig:
-    root: str = ""  # dataset root: Kaggle/pix2pix layout, a folder of pair images, or the Cityscapes release
+    root: str = ""  # dataset root: pairs (Kaggle/pix2pix or a folder), the Cityscapes release, or photos + labels
     mask_side: str = "right"  # which half of each pair image holds the colour mask: right | left
+    label_format: str = "auto"  # what the labels are: auto (the layout's own) | pairs (the pairs' colour masks, read
+    # by labels.method) | labelids | trainids | color (label images beside the photos: KITTI, BDD100K, images/+labels/)
     split: str = "official"  # official: train folder split into train/val, val folder = test | blocks: the same with
     # whole cities (blocks of the file order) held out, so validation and test are streets never trained on |
     # seed: pooled 64/16/20
@@ -47,7 +49,7 @@ class DataConfig:
 @dataclass
 class LabelConfig:
     method: str = "palette"  # palette: nearest official colour | kmeans: K clusters of mask colours
-    classes: str = "train19"  # train19 | categories | labelids (kmeans makes its own K classes)
+    classes: str = "train19"  # train19 | categories | labelids | a class table, FILE.yaml (kmeans makes its own)
     k: int = 10  # clusters for method=kmeans
     kmeans_pixels: int = 200_000  # mask pixels sampled (seeded) to fit K-Means
     max_distance: float = 45.0  # RGB distance within which a mask pixel may be an official colour (a luma check
@@ -231,6 +233,7 @@ def _loss_names() -> tuple[str, ...]:
 
 CHOICES: dict[str, tuple[str, ...] | typing.Callable[[], tuple[str, ...]]] = {
     "data.mask_side": MASK_SIDES,
+    "data.label_format": LABEL_FORMATS,
     "data.split": SPLITS,
     "optim.optimizer": _optimizer_names,
     "optim.schedule": _schedule_names,

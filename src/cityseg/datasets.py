@@ -57,11 +57,14 @@ def prepare_labels(
         from, and each split's :class:`~cityseg.labels.LabelReport` (class pixel counts, skipped images).
     """
     from cityseg.labels import LabelCache, label_splits, make_labeller
+    from cityseg.layouts import label_source
 
     data = config.data
     cache_dir = data.cache_dir or None
+    source = label_source(data.root, data.label_format)  # a labelled folder's photos: labels from its label images
     if labeller is None:
-        labeller = make_labeller(config.labels, splits.get("train", []), mask_side=data.mask_side, cache_dir=cache_dir)
+        exact = source is not None
+        labeller = make_labeller(config.labels, splits.get("train", []), data.mask_side, cache_dir, exact=exact)
     report = label_splits(
         {name: splits[name] for name in SPLIT_NAMES if splits.get(name)},
         labeller,
@@ -70,6 +73,7 @@ def prepare_labels(
         skip_bad=data.skip_bad,
         progress=progress,
         mask_side=data.mask_side,
+        source=source,
     )
     skipped = {Path(p) for p, _ in report.skipped}
     if skipped:
@@ -80,7 +84,7 @@ def prepare_labels(
             if not splits[name]:
                 raise CitysegError(f"every {name} image was skipped as unreadable; check the dataset at {data.root}")
     reports = report.sets
-    return splits, LabelCache(labeller, cache_dir=cache_dir), reports
+    return splits, LabelCache(labeller, cache_dir=cache_dir, source=source), reports
 
 
 # ---- datasets ---------------------------------------------------------------------------------------
@@ -132,6 +136,19 @@ class PairDataset(Dataset):
 
     def __repr__(self) -> str:
         return f"PairDataset({len(self.paths)} images, transform={type(self.transform).__name__})"
+
+
+def collate_pairs(batch: list[tuple]) -> tuple:
+    """A batch of ``(image, mask)`` items, stacked; masks of different sizes stay a list of (H, W) tensors.
+
+    Evaluation scores each photo at its label's own resolution, and the photos of one dataset need not share a
+    size (KITTI's are 1242x375 to 1226x370): a batch of such labels cannot be one tensor, so each keeps its own.
+    """
+    from torch.utils.data import default_collate
+
+    if len({tuple(mask.shape) for _, mask in batch}) <= 1:
+        return default_collate(batch)
+    return default_collate([image for image, _ in batch]), [mask for _, mask in batch]
 
 
 class ShardSampler(Sampler[int]):

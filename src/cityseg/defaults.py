@@ -14,6 +14,11 @@ SPLITS = ("official", "blocks", "seed")  # the values of data.split (cityseg.spl
 SPLIT_NAMES = ("train", "val", "test")  # the image sets a split makes
 LABEL_METHODS = ("palette", "kmeans")  # the labellers of cityseg.labels (LABELLERS)
 CLASS_SET_CHOICES = ("train19", "categories", "labelids")  # the class sets of cityseg.classes (CLASS_SETS)
+# what a dataset's labels are (data.label_format): auto = the layout's own; cityseg.label_formats reads them
+LABEL_FORMATS = ("auto", "pairs", "labelids", "trainids", "color")
+# the dataset layouts cityseg reads and cityseg synth --layout writes (cityseg.layouts.LAYOUTS, and pairs)
+DATASET_LAYOUTS = ("pairs", "kitti", "bdd100k", "acdc", "darkzurich", "images")
+EVAL_SPLITS = (*SPLIT_NAMES, "all")  # cityseg evaluate --split: a split of the run's kind, or every labelled image
 
 # ---- synth and label ---------------------------------------------------------------------------
 SYNTH_SCENES = 100  # scenes cityseg synth writes

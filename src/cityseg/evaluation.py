@@ -21,11 +21,12 @@ from cityseg.classes import IGNORE_INDEX
 from cityseg.config import Config
 from cityseg.devices import configure_threads, pick_device
 from cityseg.errors import CitysegError
-from cityseg.files import atomic_write_text
+from cityseg.files import atomic_write_text, natural_key
 from cityseg.metrics import SegmentationMetrics, metrics_report
 from cityseg.runs import CONFIG_FILE, find_model
 
 EVALUATIONS_DIR = "evaluations"  # RUN/evaluations/<name>/: one folder per evaluation (evaluation_name)
+SPLITS_FILE = "splits.json"  # the run's train/val/test lists (cityseg.splits.save_splits)
 
 
 def evaluate_model(
@@ -37,6 +38,7 @@ def evaluate_model(
     progress: bool = False,
     *,
     ignore_index: int = IGNORE_INDEX,
+    annotated_only: bool = False,
 ) -> tuple[dict[str, Any], np.ndarray]:
     """Run a network over a loader of (image, mask) batches and score its predictions.
 
@@ -52,6 +54,7 @@ def evaluate_model(
         names: class names for the report.
         progress: show a tqdm progress bar.
         ignore_index: mask value left out of the scores.
+        annotated_only: score only the classes the data has pixels of (see :func:`metrics_report`).
 
     Returns:
         (:func:`metrics_report` dict, (C, C) int64 confusion matrix).
@@ -68,15 +71,18 @@ def evaluate_model(
             # disable=None: a bar on a terminal only, so a log file gets no stream of redrawn lines
             for batch in tqdm(dataloader, desc="evaluate", unit="batch", disable=None if progress else True):
                 images, masks = _images_and_masks(batch)
-                images, masks = images.to(device), masks.to(device).long()  # (B, 3, H, W), (B, H, W)
-                logits = net(images)  # (B, C, h, w)
-                if logits.shape[-2:] != masks.shape[-2:]:
-                    logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-                metric.update(logits.argmax(dim=1), masks)
+                logits = net(images.to(device))  # (B, C, h, w)
+                # masks: (B, H, W), or a list of (H, W) when the labels differ in size (datasets.collate_pairs)
+                for index, mask in enumerate(masks if isinstance(masks, list) else [masks]):
+                    mask = (mask if mask.ndim == 3 else mask[None]).to(device).long()
+                    one = logits if not isinstance(masks, list) else logits[index : index + 1]
+                    if one.shape[-2:] != mask.shape[-2:]:
+                        one = F.interpolate(one, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+                    metric.update(one.argmax(dim=1), mask)
     finally:
         net.train(was_training)
     confmat = metric.compute()["confmat"].cpu().numpy()
-    return metrics_report(confmat, names), confmat
+    return metrics_report(confmat, names, annotated_only=annotated_only), confmat
 
 
 def _images_and_masks(batch: Any) -> tuple[Tensor, Tensor]:
@@ -103,17 +109,23 @@ def evaluate_run(
     progress: bool = True,
     flip: bool | None = None,
     scales: tuple[float, ...] | None = None,
+    *,
+    label_format: str | None = None,
+    skip_bad: bool | None = None,
+    images: Sequence[str | os.PathLike] | None = None,
 ) -> dict[str, Any]:
     """Score a trained model on one split: what ``cityseg evaluate`` runs.
 
-    The split is the run's own (splits.json) when the data is the run's; for other data, or a bare model
-    folder, it is made from the run's config (or the defaults) as :func:`cityseg.datasets.split_dataset` does.
-    Labels come from the labeller the run saved (labeller.json), so K-Means classes match the model's.
+    The split is the run's own (splits.json) when the data is the run's. Other data (any dataset cityseg
+    reads: pairs, the release, KITTI, BDD100K ...) is split as ``data.split=official`` does with the run's
+    seed: its own val folder is the test set, else a seeded ``data.test_fraction`` of it; its labels are read
+    in its own format (``label_format`` to say otherwise), and classes it does not annotate are reported as
+    absent, not as 0. Labels come from the labeller the run saved (labeller.json), so the classes match.
 
     Args:
         target: a run folder (``runs/latest``) or a model folder (``runs/<run>/model``).
         data: dataset folder (default: the run's ``data.root``).
-        split: ``test`` (default), ``val`` or ``train``.
+        split: ``test`` (default), ``val``, ``train``, or ``all`` (every labelled image of the data).
         baseline: also score the untrained network: same architecture and encoder weights, same init seed.
         batch_size, workers, accelerator: override the run's settings.
         out: folder for metrics.json and plots/ (default: ``RUN/evaluations/<split, data, options>/``, see
@@ -123,44 +135,34 @@ def evaluate_run(
         scales: also segment each image rescaled by these factors and average the logits at its size
             (multi-scale test-time augmentation, e.g. :data:`cityseg.inference.TTA_SCALES`; default: the
             run's ``data.eval_scales``).
+        label_format: what the data's labels are (``data.label_format``; default: the run's for its own data,
+            ``auto`` for other data).
+        skip_bad: leave out unreadable images and unmatched photos and labels, listed (default: the run's).
+        images: score exactly these photos of ``data`` (e.g. another run's test list), instead of a split.
 
     Returns:
         The :func:`~cityseg.evaluation.metrics_report` plus ``split``, ``images``, ``data``, ``model``,
         ``baseline`` (a report, with ``baseline=True``) and ``written`` (the metrics.json path).
     """
-    from torch.utils.data import DataLoader
-
-    from cityseg.datasets import PairDataset, prepare_labels
-    from cityseg.inference import eval_net
     from cityseg.models import load_model
-    from cityseg.transforms import eval_transform
 
     model_dir, run_dir = find_model(target)
     net, info = load_model(model_dir)
+    own = _own_data(run_dir, data)
     overrides = {"data.root": data, "data.batch_size": batch_size, "data.workers": workers}
-    config = _evaluation_config(run_dir, info, {**overrides, "train.accelerator": accelerator}, flip, scales)
+    overrides.update({"train.accelerator": accelerator, "data.skip_bad": skip_bad, "data.label_format": label_format})
+    if not own:  # another dataset: its own format and its own val folder (or a seeded share) as the test set
+        overrides = {"data.split": "official", **overrides, "data.label_format": label_format or "auto"}
+    config = _evaluation_config(run_dir, model_dir, info, overrides, flip, scales)
     configure_threads(config)
-    splits = _run_splits(config, run_dir, data)
-    if not splits.get(split):
-        raise CitysegError(f"the {split} split of {config.data.root} is empty; choose another split or dataset")
-    labeller = _run_labeller(config, run_dir, splits, info)
-    labelled, cache, _ = prepare_labels(config, {split: splits[split]}, labeller, progress=progress)
-    paths = labelled[split]
-    dataset = PairDataset(paths, cache, eval_transform(info.input_size, info.mean, info.std), config.data.mask_side)
-    loader = DataLoader(dataset, batch_size=config.data.batch_size, num_workers=config.data.workers)
-    device = pick_device(config.train.accelerator)
-    # as the run validated and tested: sliding windows, the mirror image, the scales (data.eval_*)
+    paths, cache = _scored_images(config, run_dir, info, split, own, images, progress)
+    report, confmat = _score(net, info, config, paths, cache, baseline, own, progress)
     d = config.data
-    net = eval_net(net, d.eval_window, d.eval_overlap, d.eval_flip, info.num_classes, tuple(d.eval_scales))
-    report, confmat = evaluate_model(net.to(device), loader, info.num_classes, device, info.names, progress)
-    if baseline:
-        untrained = _untrained_net(config, info.num_classes).to(device)
-        report["baseline"] = evaluate_model(untrained, loader, info.num_classes, device, info.names, progress)[0]
     report.update(
         {
-            "split": split,
+            "split": split if images is None else "given",
             "images": len(paths),
-            "data": str(config.data.root),
+            "data": str(d.root),
             "model": str(model_dir.resolve()),
             "flip": bool(d.eval_flip),  # how it was scored: with the mirror image or without
             "scales": list(d.eval_scales),  # and at which scales
@@ -169,6 +171,46 @@ def evaluate_run(
     out_dir = Path(out) if out else (run_dir or model_dir) / EVALUATIONS_DIR / evaluation_name(config, split, data)
     report["written"] = str(_write_scores(report, confmat, info.names, out_dir, run_dir, baseline))
     return report
+
+
+def _score(net, info, config: Config, paths, cache, baseline: bool, own: bool, progress: bool):
+    """(report, confusion matrix) of ``net`` on ``paths``, as the run validated and tested (``data.eval_*``)."""
+    from torch.utils.data import DataLoader
+
+    from cityseg.datasets import PairDataset, collate_pairs
+    from cityseg.inference import eval_net
+    from cityseg.transforms import eval_transform
+
+    d = config.data
+    dataset = PairDataset(paths, cache, eval_transform(info.input_size, info.mean, info.std), d.mask_side)
+    loader = DataLoader(dataset, batch_size=d.batch_size, num_workers=d.workers, collate_fn=collate_pairs)
+    device = pick_device(config.train.accelerator)
+    # sliding windows, the mirror image, the scales
+    net = eval_net(net, d.eval_window, d.eval_overlap, d.eval_flip, info.num_classes, tuple(d.eval_scales))
+    score = {"names": info.names, "progress": progress, "annotated_only": not own}
+    report, confmat = evaluate_model(net.to(device), loader, info.num_classes, device, **score)
+    if baseline:
+        untrained = _untrained_net(config, info.num_classes).to(device)
+        report["baseline"] = evaluate_model(untrained, loader, info.num_classes, device, **score)[0]
+    return report, confmat
+
+
+def _scored_images(config: Config, run_dir: Path | None, info, split: str, own: bool, images, progress: bool):
+    """(the photos to score, the label cache they are read through): a split, every image, or those given."""
+    from cityseg.datasets import prepare_labels
+
+    splits = _run_splits(config, run_dir, own)
+    if images is not None:
+        chosen = [Path(p) for p in images]
+    elif split == "all":
+        chosen = sorted({p for paths in splits.values() for p in paths}, key=lambda p: (str(p.parent), natural_key(p)))
+    else:
+        chosen = splits.get(split, [])
+    if not chosen:
+        raise CitysegError(f"the {split} split of {config.data.root} is empty; choose another split or dataset")
+    labeller = _run_labeller(config, run_dir, splits, info)
+    labelled, cache, _ = prepare_labels(config, {"test": chosen}, labeller, progress=progress)
+    return labelled["test"], cache
 
 
 def evaluation_name(config: Config, split: str, data: str | os.PathLike | None = None) -> str:
@@ -193,13 +235,16 @@ def evaluation_name(config: Config, split: str, data: str | os.PathLike | None =
     return "-".join(parts)
 
 
-def _evaluation_config(run_dir: Path | None, info, overrides: dict, flip, scales) -> Config:
+def _evaluation_config(run_dir: Path | None, model_dir: Path, info, overrides: dict, flip, scales) -> Config:
     """The run's config (a bare model folder: what its ModelInfo says) with the evaluation's overrides."""
     config = Config.from_yaml(run_dir / CONFIG_FILE) if run_dir else Config()
     if run_dir is None:
+        from cityseg.class_tables import TABLE_FILE
+
         config.model.arch, config.model.encoder = info.arch, info.encoder
         config.data.size = tuple(info.input_size)
-        config.labels.method, config.labels.classes = info.label_method, info.class_set_name
+        classes = str(model_dir / TABLE_FILE) if info.class_table else info.class_set_name
+        config.labels.method, config.labels.classes = info.label_method, classes
     for key, value in overrides.items():
         if value is not None:
             config.set(key, value)
@@ -210,17 +255,22 @@ def _evaluation_config(run_dir: Path | None, info, overrides: dict, flip, scales
     return config
 
 
-def _run_splits(config: Config, run_dir: Path | None, data) -> dict[str, list[Path]]:
+def _own_data(run_dir: Path | None, data) -> bool:
+    """Whether ``data`` is the data the run was trained on (None: the run's), so its splits.json applies."""
+    saved = run_dir / SPLITS_FILE if run_dir else None
+    if saved is None or not saved.is_file():
+        return data is None
+    return data is None or Path(data).resolve() == Path(json.loads(saved.read_text()).get("root", "")).resolve()
+
+
+def _run_splits(config: Config, run_dir: Path | None, own: bool) -> dict[str, list[Path]]:
     """The run's own splits (splits.json) when the data is the run's; else made from the config."""
     from cityseg.splits import load_splits, split_dataset
 
-    saved = run_dir / "splits.json" if run_dir else None
-    same_data = (
-        saved is not None
-        and saved.is_file()
-        and (data is None or Path(data).resolve() == Path(json.loads(saved.read_text()).get("root", "")).resolve())
-    )
-    return load_splits(saved, config.data.root or None) if same_data else split_dataset(config)[0]
+    saved = run_dir / SPLITS_FILE if run_dir else None
+    if own and saved is not None and saved.is_file():
+        return load_splits(saved, config.data.root or None)
+    return split_dataset(config)[0]
 
 
 def _run_labeller(config: Config, run_dir: Path | None, splits: dict, info):
@@ -231,7 +281,11 @@ def _run_labeller(config: Config, run_dir: Path | None, splits: dict, info):
     if labeller_file is not None and labeller_file.is_file():
         labeller = load_labeller(labeller_file)
     else:
-        labeller = make_labeller(config.labels, splits["train"], config.data.mask_side, config.data.cache_dir or None)
+        from cityseg.layouts import label_source
+
+        exact = label_source(config.data.root, config.data.label_format) is not None
+        data = config.data
+        labeller = make_labeller(config.labels, splits["train"], data.mask_side, data.cache_dir or None, exact=exact)
     if tuple(labeller.class_set.names) != tuple(info.names):
         raise CitysegError(
             f"the model predicts {info.num_classes} {info.class_set_name} classes but the labels are "

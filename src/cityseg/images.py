@@ -206,6 +206,20 @@ def decode_image(
     return Photo(_reduce(_to_rgb(upright), target_size), (height, width))
 
 
+def image_size(source: str | os.PathLike) -> tuple[int, int]:
+    """(H, W) of an image file as :func:`decode_image` gives it (EXIF orientation applied), from its header alone.
+
+    Raises:
+        DecodeError: as :func:`decode_image`, for what the header shows.
+    """
+    pil, _ = _open(source, None, None, None, None)
+    with pil:
+        width, height = pil.size
+        if _exif_orientation(pil) in TURNED:
+            width, height = height, width
+    return height, width
+
+
 def decode_raw(
     source: str | os.PathLike | bytes, *, formats: tuple[str, ...] | None = None, name: str | None = None
 ) -> Image.Image:

@@ -88,12 +88,17 @@ class SegmentationMetrics(MulticlassConfusionMatrix):
         return {**confusion_scores(self.confmat), "confmat": self.confmat.clone()}
 
 
-def metrics_report(confmat: np.ndarray, names: Sequence[str] | None = None) -> dict[str, Any]:
+def metrics_report(
+    confmat: np.ndarray, names: Sequence[str] | None = None, *, annotated_only: bool = False
+) -> dict[str, Any]:
     """Turn a (C, C) confusion matrix (rows = truth) into a JSON-ready report.
 
     Args:
         confmat: summed pixel counts, ``confmat[t, p]`` = pixels of true class t predicted as p.
         names: class names (default ``class 0`` ...); duplicates get ``#index`` appended.
+        annotated_only: score only the classes the truth has pixels of. On another dataset than the model's
+            own, a class it does not annotate is absent (IoU None, out of the mean), not a 0 for every pixel
+            predicted as it; the report says ``"annotated_only": true``.
 
     Returns:
         ``{"aAcc", "mAcc", "mIoU"}`` floats in [0, 1] (None when undefined), ``"pixels"`` (counted pixels),
@@ -110,6 +115,9 @@ def metrics_report(confmat: np.ndarray, names: Sequence[str] | None = None) -> d
     names = _unique_names(names, matrix.shape[0])
     scores = {k: v.numpy() for k, v in confusion_scores(torch.from_numpy(matrix)).items()}
     truth, predicted = matrix.sum(axis=1), matrix.sum(axis=0)
+    if annotated_only:
+        scores["iou"] = np.where(truth > 0, scores["iou"], np.nan)
+        scores["mIoU"] = np.nanmean(scores["iou"]) if (truth > 0).any() else np.nan
     per_class = {
         name: {
             "iou": _number(scores["iou"][i]),
@@ -120,7 +128,7 @@ def metrics_report(confmat: np.ndarray, names: Sequence[str] | None = None) -> d
         }
         for i, name in enumerate(names)
     }
-    return {
+    report = {
         "aAcc": _number(scores["aAcc"]),
         "mAcc": _number(scores["mAcc"]),
         "mIoU": _number(scores["mIoU"]),
@@ -128,6 +136,7 @@ def metrics_report(confmat: np.ndarray, names: Sequence[str] | None = None) -> d
         "per_class": per_class,
         "confmat": matrix.tolist(),
     }
+    return {**report, "annotated_only": True} if annotated_only else report
 
 
 def _number(value: Any) -> float | None:
@@ -158,6 +167,7 @@ def format_table(report: dict[str, Any]) -> str:
     rows = [("class", "IoU %", "Acc %", "pixels", "")]
     for name, entry in report.get("per_class", {}).items():
         note = "" if entry.get("present", True) else ("(absent)" if not entry.get("predicted") else "(not in truth)")
+        note = "(absent)" if note and report.get("annotated_only") else note
         rows.append((name, _percent(entry.get("iou")), _percent(entry.get("acc")), str(entry.get("pixels", "")), note))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [

@@ -54,18 +54,26 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return sorted(entries, key=natural_key)
 
 
-def discover(root: str | os.PathLike, split: str | None = None) -> dict[str, list[Path]]:
+def discover(
+    root: str | os.PathLike, split: str | None = None, label_format: str = "auto", skip_bad: bool = False
+) -> dict[str, list[Path]]:
     """Find the pair images of a dataset, by split.
 
     Layouts recognised, first match wins: the official Cityscapes release (``root/leftImg8bit`` exists;
-    see :func:`discover_release`: its photos, not pair images), ``root/cityscapes_data/{train,val}``
-    (Kaggle), ``root/cityscapes/{train,val}`` (pix2pix), ``root/{train,val}``, or ``root`` itself holding
-    the pair images (split ``"all"``). Non-image files and ``*_labelIds.png`` truth files are ignored.
+    see :func:`discover_release`: its photos, not pair images), a labelled folder of photos and label images
+    (KITTI, BDD100K, ACDC, Dark Zurich, ``images/`` + ``labels/``: :func:`cityseg.layouts.open_labelled`, its
+    photos), ``root/cityscapes_data/{train,val}`` (Kaggle), ``root/cityscapes/{train,val}`` (pix2pix),
+    ``root/{train,val}``, or ``root`` itself holding the pair images (split ``"all"``). Non-image files and
+    ``*_labelIds.png`` truth files are ignored.
 
     Args:
         root: dataset folder.
         split: ``"train"`` or ``"val"`` (or the release's ``"test"``) to return only that split; ``None`` for
             every split found.
+        label_format: ``data.label_format``: ``auto`` (the layout's own), ``pairs``, ``labelids``, ``trainids``
+            or ``color``; one the layout does not have is an error.
+        skip_bad: a labelled folder's photos without a label and labels without a photo are left out (with a
+            warning listing them) instead of stopping.
 
     Returns:
         Split name -> naturally sorted image paths (``{"train": [...], "val": [...]}`` or ``{"all": [...]}``).
@@ -84,6 +92,11 @@ def discover(root: str | os.PathLike, split: str | None = None) -> dict[str, lis
         raise CitysegError(f"dataset path {root} is a file; pass the folder that holds the pair images")
     found: dict[str, list[Path]] = {}
     if (root / RELEASE_PHOTOS).is_dir():
+        if label_format not in ("auto", "", "labelids"):
+            raise CitysegError(
+                f"{root} is the Cityscapes release, whose gtFine labels are label ids; "
+                f"data.label_format must be auto or labelids, not {label_format}"
+            )
         found = discover_release(root)
         if split is None:
             return found
@@ -92,6 +105,9 @@ def discover(root: str | os.PathLike, split: str | None = None) -> dict[str, lis
                 f"Cityscapes release {root} has no labelled {split!r} photos; splits: {', '.join(found)}"
             )
         return {split: found[split]}
+    labelled = _labelled_splits(root, label_format, skip_bad)
+    if labelled is not None:
+        return labelled if split is None else _one_split(root, labelled, split)
     for layout in LAYOUTS:
         base = root / layout if layout else root
         split_dirs = {name: base / name for name in SPLITS if (base / name).is_dir()}
@@ -110,11 +126,33 @@ def discover(root: str | os.PathLike, split: str | None = None) -> dict[str, lis
                 "train/ and val/ folders (also under cityscapes_data/ or cityscapes/)"
             )
         found = {"all": images}
-    if split is None:
-        return found
+    return found if split is None else _one_split(root, found, split)
+
+
+def _one_split(root: Path, found: dict[str, list[Path]], split: str) -> dict[str, list[Path]]:
     if split not in found:
         raise CitysegError(f"dataset {root} has no {split!r} images; splits found: {', '.join(found)}")
     return {split: found[split]}
+
+
+def _labelled_splits(root: Path, label_format: str, skip_bad: bool) -> dict[str, list[Path]] | None:
+    """The photos of a labelled folder at ``root`` by split, or None for pair images."""
+    from cityseg.layouts import find_layout, open_labelled
+
+    layout = find_layout(root)
+    if layout is None:
+        if label_format not in ("auto", "", "pairs"):
+            raise CitysegError(
+                f"{root} holds no photos and labels folders (images/ + labels/, KITTI, BDD100K, ACDC, Dark Zurich); "
+                f"data.label_format={label_format} needs them (pair images take auto or pairs)"
+            )
+        return None
+    if label_format == "pairs":
+        raise CitysegError(
+            f"{root} is {layout.title}: photos and label images, not pair images; drop data.label_format=pairs "
+            "(auto reads its labels)"
+        )
+    return open_labelled(root, label_format, skip_bad).splits
 
 
 def read_pair(path: str | os.PathLike, mask_side: str = "right") -> tuple[np.ndarray, np.ndarray]:

@@ -297,6 +297,44 @@ def class_iou_figure(report: dict[str, Any]):
     return fig
 
 
+def plot_transfer(table: dict[str, Any], path: str | os.PathLike) -> Path:
+    """A model's transfer table as a heat map: datasets across, mIoU, aAcc and each class's IoU down.
+
+    ``table`` is :meth:`cityseg.transfer.TransferTable.to_dict`. Cells carry the percentages; a class a dataset
+    has no pixel of is a grey cell marked ``absent``, not a 0.
+    """
+    return _save(transfer_figure(table), Path(path))
+
+
+def transfer_figure(table: dict[str, Any]):
+    """The matplotlib Figure of :func:`plot_transfer`, not yet saved."""
+    from matplotlib.figure import Figure
+
+    columns = table["columns"]
+    if not columns:
+        raise ValueError("the transfer table has no dataset")
+    rows = ["mIoU", "aAcc", *table["names"]]
+    values = np.array(
+        [[column["mIoU"], column["aAcc"], *(column["iou"].get(name) for name in table["names"])] for column in columns],
+        dtype=np.float64,
+    ).T  # (rows, datasets); None became NaN
+    fig = Figure(figsize=(2.2 + 1.1 * len(columns), 1.2 + 0.3 * len(rows)), dpi=DPI)
+    ax = fig.add_subplot()
+    ax.set_facecolor("#dddddd")  # NaN cells are not drawn: the grey shows through
+    ax.imshow(100 * values, cmap="viridis", vmin=0, vmax=100, aspect="auto", interpolation="nearest")
+    for (row, col), value in np.ndenumerate(values):
+        label = "absent" if np.isnan(value) else f"{100 * value:.1f}"
+        colour = "black" if np.isnan(value) or value > 0.6 else "white"
+        ax.text(col, row, label, ha="center", va="center", fontsize=7, color=colour)
+    ax.axhline(1.5, color="white", linewidth=2)  # the means above, the classes below
+    ax.set_xticks(range(len(columns)), labels=[c["name"] for c in columns], fontsize="small")
+    ax.xaxis.tick_top()
+    ax.set_yticks(range(len(rows)), labels=[f"{r} %" if r in ("mIoU", "aAcc") else r for r in rows], fontsize="small")
+    ax.set_title("IoU % per class on each dataset (absent: no pixel of it there)", fontsize="small", pad=24)
+    fig.tight_layout()
+    return fig
+
+
 def _save(fig: Any, path: Path) -> Path:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")

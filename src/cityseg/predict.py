@@ -256,7 +256,7 @@ def ids_encoder(info: ModelInfo, ids: str = ID_KINDS[0]) -> tuple[Callable[[np.n
     Args:
         info: the model's ModelInfo.
         ids: ``classes`` (the model's class indices: train ids for a train19 model), ``trainids`` (Cityscapes
-            train ids, 255 = ignored) or ``labelids`` (official label ids 0..33).
+            train ids, 255 = ignored) or ``labelids`` (official label ids 0..33; a class table's own ids).
 
     Returns:
         (function from (H, W) class indices to (H, W) uint8 ids, suffix such as ``trainIds``).
@@ -280,7 +280,7 @@ def ids_encoder(info: ModelInfo, ids: str = ID_KINDS[0]) -> tuple[Callable[[np.n
         raise CitysegError(
             f"the model predicts {described}, which have no Cityscapes train ids; use --ids classes or --ids labelids"
         )
-    if info.class_set_name == "kmeans" or info.class_set_name not in CLASS_SETS:
+    if info.class_table is None and (info.class_set_name == "kmeans" or info.class_set_name not in CLASS_SETS):
         raise CitysegError(
             f"the model predicts {described} (colour clusters), which have no official label ids; "
             "use --ids classes (cluster indices), or train with labels.method=palette"

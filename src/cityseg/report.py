@@ -9,6 +9,7 @@ mailed or attached to an issue as a single file. What it shows is what it finds 
   metrics"), with its other plain entries (split, epochs ...) as run facts and a ``baseline`` report's
   scores beside the model's;
 * ``model/cityseg.json`` (any ``*/cityseg.json``): the model summary;
+* ``evaluations/*/transfer.json``: each transfer table (one model on several datasets) with its figure;
 * every image in ``plots/`` (``.png``, ``.jpg``, ``.svg``): training curves, scores, pictures, others.
 """
 
@@ -29,6 +30,7 @@ _IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"
 # the figures plots.py writes, in reading order (curves, scores, pictures); any others follow by name
 _FIGURE_ORDER = ("loss", "accuracy", "miou", "class_iou", "confusion", "predictions", "labels")
 _MODEL_FIELDS = ("arch", "encoder", "encoder_weights", "class_set", "label_method", "input_size", "mean", "std")
+_TRANSFER_FILE = "transfer.json"  # a transfer table (cityseg.transfer.TRANSFER_FILE), under RUN/evaluations/*/
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; padding: 0 1em; }
@@ -66,6 +68,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     sections = [
         _model_section(run),
         *(_metrics_section(title, report) for title, report in _find_metrics(run)),
+        *(_transfer_section(path) for path in sorted(run.glob(f"evaluations/*/{_TRANSFER_FILE}"), key=natural_key)),
         _figures_section(run),
         _config_section(run),
     ]
@@ -111,6 +114,7 @@ def _metrics_section(title: str, report: dict[str, Any]) -> str:
         absent = not entry.get("present", True)
         css = " class='absent'" if absent else ""
         note = "" if not absent else (" (absent)" if not entry.get("predicted") else " (not in truth)")
+        note = " (absent)" if absent and report.get("annotated_only") else note
         rows.append(
             f"<tr><td{css}>{html.escape(str(name))}{note}</td><td>{_percent(entry.get('iou'))}</td>"
             f"<td>{_percent(entry.get('acc'))}</td><td>{_count(entry.get('pixels'))}</td></tr>"
@@ -123,6 +127,31 @@ def _metrics_section(title: str, report: dict[str, Any]) -> str:
         + "\n".join(rows)
         + "\n</table>"
     )
+
+
+def _transfer_section(path: Path) -> str:
+    """A transfer table (``cityseg evaluate RUN --data A --data B``): datasets across, classes down, its figure."""
+    table = _read_json(path)
+    if not isinstance(table, dict) or not table.get("columns"):
+        return ""
+    columns = table["columns"]
+    head = "<tr><th></th>" + "".join(f"<th>{html.escape(str(c['name']))}</th>" for c in columns) + "</tr>"
+    rows = [("split", [c["split"] + (" (own)" if c.get("own") else "") for c in columns])]
+    rows.append(("images", [str(c["images"]) for c in columns]))
+    rows += [(f"{key} %", [_percent(c.get(key)) for c in columns]) for key in ("aAcc", "mIoU")]
+    rows += [(name, [_percent(c["iou"].get(name)) for c in columns]) for name in table.get("names", [])]
+    body = "\n".join(
+        f"<tr><td>{html.escape(name)}</td>" + "".join(f"<td>{html.escape(cell)}</td>" for cell in cells) + "</tr>"
+        for name, cells in rows
+    )
+    figure = path.parent / "plots" / "transfer.png"
+    image = ""
+    if figure.is_file():
+        data = base64.b64encode(figure.read_bytes()).decode("ascii")
+        image = f"<figure><img src='data:image/png;base64,{data}' alt='transfer'></figure>"
+    title = f"transfer: {path.parent.name}"
+    note = "<p>IoU % per class; mIoU over the classes each dataset annotates; - : absent from that dataset.</p>"
+    return f"<h2>{html.escape(title)}</h2>\n<table>{head}\n{body}\n</table>\n{note}\n{image}"
 
 
 def _model_section(run: Path) -> str:

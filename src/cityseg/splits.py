@@ -217,7 +217,7 @@ def split_dataset(config: Config) -> tuple[dict[str, list[Path]], str]:
         raise CitysegError("no dataset given: pass DATA (a folder of pair images) or set data.root")
     if data.split not in SPLITS:
         raise CitysegError(f"unknown split {data.split!r}; choose one of: {', '.join(SPLITS)}")
-    found = discover(data.root)
+    found = discover(data.root, label_format=data.label_format, skip_bad=data.skip_bad)
     if data.split == "blocks" and data.limit > 0:
         # whole blocks first, then the limit within each split: a quick run still tests on unseen blocks
         splits, note = _official_split(found, data, seed, blocks=True)

@@ -6,7 +6,7 @@ import argparse
 import re
 
 from cityseg import defaults
-from cityseg.cli.registry import add_config_args, command, load_config
+from cityseg.cli.registry import add_config_args, add_dataset_options, command, load_config
 from cityseg.config import DataConfig, LabelConfig
 from cityseg.errors import CitysegError
 
@@ -15,7 +15,7 @@ from cityseg.errors import CitysegError
 
 # cityseg.synth.write_drive's defaults, for the help (the CLI does not import numpy to parse; a test checks them)
 DRIVE_SECONDS, DRIVE_FPS, DRIVE_SIZE = 5.0, 30, (256, 512)
-DRIVE_FLAGS = ("seconds", "fps", "size", "workers")  # the options that only mean something with --video
+DRIVE_FLAGS = ("seconds", "fps", "workers")  # the options that only mean something with --video
 
 
 def _add_synth(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +25,17 @@ def _add_synth(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed: same seed, same files (default 0)")
     parser.add_argument("--val-fraction", type=float, default=0.0, help="share of scenes written to OUT/val")
+    parser.add_argument(
+        "--layout",
+        choices=defaults.DATASET_LAYOUTS,
+        default=defaults.DATASET_LAYOUTS[0],
+        help="write the scenes as this dataset keeps its photos and labels (default %(default)s: Cityscapes pairs)",
+    )
+    parser.add_argument(
+        "--label-format",
+        choices=defaults.LABEL_FORMATS[2:],
+        help="with --layout: the labels' format (default: the dataset's own)",
+    )
     drive = parser.add_argument_group("a generated drive, instead of OUT: a video with the exact labels of every frame")
     drive.add_argument(
         "--video",
@@ -37,14 +48,15 @@ def _add_synth(parser: argparse.ArgumentParser) -> None:
     drive.add_argument(
         "--size",
         metavar="HxW",
-        help=f"frame height x width in pixels, both even (default {DRIVE_SIZE[0]}x{DRIVE_SIZE[1]}; 720x1280 for 720p)",
+        help=f"frame height x width in pixels, both even (default {DRIVE_SIZE[0]}x{DRIVE_SIZE[1]}; 720x1280 for 720p); "
+        "with --layout, the scenes' size (default: the dataset's shape, small)",
     )
     drive.add_argument(
         "--workers", type=int, metavar="N", help="processes drawing frames at once; same files (default 1)"
     )
 
 
-@command("synth", "generate labelled street scenes in the Cityscapes-pairs layout, or a drive as video", _add_synth)
+@command("synth", "generate labelled street scenes (as Cityscapes pairs, KITTI, BDD100K ...), or a drive", _add_synth)
 def _run_synth(args: argparse.Namespace) -> int:
     if args.video is not None:
         return _run_drive(args)
@@ -53,6 +65,15 @@ def _run_synth(args: argparse.Namespace) -> int:
             raise CitysegError(f"--{flag} is for a drive: add --video OUT.mp4")
     if args.out is None:
         raise CitysegError("pass OUT, the folder for the scenes, or --video OUT.mp4 for a drive")
+    if args.layout != "pairs":
+        from cityseg.synth import write_labelled
+
+        size = None if args.size is None else parse_size(args.size)
+        options = {"count": args.count, "seed": args.seed, "val_fraction": args.val_fraction, "size": size}
+        print(write_labelled(args.out, args.layout, label_format=args.label_format, **options))
+        return 0
+    if args.size is not None or args.label_format is not None:
+        raise CitysegError("--size and --label-format are for a drive or a --layout; pairs are 512x256")
     from cityseg.synth import write_scenes
 
     summary = write_scenes(args.out, count=args.count, seed=args.seed, val_fraction=args.val_fraction)
@@ -65,6 +86,8 @@ def _run_drive(args: argparse.Namespace) -> int:
         raise CitysegError(f"pass OUT ({args.out}) for scenes or --video for a drive, not both")
     if args.count != defaults.SYNTH_SCENES or args.val_fraction != 0.0:
         raise CitysegError("--count and --val-fraction are for scenes in OUT; a drive takes --seconds and --fps")
+    if args.layout != "pairs" or args.label_format is not None:
+        raise CitysegError("--layout and --label-format are for scenes in OUT, not a drive")
     from cityseg.synth import write_drive
 
     summary = write_drive(
@@ -99,6 +122,7 @@ def parse_size(text: str) -> tuple[int, int]:
 LABEL_FLAGS = {
     "method": "labels.method",
     "classes": "labels.classes",
+    "label_format": "data.label_format",
     "k": "labels.k",
     "workers": "data.workers",
     "mask_side": "data.mask_side",
@@ -107,16 +131,20 @@ LABEL_FLAGS = {
 
 
 def _add_label(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", nargs="?", help="dataset folder (train/ and val/ folders, or a folder of pairs)")
+    parser.add_argument(
+        "data", nargs="?", help="dataset folder: pairs (train/ and val/, or one folder), KITTI, images/+labels/ ..."
+    )
     parser.add_argument(
         "--method", choices=defaults.LABEL_METHODS, help=f"colours to classes (default {LabelConfig.method})"
     )
-    parser.add_argument(
-        "--classes", choices=defaults.CLASS_SET_CHOICES, help=f"class set (default {LabelConfig.classes})"
-    )
+    add_dataset_options(parser)
     parser.add_argument("--k", type=int, metavar="K", help=f"clusters for --method kmeans (default {LabelConfig.k})")
     parser.add_argument("--workers", type=int, metavar="N", help=f"labelling processes (default {DataConfig.workers})")
-    parser.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed at the end)")
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable images, photos without a label and labels without a photo (listed)",
+    )
     parser.add_argument(
         "--mask-side", choices=defaults.MASK_SIDES, help=f"half of each pair holding the mask ({DataConfig.mask_side})"
     )

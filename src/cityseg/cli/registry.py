@@ -8,7 +8,7 @@ from typing import NamedTuple
 
 from cityseg import defaults
 from cityseg.backends import BACKENDS
-from cityseg.config import Config, DataConfig
+from cityseg.config import Config, DataConfig, LabelConfig
 
 
 class Command(NamedTuple):
@@ -44,6 +44,21 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 def add_mask_side(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mask-side", choices=defaults.MASK_SIDES, default=DataConfig.mask_side, help="mask half of a pair"
+    )
+
+
+def add_dataset_options(parser) -> None:
+    """``--classes`` and ``--label-format``: which classes, and what the dataset's labels are (a parser or a group)."""
+    parser.add_argument(
+        "--classes",
+        metavar="SET|FILE.yaml",
+        help=f"class set: {', '.join(defaults.CLASS_SET_CHOICES)} or your class table, a YAML file "
+        f"(default {LabelConfig.classes})",
+    )
+    parser.add_argument(
+        "--label-format",
+        choices=defaults.LABEL_FORMATS,
+        help=f"what the labels are (default {DataConfig.label_format}: the layout's own; pairs: colour masks)",
     )
 
 

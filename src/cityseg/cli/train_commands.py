@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cityseg import defaults
-from cityseg.cli.registry import TTA_HELP, add_config_args, command, load_config
+from cityseg.cli.registry import TTA_HELP, add_config_args, add_dataset_options, command, load_config
 from cityseg.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
 from cityseg.demo import DEMO_SCENES
 from cityseg.errors import CitysegError
@@ -30,6 +30,9 @@ TRAIN_FLAGS = {
     "precision": "train.precision",
     "budget_minutes": "train.budget_minutes",
     "runs_dir": "train.runs_dir",
+    "classes": "labels.classes",
+    "label_format": "data.label_format",
+    "skip_bad": "data.skip_bad",
 }
 
 
@@ -67,7 +70,9 @@ def _side(size: tuple[int, int]) -> str:
 
 
 def _add_train(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("data", nargs="?", help="dataset folder (train/ and val/ folders, or a folder of pairs)")
+    parser.add_argument(
+        "data", nargs="?", help="dataset folder: pairs (train/ and val/, or one folder), KITTI, images/+labels/ ..."
+    )
     add_config_args(parser)
     model = parser.add_argument_group("model")
     model.add_argument("--arch", help=f"smp architecture, e.g. unet, fpn, deeplabv3plus (default {ModelConfig.arch})")
@@ -94,6 +99,13 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
     )
     data.add_argument(
         "--workers", metavar="N", help=f"DataLoader and labelling worker processes (default {DataConfig.workers})"
+    )
+    add_dataset_options(data)
+    data.add_argument(
+        "--skip-bad",
+        action="store_const",
+        const=True,
+        help="leave out unreadable images, photos without a label and labels without a photo (listed)",
     )
     run = parser.add_argument_group("hardware and run")
     run.add_argument("--accelerator", help=f"cpu, gpu, mps or auto (default {TrainConfig.accelerator})")
@@ -152,9 +164,28 @@ def _print_run_summary(run_dir) -> None:
 
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("target", metavar="RUN|MODEL", help="a run folder (runs/latest) or a model folder")
-    parser.add_argument("--data", help="dataset folder (default: the run's data.root)")
     parser.add_argument(
-        "--split", default="test", choices=defaults.SPLIT_NAMES, help="which split (default %(default)s)"
+        "--data",
+        action="append",
+        metavar="DATA",
+        help="dataset folder (default: the run's data.root); repeat it to compare datasets in one transfer table",
+    )
+    parser.add_argument(
+        "--split",
+        default="test",
+        choices=defaults.EVAL_SPLITS,
+        help="which split (default %(default)s; all: every labelled image)",
+    )
+    parser.add_argument(
+        "--label-format",
+        choices=defaults.LABEL_FORMATS,
+        help="what the data's labels are (default: the run's for its own data, auto for other data)",
+    )
+    parser.add_argument(
+        "--skip-bad",
+        action="store_const",
+        const=True,
+        help="leave out unreadable images, photos without a label and labels without a photo (listed)",
     )
     parser.add_argument("--baseline", action="store_true", help="also score the untrained model (same init seed)")
     parser.add_argument("--batch-size", type=int, help="images per batch (default: the run's)")
@@ -174,24 +205,37 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tta", action="store_true", help=TTA_HELP)
 
 
-@command("evaluate", "score a trained model on the test split: aAcc, mAcc, mIoU, per-class IoU", _add_evaluate)
+@command(
+    "evaluate",
+    "score a trained model on the test split: aAcc, mAcc, mIoU, per-class IoU; on several datasets side by side",
+    _add_evaluate,
+)
 def _run_evaluate(args: argparse.Namespace) -> int:
     _passive_cpu_threads()
     from cityseg.evaluation import evaluate_run
     from cityseg.metrics import format_table
 
-    result = evaluate_run(
-        args.target,
-        data=args.data,
-        split=args.split,
-        baseline=args.baseline,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        accelerator=args.accelerator,
-        out=args.out,
-        flip=True if args.tta else args.flip,
-        scales=defaults.TTA_SCALES if args.tta else None,
-    )
+    options = {
+        "split": args.split,
+        "baseline": args.baseline,
+        "batch_size": args.batch_size,
+        "workers": args.workers,
+        "accelerator": args.accelerator,
+        "out": args.out,
+        "flip": True if args.tta else args.flip,
+        "scales": defaults.TTA_SCALES if args.tta else None,
+        "label_format": args.label_format,
+        "skip_bad": args.skip_bad,
+    }
+    if args.data and len(args.data) > 1:
+        from cityseg.transfer import evaluate_transfer
+
+        table = evaluate_transfer(args.target, args.data, **options)
+        print(table)
+        for column in table.columns:
+            print(f"{column.name}: {column.written}")
+        return 0
+    result = evaluate_run(args.target, data=args.data[0] if args.data else None, **options)
     if "baseline" in result:
         print("untrained baseline (same architecture and init seed):")
         print(format_table(result["baseline"]))

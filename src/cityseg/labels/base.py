@@ -65,8 +65,9 @@ def check_mask(mask_rgb: np.ndarray, source: str) -> np.ndarray:
 
 
 def refuse_kmeans(photo: str | os.PathLike) -> None:
-    """Raise: K-Means classes are clusters of mask colours, meaningless for a release photo's exact label ids."""
+    """Raise: K-Means classes are clusters of mask colours, meaningless for a photo with exact labels."""
     raise CitysegError(
-        f"labels.method=kmeans clusters the colours of pair images' masks, but {photo} is a Cityscapes release "
-        "photo with exact label ids (gtFine); use labels.method=palette (the release's ids are then read as they are)"
+        f"labels.method=kmeans clusters the colours of pair images' masks, but {photo} has exact labels (a label "
+        "image beside it, as a Cityscapes release photo has); use labels.method=palette (its labels are then read as "
+        "they are)"
     )

@@ -5,12 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_path, ensure_writable_dir
 from cityseg.labels.base import Labeller, refuse_kmeans
+
+if TYPE_CHECKING:
+    from cityseg.layouts import LabelSource
 
 CACHE_FORMAT = 1  # bump when the stored labels change meaning, so old caches are not reused
 
@@ -35,12 +39,14 @@ class LabelCache:
 
     A Cityscapes release photo (:func:`~cityseg.pairs.is_release_photo`) is served from its ``gtFine``
     label ids instead, mapped to ``labeller.class_set`` on every read and never cached: the PNG already
-    is the label, and decoding it costs less than the photo beside it.
+    is the label, and decoding it costs less than the photo beside it. So is every photo of a labelled
+    folder (``source``: KITTI, BDD100K, ``images/`` + ``labels/`` ...), from its label image.
 
     Args:
-        labeller: what computes the labels.
+        labeller: what computes the labels (for exact labels, only its ``class_set`` is used).
         cache_dir: cache folder (default ``$XDG_CACHE_HOME/cityseg`` or ``~/.cache/cityseg``).
         enabled: False to compute every time and write nothing.
+        source: the labelled folder the photos are from (:func:`cityseg.layouts.label_source`), or None.
 
     Example:
         >>> cache = LabelCache(PaletteLabeller())  # doctest: +SKIP
@@ -48,9 +54,16 @@ class LabelCache:
         (256, 256)
     """
 
-    def __init__(self, labeller: Labeller, cache_dir: str | os.PathLike | None = None, enabled: bool = True):
+    def __init__(
+        self,
+        labeller: Labeller,
+        cache_dir: str | os.PathLike | None = None,
+        enabled: bool = True,
+        source: LabelSource | None = None,
+    ):
         self.labeller = labeller
         self.enabled = enabled
+        self.source = source
         self.folder = cache_root(cache_dir) / "labels" / labeller.key()
         if enabled:
             ensure_writable_dir(self.folder)
@@ -78,6 +91,10 @@ class LabelCache:
         """
         from cityseg.pairs import is_release_photo, read_pair
 
+        if self.source is not None:
+            if self.labeller.method == "kmeans":
+                refuse_kmeans(path)
+            return self.source.read(path, self.labeller.class_set, need_photo)
         if is_release_photo(path):
             return self._release_pair(path, need_photo)
         entry = self.entry(path, mask_side) if self.enabled else None

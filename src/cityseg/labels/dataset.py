@@ -91,10 +91,9 @@ class LabelReport:
 _WORKER: dict = {}
 
 
-def _init_worker(labeller: Labeller, cache_dir, use_cache: bool, mask_side: str, skip_bad: bool) -> None:
-    _WORKER.update(
-        cache=LabelCache(labeller.prepare(), cache_dir, enabled=use_cache), mask_side=mask_side, skip_bad=skip_bad
-    )
+def _init_worker(labeller: Labeller, cache_dir, use_cache: bool, mask_side: str, skip_bad: bool, source=None) -> None:
+    cache = LabelCache(labeller.prepare(), cache_dir, enabled=use_cache, source=source)
+    _WORKER.update(cache=cache, mask_side=mask_side, skip_bad=skip_bad)
 
 
 def _count_one(path: Path) -> tuple[np.ndarray | None, str | None, bool]:
@@ -116,13 +115,18 @@ def label_figure_rows(
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(photo, colour mask, class indices) of each image, for :func:`cityseg.plots.plot_label_figure`.
 
-    A Cityscapes release photo has no colour mask: its truth's label ids are shown in their official colours.
+    A Cityscapes release photo has no colour mask: its truth's label ids are shown in their official colours;
+    a labelled folder's photo (``cache.source``) shows its labels in the class colours.
     """
     from cityseg.classes import class_set
     from cityseg.pairs import is_release_photo, read_pair, read_release
 
     rows = []
     for path in paths:
+        if cache.source is not None:
+            photo, labels = cache.pair(path)
+            rows.append((photo, cache.labeller.class_set.colorize(labels), labels))
+            continue
         if is_release_photo(path):
             photo, label_ids = read_release(path)
             every_id = class_set("labelids")
@@ -142,6 +146,7 @@ def label_dataset(
     progress: bool = True,
     mask_side: str = "right",
     use_cache: bool = True,
+    source=None,
 ) -> LabelReport:
     """Label every image (filling the cache) and count classes, streaming: memory does not grow with the dataset.
 
@@ -153,6 +158,7 @@ def label_dataset(
         skip_bad: record unreadable or malformed images in ``skipped`` and go on, instead of stopping.
         progress: show a tqdm progress bar.
         mask_side: which half of each image holds the mask.
+        source: the labelled folder the photos are from (:class:`cityseg.layouts.LabelSource`), or None.
 
     Returns:
         A :class:`LabelReport`.
@@ -166,7 +172,7 @@ def label_dataset(
     def record(index: int, *result) -> None:
         report.record(paths[index], *result)
 
-    _label_each(paths, labeller, record, cache_dir, workers, skip_bad, progress, mask_side, use_cache)
+    _label_each(paths, labeller, record, cache_dir, workers, skip_bad, progress, mask_side, use_cache, source)
     return report
 
 
@@ -179,6 +185,7 @@ def label_splits(
     progress: bool = True,
     mask_side: str = "right",
     use_cache: bool = True,
+    source=None,
 ) -> LabelReport:
     """:func:`label_dataset` over several named image sets at once, counting classes per set too.
 
@@ -188,7 +195,7 @@ def label_splits(
 
     Args:
         splits: set name (``train``, ``val``, ``test``) -> pair images.
-        labeller, cache_dir, workers, skip_bad, progress, mask_side, use_cache: as for :func:`label_dataset`.
+        labeller, cache_dir, workers, skip_bad, progress, mask_side, use_cache, source: as for :func:`label_dataset`.
 
     Returns:
         A :class:`LabelReport` with one report per set in ``sets`` (skipped images listed in both).
@@ -207,7 +214,7 @@ def label_splits(
         report.record(paths[index], *result)
         report.sets[names[index]].record(paths[index], *result)
 
-    _label_each(paths, labeller, record, cache_dir, workers, skip_bad, progress, mask_side, use_cache)
+    _label_each(paths, labeller, record, cache_dir, workers, skip_bad, progress, mask_side, use_cache, source)
     return report
 
 
@@ -221,11 +228,12 @@ def _label_each(
     progress: bool,
     mask_side: str,
     use_cache: bool,
+    source=None,
 ) -> None:
     """Label ``paths`` through the cache, calling ``record(index, counts, reason, cached)`` for each, in order."""
     from tqdm import tqdm
 
-    init_args = (labeller, cache_dir, use_cache, mask_side, skip_bad)
+    init_args = (labeller, cache_dir, use_cache, mask_side, skip_bad, source)
     labeller.prepare()  # build lookup tables once; forked workers inherit them
     # disable=None: a bar on a terminal only, so a log file gets no stream of redrawn lines
     bar = tqdm(total=len(paths), desc="labelling", unit="img", disable=None if progress else True, dynamic_ncols=True)
@@ -258,6 +266,7 @@ class LabelRun:
         labeller: the labeller used (its key names its parameters).
         report: the class frequencies, and the images skipped.
         figure: the figure drawn, or None.
+        exact: for a dataset with label images, what they are (its layout and format), read as they are.
     """
 
     root: str
@@ -265,11 +274,13 @@ class LabelRun:
     labeller: Labeller
     report: LabelReport
     figure: Path | None = None
+    exact: str = ""
 
     def __str__(self) -> str:
         report, labeller = self.report, self.labeller
         resumed = f", {report.cached} of them already in the cache" if report.cached else ""
-        lines = [f"labelled {report.count} of {self.found} images in {self.root} ({labeller.key()}){resumed}"]
+        how = self.exact or labeller.key()
+        lines = [f"labelled {report.count} of {self.found} images in {self.root} ({how}){resumed}"]
         lines.append(report.table())
         if labeller.method == "kmeans":
             lines.append("clusters absorbed:")
@@ -302,6 +313,7 @@ def label_folder(
     """
     from cityseg.files import ensure_writable_dir
     from cityseg.labels.registry import make_labeller
+    from cityseg.layouts import label_source
     from cityseg.pairs import discover
 
     figure = Path(figure)
@@ -313,10 +325,13 @@ def label_folder(
                 f"cannot write figure {figure}: its folder is not writable; pick another --out"
             ) from None
     data = config.data
-    splits = discover(data.root)
+    splits = discover(data.root, label_format=data.label_format, skip_bad=data.skip_bad)
+    source = label_source(data.root, data.label_format)
     paths = [path for images in splits.values() for path in images]
     cache_dir = data.cache_dir or None
-    labeller = make_labeller(config.labels, splits.get("train", paths), mask_side=data.mask_side, cache_dir=cache_dir)
+    labeller = make_labeller(
+        config.labels, splits.get("train", paths), data.mask_side, cache_dir, exact=source is not None
+    )
     report = label_dataset(
         paths,
         labeller,
@@ -325,14 +340,19 @@ def label_folder(
         skip_bad=data.skip_bad,
         mask_side=data.mask_side,
         use_cache=use_cache,
+        source=source,
     )
     run = LabelRun(data.root, len(paths), labeller, report)
+    if source is not None:
+        folder = source.folder()
+        run.exact = f"{folder.layout.title}: {folder.label_format} labels as {labeller.class_set.name} classes"
     if show > 0:
         from cityseg.plots import plot_label_figure
 
         skipped = {path for path, _ in report.skipped}
         shown = [path for path in paths if path not in skipped][:show]
-        rows = label_figure_rows(shown, LabelCache(labeller, cache_dir, enabled=use_cache), data.mask_side)
+        cache = LabelCache(labeller, cache_dir, enabled=use_cache, source=source)
+        rows = label_figure_rows(shown, cache, data.mask_side)
         try:
             plot_label_figure(rows, labeller.class_set, figure)
         except OSError as exc:

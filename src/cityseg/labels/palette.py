@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
 import numpy as np
 
@@ -48,7 +49,8 @@ class PaletteLabeller(Labeller):
     Colours become official label ids (``classes.color_to_label_id``), then classes of ``classes``.
 
     Args:
-        classes: class set to map onto: ``train19``, ``categories`` or ``labelids``.
+        classes: class set to map onto: ``train19``, ``categories``, ``labelids``, or a class table (its file or
+            dict, :mod:`cityseg.class_tables`; its ids are read as official label ids).
         max_distance: RGB distance within which a pixel may be a palette colour plus JPEG noise.
         luma_tolerance: luma difference allowed on top of that (None: no luma test).
         search_radius: how far (pixels) an uncertain pixel looks for candidate classes.
@@ -68,7 +70,7 @@ class PaletteLabeller(Labeller):
 
     def __init__(
         self,
-        classes: str = "train19",
+        classes: str | dict = "train19",
         max_distance: float = 45.0,
         luma_tolerance: float | None = 5.0,
         search_radius: int = 3,
@@ -81,11 +83,11 @@ class PaletteLabeller(Labeller):
             raise CitysegError(f"labels.max_distance must be positive, not {max_distance}")
         if search_radius < 1 or blend_radius < 1:
             raise CitysegError("the palette labeller's search_radius and blend_radius must be at least 1")
-        self.classes = classes
         try:
             self.class_set = class_set(classes)
         except ValueError as exc:
             raise CitysegError(str(exc)) from None
+        self.classes = self.class_set.spec()  # a table travels as itself, so labeller.json needs no other file
         self.max_distance = float(max_distance)
         self.luma_tolerance = None if luma_tolerance is None else float(luma_tolerance)
         self.search_radius = int(search_radius)
@@ -98,7 +100,8 @@ class PaletteLabeller(Labeller):
 
     def key(self) -> str:
         digest = hashlib.sha1(json.dumps([PALETTE_VERSION, self.to_dict()], sort_keys=True).encode()).hexdigest()
-        return f"palette-{self.classes}-d{self.max_distance:g}-{digest[:10]}"
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.class_set.name)
+        return f"palette-{name}-d{self.max_distance:g}-{digest[:10]}"
 
     def to_dict(self) -> dict:
         return {

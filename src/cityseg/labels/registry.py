@@ -45,11 +45,16 @@ LABELLERS: dict[str, Callable[..., Labeller]] = {"palette": _make_palette, "kmea
 
 
 def make_labeller(
-    label_config, paths: Sequence[Path], mask_side: str = "right", cache_dir: str | os.PathLike | None = None
+    label_config,
+    paths: Sequence[Path],
+    mask_side: str = "right",
+    cache_dir: str | os.PathLike | None = None,
+    exact: bool = False,
 ) -> Labeller:
     """The labeller ``label_config.method`` names (a :class:`~cityseg.config.LabelConfig`).
 
-    ``kmeans`` fits on ``paths`` (or reuses centres fitted before with the same settings, kept in the cache).
+    ``kmeans`` fits on ``paths`` (or reuses centres fitted before with the same settings, kept in the cache);
+    it is refused for photos with exact labels (``exact``: a labelled folder's, or the release's).
     """
     try:
         factory = LABELLERS[label_config.method]
@@ -61,7 +66,7 @@ def make_labeller(
     if label_config.method == "kmeans":
         from cityseg.pairs import is_release_photo
 
-        release = next((p for p in paths if is_release_photo(p)), None)
+        release = next((p for p in paths if exact or is_release_photo(p)), None)
         if release is not None:
             refuse_kmeans(release)
     return factory(label_config, paths, mask_side, cache_dir)

@@ -45,6 +45,8 @@ class ModelInfo:
         mean, std: per-channel normalisation of [0, 1] RGB input.
         label_method: how training masks were labelled (``palette`` / ``kmeans``).
         encoder_weights: what filled the encoder before training (``imagenet``, ``none``, a path ...).
+        class_table: a user's class table (:mod:`cityseg.class_tables`), kept whole so the model folder alone
+            rebuilds its classes; None for the built-in sets. The folder holds it as ``classes.yaml`` too.
 
     Example:
         >>> info = ModelInfo.from_class_set("unet", "resnet34", class_set("train19"), (256, 256))
@@ -63,6 +65,7 @@ class ModelInfo:
     std: tuple[float, float, float] = IMAGENET_STD
     label_method: str = "palette"
     encoder_weights: str = "none"
+    class_table: dict | None = None
 
     @property
     def num_classes(self) -> int:
@@ -94,6 +97,7 @@ class ModelInfo:
             std=tuple(std or default_std),
             label_method=label_method,
             encoder_weights=encoder_weights,
+            class_table=classes.table,
         )
 
     @property
@@ -101,6 +105,8 @@ class ModelInfo:
         """The ClassSet the model predicts (for colorize, to_label_ids ...), built anew on each access."""
         import numpy as np
 
+        if self.class_table:
+            return class_set(self.class_table)
         if self.class_set_name in CLASS_SETS:
             official = class_set(self.class_set_name)
             if official.names == self.names:
@@ -144,9 +150,22 @@ class ModelInfo:
                 std=tuple(float(v) for v in values.get("std", IMAGENET_STD)),
                 label_method=str(values.get("label_method", "palette")),
                 encoder_weights=str(values.get("encoder_weights", "none")),
+                class_table=_class_table(values.get("class_table"), source),
             )
         except (TypeError, ValueError) as exc:
             raise CitysegError(f"{source} has a malformed value ({exc}); save the model again with cityseg") from None
+
+
+def _class_table(table: Any, source: str) -> dict | None:
+    """A saved class table, checked as a table file is (a damaged one is named now, not at first use)."""
+    if table is None:
+        return None
+    from cityseg.class_tables import normalize_table
+
+    try:
+        return normalize_table(table, f"{source} (class_table)")
+    except CitysegError as exc:
+        raise CitysegError(f"{exc}; save the model again with cityseg") from None
 
 
 # ---- saving and loading -----------------------------------------------------------------------
@@ -188,6 +207,10 @@ def save_model(net: nn.Module, folder: str | os.PathLike, info: ModelInfo, metri
         finally:
             config["encoder_weights"] = original_weights
         (tmp / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
+        if info.class_table:  # the user's table, readable and reusable (--classes MODEL/classes.yaml)
+            from cityseg.class_tables import TABLE_FILE, table_yaml
+
+            (tmp / TABLE_FILE).write_text(table_yaml(info.classes))
         if metrics is not None:
             (tmp / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n")
         _replace_dir(tmp, folder)

@@ -21,7 +21,8 @@ The stages, one module each:
 - ``layout``: lanes, parking, kerbs, sidewalks, frontage kinds, the cross street; the ground drawn from them.
 - ``props``: buildings and parks, vegetation, street furniture, vehicles, people, as functions over a ``scene``.
 - ``patterns`` and ``finish``: the per-pixel passes that turn the drawn canvas into a photo.
-- ``render``: the order a scene is drawn in; ``write``: pairs and label ids on disk.
+- ``render``: the order a scene is drawn in; ``write``: pairs and label ids on disk; ``labelled``: scenes as
+  KITTI, BDD100K, ACDC, Dark Zurich or ``images/`` + ``labels/`` datasets (photos and label images).
 - ``drive``: a generated drive, the camera moving down one street, as a video with the label ids of every
   frame (``cityseg synth --video``); ``scene.Shot`` is where one frame is taken from.
 
@@ -43,6 +44,7 @@ from cityseg.synth.drive import (
     write_drive,
 )
 from cityseg.synth.ids import DRAWN_IDS
+from cityseg.synth.labelled import LayoutSummary, write_labelled
 from cityseg.synth.render import IMAGE_SIZE, render_scene
 from cityseg.synth.write import JPEG_QUALITY, JPEG_SUBSAMPLING, SynthSummary, train_class_shares, write_scenes
 
@@ -56,11 +58,13 @@ __all__ = [
     "JPEG_SUBSAMPLING",
     "Drive",
     "DriveSummary",
+    "LayoutSummary",
     "SynthSummary",
     "drive_frames",
     "labels_folder",
     "render_scene",
     "train_class_shares",
     "write_drive",
+    "write_labelled",
     "write_scenes",
 ]

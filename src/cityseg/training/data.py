@@ -14,6 +14,7 @@ from cityseg.datasets import (
     RareClassSampler,
     ShardSampler,
     class_pixels,
+    collate_pairs,
     normalization,
     prepare_labels,
 )
@@ -96,6 +97,7 @@ class SegDataModule(L.LightningDataModule):
             shuffle=shuffle and sampler is None,
             sampler=sampler,
             drop_last=drop_last,
+            collate_fn=collate_pairs,  # evaluation labels of different sizes stay a list
             num_workers=data.workers,
             persistent_workers=data.workers > 0,
             pin_memory=torch.cuda.is_available(),

@@ -109,6 +109,9 @@ class SegModule(L.LightningModule):
 
     def _shared_step(self, batch, stage: str) -> torch.Tensor:
         images, masks = batch  # (B, 3, h, w) float, (B, H, W) int64
+        if isinstance(masks, list):  # labels of different sizes (datasets.collate_pairs): each at its own
+            losses = [self._shared_step((images[i : i + 1], mask[None]), stage) for i, mask in enumerate(masks)]
+            return torch.stack(losses).mean()
         logits = self(images) if stage == "train" else self._eval_logits(images)  # (B, C, h, w)
         if logits.shape[-2:] != masks.shape[-2:]:
             # evaluation masks keep the labels' own size: score the upsampled logits, never resized labels
