@@ -28,7 +28,7 @@ from __future__ import annotations
 from cityseg.video.overlay import Legend, draw_overlay
 from cityseg.video.pipeline import ProbabilitySmoother, check_video_settings, iter_video, predict_video, segment_frames
 from cityseg.video.reader import FrameReader, VideoInfo, is_video_name, open_video, split_video_inputs
-from cityseg.video.summary import FlickerMeter, VideoCutShortError, VideoSummary
+from cityseg.video.summary import FlickerMeter, VideoCutShortError, VideoSummary, VideoTooLongError
 from cityseg.video.writer import ENCODERS, Encoder, OverlayVideoWriter, choose_encoder
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "VideoCutShortError",
     "VideoInfo",
     "VideoSummary",
+    "VideoTooLongError",
     "check_video_settings",
     "choose_encoder",
     "draw_overlay",

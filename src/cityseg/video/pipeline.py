@@ -32,21 +32,16 @@ import numpy as np
 from cityseg.defaults import ID_KINDS, OVERLAY_ALPHA, PREDICT_BATCH
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_path, ensure_writable_dir
-from cityseg.inference import labels_at_size
+from cityseg.inference import edge_labels_at_size
 from cityseg.predict import PredictSummary, ids_encoder, output_stems, preprocess
 from cityseg.video.overlay import Legend, draw_overlay
 from cityseg.video.reader import DecodedFrame, FrameReader
-from cityseg.video.summary import FlickerMeter, VideoCutShortError, VideoSummary
+from cityseg.video.summary import FlickerMeter, VideoCutShortError, VideoSummary, VideoTooLongError
 from cityseg.video.writer import Encoder, FrameSink, OverlayVideoWriter, choose_encoder
 
 if TYPE_CHECKING:
     from cityseg.predict import Segmenter
 
-# Labels back to the frame's size: bilinear logits up to 2x the model's resolution, nearest-neighbour beyond
-# (photos: 4x, inference.BILINEAR_MAX_SCALE). At 1280x720 the resize back was the costliest step of a frame,
-# more than the model (36-68 ms against 12 ms, cpu-hour model, int8, 2 cores); 2x takes a third of it and
-# leaves 99.3% of the pixels as the photo path labels them (the others on class edges, a pixel or two off).
-VIDEO_MAX_SCALE = 2
 
 
 def check_video_settings(every: int, smooth: float | None, batch_size: int) -> float | None:
@@ -80,18 +75,20 @@ class ProbabilitySmoother:
 
     def __init__(self, weight: float):
         self.weight = float(weight)
-        self.mean = None  # torch tensor (C, h, w)
+        self.mean: np.ndarray | None = None  # (C, h, w)
 
     def __call__(self, logits: np.ndarray) -> np.ndarray:
-        """(C, h, w) logits -> (C, h, w) smoothed probabilities."""
-        import torch
-
-        probabilities = torch.softmax(torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)), dim=0)
+        """(C, h, w) logits -> (C, h, w) smoothed probabilities (NumPy: no torch threads beside the model's)."""
+        probabilities = np.array(logits, dtype=np.float32)  # softmax over the classes, in place
+        probabilities -= probabilities.max(axis=0)
+        np.exp(probabilities, out=probabilities)
+        probabilities /= probabilities.sum(axis=0)
         if self.mean is None or self.mean.shape != probabilities.shape:
             self.mean = probabilities
         else:
-            self.mean.mul_(1 - self.weight).add_(probabilities, alpha=self.weight)
-        return self.mean.numpy()
+            self.mean *= 1 - self.weight
+            self.mean += self.weight * probabilities
+        return self.mean
 
 
 class _Clock:
@@ -133,7 +130,7 @@ def _label_pending(segmenter, pending, smoother, clock) -> Iterator[tuple[Decode
     labels = {}
     for frame, scores in zip(keys, logits, strict=True):
         scores = smoother(scores) if smoother else scores
-        labels[frame.index] = labels_at_size(scores, frame.rgb.shape[:2], max_scale=VIDEO_MAX_SCALE)
+        labels[frame.index] = edge_labels_at_size(scores, frame.rgb.shape[:2])
     clock.busy_s += time.perf_counter() - began
     current = None
     for frame in pending:
@@ -142,13 +139,15 @@ def _label_pending(segmenter, pending, smoother, clock) -> Iterator[tuple[Decode
     return current
 
 
-def _open_reader(segmenter: Segmenter, path: str | os.PathLike, every: int) -> FrameReader:
+def _open_reader(
+    segmenter: Segmenter, path: str | os.PathLike, every: int, max_frames: int | None = None
+) -> FrameReader:
     """A reader that prepares one frame in ``every`` for the model: decode_image's array path, then preprocess."""
 
     def prepare(index: int, rgb: np.ndarray) -> np.ndarray:
         return preprocess(segmenter.open(rgb).image, segmenter.info)
 
-    return FrameReader(path, prepare=prepare, wanted=lambda index: index % every == 0)
+    return FrameReader(path, prepare=prepare, wanted=lambda index: index % every == 0, max_frames=max_frames)
 
 
 def iter_video(
@@ -198,6 +197,7 @@ def predict_video(
     progress: bool = False,
     stem: str | None = None,
     encoder: Encoder | None = None,
+    max_frames: int | None = None,
 ) -> VideoSummary:
     """Segment a video and write ``STEM_overlay.mp4`` (and with ``frames``, ``STEM_frames/000000_<ids>.png`` ...).
 
@@ -218,6 +218,7 @@ def predict_video(
         progress: show a tqdm bar counting frames.
         stem: the output name (default: the file's stem).
         encoder: the video encoder (default: the best there is).
+        max_frames: refuse a video with more frames than this (``cityseg serve``'s length limit); None: any length.
 
     Returns:
         A :class:`~cityseg.video.summary.VideoSummary`.
@@ -225,6 +226,7 @@ def predict_video(
     Raises:
         CitysegError: bad settings, an unwritable folder, a file that is not a readable video, no frames.
         VideoCutShortError: the file is damaged or cut short part-way; the good frames were written first.
+        VideoTooLongError: more than ``max_frames`` frames; nothing is written.
     """
     weight = check_video_settings(every, smooth, batch_size)
     to_ids, suffix = ids_encoder(segmenter.info, ids)
@@ -233,7 +235,7 @@ def predict_video(
     overlay_path = folder / f"{stem}_overlay.mp4"
     chosen = encoder or choose_encoder()
     began = time.perf_counter()
-    with _open_reader(segmenter, path, every) as reader:
+    with _open_reader(segmenter, path, every, max_frames) as reader:
         summary = VideoSummary(
             source=reader.info.path, overlay=overlay_path, backend=str(segmenter.backend), codec=chosen.label,
             fps=float(reader.info.fps), every=every, smooth=weight,
@@ -291,6 +293,8 @@ def _run_stages(segmenter, reader, writer, label_pngs, summary, alpha, weight, b
                 sink.put(frame.index, frame.rgb, labels)
             if reader.frames == 0:
                 raise _no_frames(reader)
+            if reader.over_limit:
+                raise VideoTooLongError(f"{reader.info.path} has more than {reader.max_frames} frames, the limit")
             sink.finish()
         except BaseException:
             sink.abort()

@@ -123,3 +123,7 @@ class VideoCutShortError(CitysegError):
     def __init__(self, message: str, summary: VideoSummary):
         super().__init__(message)
         self.summary = summary
+
+
+class VideoTooLongError(CitysegError):
+    """A video with more frames than the ``max_frames`` of :func:`cityseg.video.predict_video`; nothing was written."""
