@@ -68,7 +68,8 @@ def blocky_logits(seed: int, channels: int = 6, shape: tuple[int, int] = (24, 32
 def test_edge_labels_equal_labels_at_size(size, limits):
     """Up, same size, down, stretched and past the bilinear limit: the same labels as labels_at_size's."""
     for logits in (blocky_logits(5), np.random.default_rng(6).standard_normal((5, 16, 24)).astype(np.float32)):
-        np.testing.assert_array_equal(edge_labels_at_size(logits, size, **limits), labels_at_size(logits, size, **limits))
+        expected = labels_at_size(logits, size, **limits)
+        np.testing.assert_array_equal(edge_labels_at_size(logits, size, **limits), expected)
 
 
 def test_edge_labels_interpolate_only_near_class_edges(monkeypatch):

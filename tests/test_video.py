@@ -103,7 +103,7 @@ def test_iter_video_yields_what_predict_video_writes(tiny_segmenter, drive, tmp_
 
 
 def test_frames_go_through_the_photo_path(tiny_segmenter, drive):
-    """A frame's labels are those of the same RGB array segmented as a photo (the same resize back, done near edges only)."""
+    """A frame's labels are those of the same RGB array segmented as a photo (the resize back near edges only)."""
     frame, labels = next(iter(tiny_segmenter.iter_video(drive)))
     np.testing.assert_array_equal(labels, tiny_segmenter.predict(frame))
 

@@ -1,4 +1,4 @@
-"""The application: the page, ``/predict``, ``/predict/video``, ``/health`` and ``/classes`` over one :class:`Segmenter`."""
+"""The application: the page, ``/predict``, ``/predict/video``, ``/health``, ``/classes`` over a :class:`Segmenter`."""
 
 from __future__ import annotations
 

@@ -89,7 +89,9 @@ def add_video_route(app: FastAPI, served, error_responses: dict) -> None:
         try:
             data = await read_upload(request, served.settings.max_upload_bytes, kind="video")
             started = time.perf_counter()
-            overlay, summary = await run_in_threadpool(_segment, segmenter, served.settings, data, folder, every, smooth)
+            overlay, summary = await run_in_threadpool(
+                _segment, segmenter, served.settings, data, folder, every, smooth
+            )
         finally:
             await run_in_threadpool(shutil.rmtree, folder, True)
             served.admission.leave()

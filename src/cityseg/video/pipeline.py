@@ -6,10 +6,15 @@
                            decode_image's array path and preprocess, exactly as a photo does
         | Pipe (4 frames)
     segment_frames         batches of frames through Segmenter.logits (backend, flip, scales); optional
-    (calling thread)       smoothing of the class probabilities; labels_at_size back to the frame's size
+    (calling thread)       smoothing of the class probabilities
         | Pipe (4 frames)
-    FrameSink (thread)     the overlay (the photos' colours and blending, a legend), PyAV encode + mux,
+    FrameSink (thread)     labels back to the frame's size (edge_labels_at_size: the photos' labels), the
+                           overlay (the photos' colours and blending, a legend), PyAV encode + mux,
                            optionally each frame's label PNG
+
+The model's thread runs the network alone, the stage that costs most; the labels' resize, the next
+costliest, is the encoding thread's, so that the two threads share the work about equally on 2 cores.
+:func:`iter_video` resizes in the calling thread, as its caller wants labels.
 
 The pipes are bounded, so memory does not grow with the video's length, and the stages overlap: FFmpeg,
 PyTorch, ONNX Runtime, OpenVINO and PIL release the GIL in their heavy calls, so the slowest stage sets
@@ -41,7 +46,6 @@ from cityseg.video.writer import Encoder, FrameSink, OverlayVideoWriter, choose_
 
 if TYPE_CHECKING:
     from cityseg.predict import Segmenter
-
 
 
 def check_video_settings(every: int, smooth: float | None, batch_size: int) -> float | None:
@@ -83,12 +87,11 @@ class ProbabilitySmoother:
         probabilities -= probabilities.max(axis=0)
         np.exp(probabilities, out=probabilities)
         probabilities /= probabilities.sum(axis=0)
-        if self.mean is None or self.mean.shape != probabilities.shape:
-            self.mean = probabilities
-        else:
-            self.mean *= 1 - self.weight
-            self.mean += self.weight * probabilities
-        return self.mean
+        if self.mean is not None and self.mean.shape == probabilities.shape:
+            probabilities *= self.weight
+            probabilities += (1 - self.weight) * self.mean
+        self.mean = probabilities  # a new array each frame: the encoding thread may still read the last one
+        return probabilities
 
 
 class _Clock:
@@ -101,11 +104,14 @@ def segment_frames(
     smoother: Callable[[np.ndarray], np.ndarray] | None = None,
     batch_size: int = PREDICT_BATCH,
     clock: _Clock | None = None,
+    resize: bool = True,
 ) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
     """(frame, (H, W) uint8 labels) for every frame ``reader`` gives, in order.
 
     The frames the reader prepared (its ``wanted`` ones) go through the model, ``batch_size`` at a time;
-    the others take the labels of the last segmented frame before them (the same array).
+    the others take the labels of the last segmented frame before them (the same array). With ``resize``
+    False the labels are left to the caller: each frame comes with its (C, h, w) scores at the model's size
+    (logits, or smoothed probabilities), for :func:`cityseg.inference.edge_labels_at_size`.
     """
     clock = clock or _Clock()
     pending: list[DecodedFrame] = []  # frames waiting for a batch; the first is always a segmented one
@@ -116,13 +122,13 @@ def segment_frames(
             continue
         pending.append(frame)
         if sum(item.prepared is not None for item in pending) == batch_size:
-            held = yield from _label_pending(segmenter, pending, smoother, clock)
+            held = yield from _label_pending(segmenter, pending, smoother, clock, resize)
             pending = []
     if pending:
-        yield from _label_pending(segmenter, pending, smoother, clock)
+        yield from _label_pending(segmenter, pending, smoother, clock, resize)
 
 
-def _label_pending(segmenter, pending, smoother, clock) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
+def _label_pending(segmenter, pending, smoother, clock, resize) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
     """Run the model on the prepared frames of ``pending``, then yield all of them labelled; returns the last labels."""
     began = time.perf_counter()
     keys = [frame for frame in pending if frame.prepared is not None]
@@ -130,7 +136,7 @@ def _label_pending(segmenter, pending, smoother, clock) -> Iterator[tuple[Decode
     labels = {}
     for frame, scores in zip(keys, logits, strict=True):
         scores = smoother(scores) if smoother else scores
-        labels[frame.index] = edge_labels_at_size(scores, frame.rgb.shape[:2])
+        labels[frame.index] = edge_labels_at_size(scores, frame.rgb.shape[:2]) if resize else scores
     clock.busy_s += time.perf_counter() - began
     current = None
     for frame in pending:
@@ -275,6 +281,13 @@ def _run_stages(segmenter, reader, writer, label_pngs, summary, alpha, weight, b
         legend = legend or Legend(classes, rgb.shape[0])
         return draw_overlay(rgb, labels, classes, alpha, legend)
 
+    resized: list = [None, None]  # the last scores and their labels: frames held by --every share both
+
+    def to_labels(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        if scores is not resized[0]:
+            resized[:] = [scores, edge_labels_at_size(scores, size)]
+        return resized[1]
+
     clock = _Clock()
     total = reader.info.expected_frames
     with tqdm(total=total, desc=reader.info.path.name, unit="frame", disable=None if progress else True) as bar:
@@ -283,14 +296,14 @@ def _run_stages(segmenter, reader, writer, label_pngs, summary, alpha, weight, b
             flicker.update(labels)
             bar.update(1)
 
-        sink = FrameSink(writer, draw, on_frame, label_pngs)
+        sink = FrameSink(writer, draw, on_frame, label_pngs, resize=to_labels)
         try:
             smoother = ProbabilitySmoother(weight) if weight else None
-            for frame, labels in segment_frames(segmenter, reader, smoother, batch_size, clock):
+            for frame, scores in segment_frames(segmenter, reader, smoother, batch_size, clock, resize=False):
                 if frame.index == 0:
                     summary.size = (frame.rgb.shape[1], frame.rgb.shape[0])
                 summary.segmented += frame.prepared is not None
-                sink.put(frame.index, frame.rgb, labels)
+                sink.put(frame.index, frame.rgb, scores)
             if reader.frames == 0:
                 raise _no_frames(reader)
             if reader.over_limit:
