@@ -53,7 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--render-scale", type=float, default=0.5, help="drive rendered at this scale (default 0.5)")
     parser.add_argument("--backends", default="torch,onnx,openvino", help="comma-separated (default all three)")
     parser.add_argument("--every", type=int, default=2, help="the --every figure (0: skip; default 2)")
-    parser.add_argument("--threads", type=int, default=2, help="model threads (default 2)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="model threads (default 0: cityseg's choice for video, cores - 1)"
+    )
     parser.add_argument(
         "--light",
         default="64:256x256,64:192x192",
@@ -177,8 +179,9 @@ def looped_video(source: Path, path: Path, frames: int) -> Path:
 def segment(model_dir: Path, video: Path, backend: str, threads: int, out: Path, every: int = 1):
     """``Segmenter.predict_video`` once, after a short warm-up of the backend; its VideoSummary."""
     from cityseg.predict import Segmenter
+    from cityseg.video.pipeline import video_model_threads
 
-    segmenter = Segmenter.from_pretrained(model_dir, backend=backend, threads=threads)
+    segmenter = Segmenter.from_pretrained(model_dir, backend=backend, threads=video_model_threads(threads))
     warm = np.zeros((1, 3, *segmenter.info.input_size), dtype=np.float32)
     for _ in range(3):
         segmenter.logits(warm)
@@ -219,8 +222,9 @@ class PeakSampler(threading.Thread):
 def child_memory(args: argparse.Namespace) -> None:
     """In a fresh process: segment ``--child-memory``; print the resident set before (warmed up) and its peak during."""
     from cityseg.predict import Segmenter
+    from cityseg.video.pipeline import video_model_threads
 
-    segmenter = Segmenter.from_pretrained(args.model, backend=args.backend, threads=args.threads)
+    segmenter = Segmenter.from_pretrained(args.model, backend=args.backend, threads=video_model_threads(args.threads))
     for index, _ in enumerate(segmenter.iter_video(args.child_memory)):  # warm-up: imports, thread pools, buffers
         if index == 10:
             break
@@ -355,7 +359,10 @@ def main(argv: list[str] | None = None) -> None:
 
     info = read_model_info(model_dir)
     print(f"model: {info.arch}/{info.encoder} at {info.input_size[1]}x{info.input_size[0]}, {weights}; ONNX: {int8}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; --threads {args.threads}")
+    from cityseg.video.pipeline import video_model_threads
+
+    threads = video_model_threads(args.threads)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; model threads {threads}")
     print(f"load average (1 min) before and after: {load_before:.2f}, {os.getloadavg()[0]:.2f}")
     print(f"command: python benchmarks/video.py {' '.join(argv if argv is not None else sys.argv[1:])}\n")
     print("\n".join(speed))

@@ -375,7 +375,8 @@ def predict_files(
         pairs: inputs are pair images; their photo half is used.
         mask_side: which half of a pair is the mask.
         batch_size: images per forward pass.
-        threads: CPU threads for the backend.
+        threads: CPU threads for the backend (None: the libraries' default; with videos among the inputs,
+            all cores but one, :func:`cityseg.video.pipeline.video_model_threads`).
         onnx_file: ONNX file to run with ``backend="onnx"`` or ``"openvino"``.
         skip_bad: skip unreadable images (listed in the summary) instead of stopping at the first.
         progress: show a tqdm progress bar.
@@ -396,10 +397,14 @@ def predict_files(
         raise CitysegError(f"--batch-size must be at least 1, not {batch_size}")
     if mask_side not in MASK_SIDES:
         raise CitysegError(f"--mask-side must be right or left, not {mask_side!r}")
+    inputs, videos = split_video_inputs(inputs, pairs)
+    if videos and not threads:  # the decoding and encoding threads need a core of their own
+        from cityseg.video.pipeline import video_model_threads
+
+        threads = video_model_threads()
     loaded = isinstance(model, Segmenter)
     segmenter = model if loaded else Segmenter.from_pretrained(model, backend, onnx_file, threads, flip, scales)
     to_ids, suffix = ids_encoder(segmenter.info, ids)  # fails before any image is read
-    inputs, videos = split_video_inputs(inputs, pairs)
     paths = expand_inputs(inputs) if inputs or not videos else []
     writer = OutputWriter(ensure_writable_dir(out_dir), segmenter.class_set, to_ids, suffix, overlay_alpha)
     summary = PredictSummary(writer.out_dir, str(segmenter.backend))
