@@ -12,6 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 
 import cityseg.video
+from cityseg.predict import Segmenter
 from cityseg.serve import ServeSettings, create_app
 from video_helpers import FPS, FRAMES, HEIGHT, WIDTH, read_video, street_frames, write_video
 
@@ -133,6 +134,26 @@ def test_one_video_at_a_time_and_photos_go_on(tiny_segmenter, drive, monkeypatch
         assert photo.status_code == 200
         release.set()
         assert first.result(60).status_code == 200
+        assert post_video(client, drive.read_bytes()).status_code == 200
+
+
+def test_a_model_failing_on_a_frame_is_a_500_and_the_server_goes_on(tiny_segmenter, drive):
+    calls = []
+
+    def fails_on_the_third(batch):
+        calls.append(len(batch))
+        if len(calls) == 3:
+            raise RuntimeError("out of memory in a convolution\nsecond line")
+        return tiny_segmenter.logits(batch)
+
+    flaky = Segmenter(fails_on_the_third, tiny_segmenter.info)
+    with TestClient(create_app(flaky)) as client:
+        response = post_video(client, drive.read_bytes())
+        assert response.status_code == 500
+        assert response.json() == {
+            "error": "video_failed",
+            "message": "segmenting the video failed: out of memory in a convolution",
+        }
         assert post_video(client, drive.read_bytes()).status_code == 200
 
 

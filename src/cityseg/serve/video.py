@@ -23,7 +23,7 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
-from cityseg.errors import CitysegError
+from cityseg.errors import CitysegError, first_line
 from cityseg.predict import Segmenter
 from cityseg.serve.settings import RequestError
 from cityseg.serve.upload import UPLOAD_KINDS, read_upload
@@ -85,7 +85,12 @@ def add_video_route(app: FastAPI, served, error_responses: dict) -> None:
         if not served.admission.try_enter():
             one_video.leave()
             raise RequestError(503, "busy", "the server is busy; retry in a moment", {"Retry-After": "1"})
-        folder = Path(tempfile.mkdtemp(prefix="cityseg-video-"))
+        try:
+            folder = Path(tempfile.mkdtemp(prefix="cityseg-video-"))
+        except OSError as exc:
+            served.admission.leave()
+            one_video.leave()
+            raise RequestError(500, "video_failed", f"no room for the upload: {exc.strerror or exc}") from None
         try:
             data = await read_upload(request, served.settings.max_upload_bytes, kind="video")
             started = time.perf_counter()
@@ -127,7 +132,10 @@ def _segment(segmenter: Segmenter, settings, data: bytes, folder: Path, every: i
     from cityseg.video import VideoCutShortError, VideoTooLongError, open_video, predict_video
 
     path = folder / UPLOAD_NAME
-    path.write_bytes(data)
+    try:
+        path.write_bytes(data)
+    except OSError as exc:
+        raise RequestError(500, "video_failed", f"no room for the upload: {exc.strerror or exc}") from None
     try:
         container, _, info = open_video(path)
         container.close()
@@ -135,6 +143,8 @@ def _segment(segmenter: Segmenter, settings, data: bytes, folder: Path, every: i
         summary = predict_video(
             segmenter, path, folder / "out", every=every, smooth=smooth or None, stem=UPLOAD_NAME, max_frames=max_frames
         )
+    except RequestError:
+        raise
     except VideoTooLongError:
         raise RequestError(413, "video_too_long", _too_long(settings)) from None
     except VideoCutShortError as exc:
@@ -143,6 +153,8 @@ def _segment(segmenter: Segmenter, settings, data: bytes, folder: Path, every: i
         if str(path) not in str(exc):  # about the output, e.g. a full disk: the server's fault, not the video's
             raise RequestError(500, "video_failed", str(exc).replace(str(folder), "a temporary folder")) from None
         raise RequestError(400, "bad_video", f"{_named(exc, path)}; {UPLOAD_KINDS['video'][1]}") from None
+    except Exception as exc:  # e.g. the model failing on a frame: the request gets a 500, the server goes on
+        raise RequestError(500, "video_failed", f"segmenting the video failed: {first_line(exc)}") from None
     return summary.overlay.read_bytes(), summary
 
 
