@@ -7,12 +7,13 @@ Windows and Android players open it; browsers may not). The summary says which o
 libx264 runs with preset ``ultrafast`` plus its deblocking filter and CABAC, ``crf`` 23, yuv420p, two threads:
 
 - ``ultrafast`` with deblocking and CABAC: on a CPU the model needs the cores, and the pipeline runs at the
-  pace of its slowest stage, so the encoder should take a small share. On 60 overlay frames at 1280x720
-  (2-core machine, one thread): ``superfast`` 17 ms of CPU a frame, 25 KiB a frame, PSNR 31.7 dB against
-  the RGB frames; ``ultrafast`` 8.4 ms, 30 KiB, 31.5 dB, and blockier, as it drops the deblocking filter
-  and CABAC; ``ultrafast`` with both back 9.4 ms, 25 KiB, 31.7 dB: ``superfast``'s size and quality for
-  little more than half its time (what ``superfast`` adds, motion search and partitions, buys little on
-  flat overlay colours). CABAC makes the stream H.264 Main profile, which every browser plays.
+  pace of its slowest stage, so the encoder should take a small share. On 40 overlay frames of the
+  generated 1280x720 drive (``benchmarks/video_steps.py``, one thread): ``superfast`` 22 ms of CPU a
+  frame, 37 KiB a frame, PSNR 31.6 dB against the RGB overlay; ``ultrafast`` 9.2 ms, 49 KiB, 31.4 dB, and
+  blockier, as it drops the deblocking filter and CABAC; ``ultrafast`` with both back 11.2 ms, 43 KiB,
+  31.6 dB: ``superfast``'s quality for half its time and a sixth more bytes (what ``superfast`` adds,
+  motion search and partitions, buys little on flat overlay colours). CABAC makes the stream H.264 Main
+  profile, which every browser plays.
 - ``crf`` 23, x264's default constant quality: the file's size follows what the frames hold, not a bit rate
   that is too much for a still street and too little for a busy one;
 - yuv420p (4:2:0 chroma), because H.264 in any other layout is one many players refuse; it needs an even
