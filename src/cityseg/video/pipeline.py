@@ -52,9 +52,10 @@ def video_model_threads(threads: int | None = None) -> int:
     """The model's CPU threads for a video: ``threads`` if given, else all cores but one (at least one).
 
     The decoding and encoding threads (and FFmpeg's and x264's own) need a core too. A model whose team of
-    threads shares every core with them waits at each layer for whichever member is not running: on 2 cores,
-    with other programs busy, the PyTorch model took 0.3-1.6 s a frame on 2 threads against 77-130 ms on one,
-    and OpenVINO 5-10% more CPU a frame on 2 threads than on one for the same speed.
+    threads shares every core with them waits at each layer for whichever member is not running: on 2 busy
+    cores the PyTorch model took 0.3-1.6 s a frame on 2 threads against 77-130 ms on one, and the int8 model
+    cost more CPU on 2 threads for no speed (ONNX Runtime 31 against 17 ms, OpenVINO 25 against 20;
+    ``benchmarks/video_steps.py``).
     """
     if threads:
         return int(threads)
