@@ -53,7 +53,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--render-scale", type=float, default=0.5, help="drive rendered at this scale (default 0.5)")
     parser.add_argument("--backends", default="torch,onnx,openvino", help="comma-separated (default all three)")
     parser.add_argument("--every", type=int, default=2, help="the --every figure (0: skip; default 2)")
-    parser.add_argument("--threads", type=int, default=2, help="model threads (default 2)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="model threads (default 0: cityseg's choice for video, cores - 1)"
+    )
+    parser.add_argument(
+        "--light",
+        default="64:256x256,64:192x192",
+        help="lighter networks, each DECODER_WIDTH:HxW (random weights, int8, fastest backend; '' skips)",
+    )
     parser.add_argument("--memory-seconds", default="10,60", help="video lengths for peak memory ('' skips)")
     parser.add_argument("--memory-backend", default="onnx", help="backend of the memory runs (default onnx)")
     parser.add_argument("--seed", type=int, default=0, help="the drive's seed")
@@ -66,8 +73,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # ---- the model ----------------------------------------------------------------------------------
 
 
-def random_model(folder: Path) -> Path:
-    """The cpu-hour network with random weights, saved as a model folder (reused if there)."""
+def random_model(folder: Path, decoder_width: int = DECODER_WIDTH, input_size: tuple[int, int] = INPUT_SIZE) -> Path:
+    """The cpu-hour network (or a lighter one) with random weights, saved as a model folder (reused if there)."""
     if (folder / "cityseg.json").is_file():
         return folder
     import torch
@@ -77,9 +84,9 @@ def random_model(folder: Path) -> Path:
     from cityseg.models import ModelInfo, create_model, network_options, save_model
 
     torch.manual_seed(0)
-    options = network_options(ModelConfig(arch=ARCH, encoder=ENCODER, decoder_width=DECODER_WIDTH))
+    options = network_options(ModelConfig(arch=ARCH, encoder=ENCODER, decoder_width=decoder_width))
     net = create_model(ARCH, ENCODER, num_classes=19, encoder_weights="none", **options).eval()
-    info = ModelInfo.from_class_set(ARCH, ENCODER, class_set("train19"), INPUT_SIZE)
+    info = ModelInfo.from_class_set(ARCH, ENCODER, class_set("train19"), input_size)
     return save_model(net, folder, info)
 
 
@@ -172,12 +179,23 @@ def looped_video(source: Path, path: Path, frames: int) -> Path:
 def segment(model_dir: Path, video: Path, backend: str, threads: int, out: Path, every: int = 1):
     """``Segmenter.predict_video`` once, after a short warm-up of the backend; its VideoSummary."""
     from cityseg.predict import Segmenter
+    from cityseg.video.pipeline import video_model_threads
 
-    segmenter = Segmenter.from_pretrained(model_dir, backend=backend, threads=threads)
+    segmenter = Segmenter.from_pretrained(model_dir, backend=backend, threads=video_model_threads(threads))
     warm = np.zeros((1, 3, *segmenter.info.input_size), dtype=np.float32)
     for _ in range(3):
         segmenter.logits(warm)
-    return segmenter.predict_video(video, out=out, every=every)
+    segmenter.predict(np.zeros((720, 1280, 3), dtype=np.uint8))  # the imports of preprocessing, once per process
+    before = cpu_seconds()
+    summary = segmenter.predict_video(video, out=out, every=every)
+    summary.cpu_ms = 1000 * (cpu_seconds() - before) / max(1, summary.frames)  # the benchmark's own figure
+    return summary
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process so far, all threads (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def resident_mib() -> float:
@@ -204,8 +222,9 @@ class PeakSampler(threading.Thread):
 def child_memory(args: argparse.Namespace) -> None:
     """In a fresh process: segment ``--child-memory``; print the resident set before (warmed up) and its peak during."""
     from cityseg.predict import Segmenter
+    from cityseg.video.pipeline import video_model_threads
 
-    segmenter = Segmenter.from_pretrained(args.model, backend=args.backend, threads=args.threads)
+    segmenter = Segmenter.from_pretrained(args.model, backend=args.backend, threads=video_model_threads(args.threads))
     for index, _ in enumerate(segmenter.iter_video(args.child_memory)):  # warm-up: imports, thread pools, buffers
         if index == 10:
             break
@@ -237,21 +256,22 @@ def stage_row(name: str, summary) -> str:
     return (
         f"| {name} | {summary.frames} | {summary.frames_per_s:.1f} | {summary.realtime_factor:.2f}x | "
         f"{100 * shares['decode']:.0f}% | {100 * shares['model']:.0f}% | {100 * shares['encode']:.0f}% | "
-        f"{summary.wall_s:.1f} |"
+        f"{summary.cpu_ms:.0f} | {summary.wall_s:.1f} |"
     )
 
 
 def speed_table(model_dir: Path, video: Path, args: argparse.Namespace, work: Path) -> list[str]:
     lines = [
-        "| backend | frames | frames/s | real time | decode | model | overlay + encode | seconds |",
-        "|---|---|---|---|---|---|---|---|",
+        "| backend | frames | frames/s | real time | decode | model | resize + overlay + encode | CPU ms/frame "
+        "| seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     fastest: tuple[float, str] | None = None
     for backend in [name.strip() for name in args.backends.split(",") if name.strip()]:
         try:
             summary = segment(model_dir, video, backend, args.threads, work / "out" / backend)
         except Exception as exc:  # e.g. OpenVINO not installed: the other rows still count
-            lines.append(f"| {backend} | not run: {str(exc).splitlines()[0]} | | | | | | |")
+            lines.append(f"| {backend} | not run: {str(exc).splitlines()[0]} | | | | | | | |")
             continue
         label = summary.backend
         lines.append(stage_row(label, summary))
@@ -262,7 +282,26 @@ def speed_table(model_dir: Path, video: Path, args: argparse.Namespace, work: Pa
         summary = segment(model_dir, video, fastest[1], args.threads, work / "out" / "every", every=args.every)
         lines.append(stage_row(f"{summary.backend}, --every {args.every}", summary))
         print(lines[-1], flush=True)
+    for width, size in light_networks(args.light) if fastest is not None else []:
+        tag = f"decoder {width}, {size[1]}x{size[0]}"
+        light_dir = random_model(work / f"model-d{width}-{size[0]}x{size[1]}", width, size)
+        if fastest[1] != "torch":
+            export_int8(light_dir, video, work / f"light-{width}-{size[0]}x{size[1]}")
+        summary = segment(light_dir, video, fastest[1], args.threads, work / "out" / f"light-{width}-{size[0]}")
+        lines.append(stage_row(f"lighter: {tag}, {summary.backend}", summary))
+        print(lines[-1], flush=True)
     return lines
+
+
+def light_networks(text: str) -> list[tuple[int, tuple[int, int]]]:
+    """``"64:256x256,64:192x192"`` -> [(64, (256, 256)), (64, (192, 192))]: decoder width and (h, w) input."""
+    networks = []
+    for item in (part.strip() for part in text.split(",")):
+        if item:
+            width, size = item.split(":")
+            height, across = (int(side) for side in size.lower().split("x"))
+            networks.append((int(width), (height, across)))
+    return networks
 
 
 def memory_table(model_dir: Path, source: Path, args: argparse.Namespace, work: Path) -> list[str]:
@@ -297,7 +336,7 @@ def main(argv: list[str] | None = None) -> None:
     width, height = (int(side) for side in args.size.lower().split("x"))
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="video-bench-"))
     work.mkdir(parents=True, exist_ok=True)
-    began = time.perf_counter()
+    began, load_before = time.perf_counter(), os.getloadavg()[0]
     try:
         tag = f"{width}x{height}-{args.fps}fps-{args.seconds:g}s-seed{args.seed}-r{args.render_scale:g}"
         video = drive_video(
@@ -320,7 +359,11 @@ def main(argv: list[str] | None = None) -> None:
 
     info = read_model_info(model_dir)
     print(f"model: {info.arch}/{info.encoder} at {info.input_size[1]}x{info.input_size[0]}, {weights}; ONNX: {int8}")
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; --threads {args.threads}")
+    from cityseg.video.pipeline import video_model_threads
+
+    threads = video_model_threads(args.threads)
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; model threads {threads}")
+    print(f"load average (1 min) before and after: {load_before:.2f}, {os.getloadavg()[0]:.2f}")
     print(f"command: python benchmarks/video.py {' '.join(argv if argv is not None else sys.argv[1:])}\n")
     print("\n".join(speed))
     if memory:

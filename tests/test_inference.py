@@ -12,6 +12,7 @@ from cityseg import inference
 from cityseg.errors import CitysegError
 from cityseg.inference import (
     _window_starts,
+    edge_labels_at_size,
     eval_net,
     flip_averaged_logits,
     labels_at_size,
@@ -50,6 +51,40 @@ def test_labels_beyond_the_bilinear_limits_finish_with_nearest(limits, middle):
     bilinear = labels_at_size(logits, middle, max_scale=100)
     nearest = np.asarray(Image.fromarray(bilinear).resize((600, 400), Image.Resampling.NEAREST))
     np.testing.assert_array_equal(capped, nearest)
+
+
+def blocky_logits(seed: int, channels: int = 6, shape: tuple[int, int] = (24, 32)) -> np.ndarray:
+    """Logits whose top class comes in patches (as a street's do), plus noise: most 2x2 blocks share a class."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.standard_normal((channels, shape[0] // 4, shape[1] // 4)).astype(np.float32)
+    fine = np.repeat(np.repeat(coarse, 4, axis=1), 4, axis=2)
+    return fine + 0.05 * rng.standard_normal(fine.shape).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("size", "limits"),
+    [((61, 90), {}), ((24, 32), {}), ((7, 5), {}), ((150, 70), {}), ((400, 600), {"max_scale": 4})],
+)
+def test_edge_labels_equal_labels_at_size(size, limits):
+    """Up, same size, down, stretched and past the bilinear limit: the same labels as labels_at_size's."""
+    for logits in (blocky_logits(5), np.random.default_rng(6).standard_normal((5, 16, 24)).astype(np.float32)):
+        expected = labels_at_size(logits, size, **limits)
+        np.testing.assert_array_equal(edge_labels_at_size(logits, size, **limits), expected)
+
+
+def test_edge_labels_interpolate_only_near_class_edges(monkeypatch):
+    logits = blocky_logits(7)
+    interpolated = []
+    real = inference._interpolate_argmax
+    monkeypatch.setattr(inference, "_interpolate_argmax", lambda *a: interpolated.append(a[2].size) or real(*a))
+    monkeypatch.setattr(inference, "EDGE_CHUNK", 500)  # several chunks
+    labels = edge_labels_at_size(logits, (96, 128))
+    np.testing.assert_array_equal(labels, bilinear_argmax(logits, (96, 128)))
+    assert len(interpolated) > 1 and 0 < sum(interpolated) < 0.6 * labels.size
+    one_class = np.zeros((3, 4, 4), np.float32)
+    one_class[1] = 1
+    interpolated.clear()
+    assert (edge_labels_at_size(one_class, (40, 40)) == 1).all() and sum(interpolated) == 0
 
 
 def test_labels_at_size_takes_one_pixel_and_stretched_shapes():

@@ -29,7 +29,14 @@ def png_bytes() -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("method", "path"), [("GET", "/health"), ("GET", "/classes"), ("GET", "/openapi.json"), ("POST", "/predict")]
+    ("method", "path"),
+    [
+        ("GET", "/health"),
+        ("GET", "/classes"),
+        ("GET", "/openapi.json"),
+        ("POST", "/predict"),
+        ("POST", "/predict/video"),
+    ],
 )
 @pytest.mark.parametrize("header", [None, "Bearer wrong", f"Basic {TOKEN}", "Bearer", f"Bearer {TOKEN}x"])
 def test_every_route_but_the_page_answers_401_without_the_token(locked, method, path, header):

@@ -49,6 +49,7 @@ MAX_MEGAPIXELS = 40.0  # largest image, width x height in millions of pixels (a 
 MAX_SIDE = 10_000  # longest side in pixels, whatever the area
 QUEUE_SIZE = 16  # requests in flight (reading, decoding, waiting or running); the next one gets 503
 MAX_BATCH = 4  # images one forward pass may take from the queue
+MAX_VIDEO_SECONDS = 60.0  # longest video POST /predict/video segments (about a minute of CPU per 20 s of 720p)
 DEFAULT_HOST = "127.0.0.1"  # loopback: reachable from this machine only, unless --host says otherwise
 DEFAULT_PORT = 8000
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")  # uvicorn's

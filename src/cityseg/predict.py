@@ -375,31 +375,31 @@ def predict_files(
         pairs: inputs are pair images; their photo half is used.
         mask_side: which half of a pair is the mask.
         batch_size: images per forward pass.
-        threads: CPU threads for the backend.
+        threads: CPU threads for the backend (None: the libraries' default, or all cores but one for videos).
         onnx_file: ONNX file to run with ``backend="onnx"`` or ``"openvino"``.
         skip_bad: skip unreadable images (listed in the summary) instead of stopping at the first.
         progress: show a tqdm progress bar.
         overlay_alpha: weight of the colours in the overlay.
-        flip: average each photo's logits with its mirror image's (twice the time); ignored for a loaded
-            :class:`Segmenter`, which has its own ``flip``.
-        scales: rescale factors whose logits are averaged too (multi-scale test-time augmentation); ignored
-            for a loaded :class:`Segmenter`, like ``flip``.
+        flip: average each photo's logits with its mirror image's (twice the time).
+        scales: rescale factors whose logits are averaged too (multi-scale test-time augmentation); ``flip``
+            and ``scales`` are ignored for a loaded :class:`Segmenter`, which has its own.
         frames, every, smooth: for videos among the inputs (each gets ``STEM_overlay.mp4``): per-frame label
             PNGs, the model on one frame in ``every``, probability smoothing (:func:`cityseg.video.predict_video`).
 
     Returns:
         A :class:`PredictSummary` (its ``str`` is the latency summary).
     """
-    from cityseg.video.reader import split_video_inputs  # cityseg.video imports this module
+    from cityseg.video import split_video_inputs, video_model_threads  # cityseg.video imports this module
 
     if batch_size < 1:
         raise CitysegError(f"--batch-size must be at least 1, not {batch_size}")
     if mask_side not in MASK_SIDES:
         raise CitysegError(f"--mask-side must be right or left, not {mask_side!r}")
+    inputs, videos = split_video_inputs(inputs, pairs)
+    threads = threads or (video_model_threads() if videos else None)  # decoding and encoding need a core too
     loaded = isinstance(model, Segmenter)
     segmenter = model if loaded else Segmenter.from_pretrained(model, backend, onnx_file, threads, flip, scales)
     to_ids, suffix = ids_encoder(segmenter.info, ids)  # fails before any image is read
-    inputs, videos = split_video_inputs(inputs, pairs)
     paths = expand_inputs(inputs) if inputs or not videos else []
     writer = OutputWriter(ensure_writable_dir(out_dir), segmenter.class_set, to_ids, suffix, overlay_alpha)
     summary = PredictSummary(writer.out_dir, str(segmenter.backend))

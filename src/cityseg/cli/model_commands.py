@@ -33,7 +33,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="images per forward pass (default %(default)s)",
     )
-    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores)")
+    parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores; video: all but 1)")
     parser.add_argument(
         "--alpha",
         type=float,

@@ -1,4 +1,4 @@
-"""The application: the page, ``/predict``, ``/health`` and ``/classes`` over one :class:`Segmenter`."""
+"""The application: the page, ``/predict``, ``/predict/video``, ``/health``, ``/classes`` over a :class:`Segmenter`."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ from cityseg.predict import Segmenter, ids_encoder, preprocess
 from cityseg.serve.bodies import ClassesBody, ClassInfo, ClassShare, ErrorBody, HealthBody, PredictionBody, Timing
 from cityseg.serve.settings import RequestError, ServeSettings
 from cityseg.serve.upload import decode_upload, read_upload
+from cityseg.serve.video import add_video_route
 from cityseg.serve.worker import Admission, Inference, InferenceWorker
 
 STATIC_PAGE = "static/index.html"  # package data: the page served at /
@@ -114,6 +115,7 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, name
         _require_token(app, served.settings.token)
     _add_info_routes(app, served)
     _add_predict_route(app, served)
+    add_video_route(app, served, ERROR_RESPONSES)
     return app
 
 
@@ -193,9 +195,9 @@ def _add_info_routes(app: FastAPI, served: ServedModel) -> None:
 ERROR_RESPONSES = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
-        400: "empty body, not an image, corrupt or truncated image, a form without a file, ids not available",
-        413: "upload over the size limit, or an image over the pixel limit",
-        415: "a content type that is not an image or a multipart form",
+        400: "empty body, not an image (a video), corrupt or truncated file, a form without a file, ids not available",
+        413: "upload over the size limit, an image (video frame) over the pixel limit, a video over the length limit",
+        415: "a content type that is not an image (a video) or a multipart form",
         422: "a bad query parameter",
         503: "the server is busy (queue full); retry after Retry-After seconds",
     }.items()

@@ -31,38 +31,50 @@ HOW_TO_SEND = (
     "e.g. curl --data-binary @photo.jpg -H 'Content-Type: image/jpeg' URL/predict, "
     "or a multipart form: -F file=@photo.jpg"
 )
+HOW_TO_SEND_VIDEO = (
+    "send the video's bytes with Content-Type video/mp4 (or video/webm ...), "
+    "e.g. curl --data-binary @drive.mp4 -H 'Content-Type: video/mp4' URL/predict/video, "
+    "or a multipart form: -F file=@drive.mp4"
+)
+UPLOAD_KINDS = {"photo": ("image/", HOW_TO_SEND), "video": ("video/", HOW_TO_SEND_VIDEO)}  # media type prefix, advice
 
 
-async def read_upload(request: Request, limit: int) -> bytes:
-    """The image bytes of a request: its raw body, or the one file of a multipart form.
+async def read_upload(request: Request, limit: int, kind: str = "photo") -> bytes:
+    """The bytes of a request's photo (or, with ``kind="video"``, video): its raw body, or the one file of a form.
 
     Raises:
         RequestError: 413 for a body over ``limit`` (refused from Content-Length before reading when it is
-            given), 415 for a content type that is not an image, 400 for a form without a file.
+            given), 415 for a content type that is not an image (a video), 400 for a form without a file.
     """
+    prefix, how_to_send = UPLOAD_KINDS[kind]
     media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     is_form = media_type == "multipart/form-data"
-    if not (is_form or media_type.startswith("image/") or media_type in RAW_MEDIA_TYPES):
-        raise RequestError(415, "unsupported_media_type", f"content type {media_type} is not an image; {HOW_TO_SEND}")
+    if not (is_form or media_type.startswith(prefix) or media_type in RAW_MEDIA_TYPES):
+        what = "an image" if kind == "photo" else "a video"
+        raise RequestError(415, "unsupported_media_type", f"content type {media_type} is not {what}; {how_to_send}")
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise RequestError(413, "upload_too_large", _too_large(int(declared), limit))
+        raise RequestError(413, "upload_too_large", _too_large(int(declared), limit, kind))
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
         if size > limit:
-            raise RequestError(413, "upload_too_large", _too_large(size, limit, at_least=True))
+            raise RequestError(413, "upload_too_large", _too_large(size, limit, kind, at_least=True))
         chunks.append(chunk)
     body = b"".join(chunks)
-    return await _form_file(request, body) if is_form else body
+    return await _form_file(request, body, how_to_send) if is_form else body
 
 
-def _too_large(size: int, limit: int, at_least: bool = False) -> str:
+def _too_large(size: int, limit: int, kind: str, at_least: bool = False) -> str:
     amount = f"over {mib(size)}" if at_least else mib(size)
-    return f"the upload is {amount}, over this server's limit of {mib(limit)}; send a smaller or more compressed photo"
+    shorter = " or shorter" if kind == "video" else ""
+    return (
+        f"the upload is {amount}, over this server's limit of {mib(limit)}; "
+        f"send a smaller{shorter} or more compressed {kind}"
+    )
 
 
-async def _form_file(request: Request, body: bytes) -> bytes:
+async def _form_file(request: Request, body: bytes, how_to_send: str = HOW_TO_SEND) -> bytes:
     """The file in a multipart body already read (the body is replayed to Starlette's form parser)."""
 
     async def replay() -> dict:
@@ -72,11 +84,11 @@ async def _form_file(request: Request, body: bytes) -> bytes:
         form = await Request(request.scope, replay).form(max_files=1, max_fields=16)
     except Exception as exc:  # python-multipart's and Starlette's parse errors
         message = getattr(exc, "detail", None) or str(exc) or type(exc).__name__
-        raise RequestError(400, "bad_form", f"cannot read the multipart form ({message}); {HOW_TO_SEND}") from None
+        raise RequestError(400, "bad_form", f"cannot read the multipart form ({message}); {how_to_send}") from None
     try:
         uploads = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
         if not uploads:
-            raise RequestError(400, "no_file", f"the multipart form holds no file; {HOW_TO_SEND}")
+            raise RequestError(400, "no_file", f"the multipart form holds no file; {how_to_send}")
         return await uploads[0].read()
     finally:
         await form.close()

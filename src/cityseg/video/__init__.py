@@ -26,9 +26,16 @@ the GIL while it decodes and encodes, so those stages overlap the model in threa
 from __future__ import annotations
 
 from cityseg.video.overlay import Legend, draw_overlay
-from cityseg.video.pipeline import ProbabilitySmoother, check_video_settings, iter_video, predict_video, segment_frames
+from cityseg.video.pipeline import (
+    ProbabilitySmoother,
+    check_video_settings,
+    iter_video,
+    predict_video,
+    segment_frames,
+    video_model_threads,
+)
 from cityseg.video.reader import FrameReader, VideoInfo, is_video_name, open_video, split_video_inputs
-from cityseg.video.summary import FlickerMeter, VideoCutShortError, VideoSummary
+from cityseg.video.summary import FlickerMeter, VideoCutShortError, VideoSummary, VideoTooLongError
 from cityseg.video.writer import ENCODERS, Encoder, OverlayVideoWriter, choose_encoder
 
 __all__ = [
@@ -42,6 +49,7 @@ __all__ = [
     "VideoCutShortError",
     "VideoInfo",
     "VideoSummary",
+    "VideoTooLongError",
     "check_video_settings",
     "choose_encoder",
     "draw_overlay",
@@ -51,4 +59,5 @@ __all__ = [
     "predict_video",
     "segment_frames",
     "split_video_inputs",
+    "video_model_threads",
 ]

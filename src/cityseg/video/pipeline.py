@@ -6,10 +6,15 @@
                            decode_image's array path and preprocess, exactly as a photo does
         | Pipe (4 frames)
     segment_frames         batches of frames through Segmenter.logits (backend, flip, scales); optional
-    (calling thread)       smoothing of the class probabilities; labels_at_size back to the frame's size
+    (calling thread)       smoothing of the class probabilities
         | Pipe (4 frames)
-    FrameSink (thread)     the overlay (the photos' colours and blending, a legend), PyAV encode + mux,
+    FrameSink (thread)     labels back to the frame's size (edge_labels_at_size: the photos' labels), the
+                           overlay (the photos' colours and blending, a legend), PyAV encode + mux,
                            optionally each frame's label PNG
+
+The model's thread runs the network alone, the stage that costs most; the labels' resize, the next
+costliest, is the encoding thread's, so that the two threads share the work about equally on 2 cores.
+:func:`iter_video` resizes in the calling thread, as its caller wants labels.
 
 The pipes are bounded, so memory does not grow with the video's length, and the stages overlap: FFmpeg,
 PyTorch, ONNX Runtime, OpenVINO and PIL release the GIL in their heavy calls, so the slowest stage sets
@@ -32,21 +37,33 @@ import numpy as np
 from cityseg.defaults import ID_KINDS, OVERLAY_ALPHA, PREDICT_BATCH
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_path, ensure_writable_dir
-from cityseg.inference import labels_at_size
+from cityseg.inference import edge_labels_at_size
 from cityseg.predict import PredictSummary, ids_encoder, output_stems, preprocess
 from cityseg.video.overlay import Legend, draw_overlay
 from cityseg.video.reader import DecodedFrame, FrameReader
-from cityseg.video.summary import FlickerMeter, VideoCutShortError, VideoSummary
+from cityseg.video.summary import FlickerMeter, VideoCutShortError, VideoSummary, VideoTooLongError
 from cityseg.video.writer import Encoder, FrameSink, OverlayVideoWriter, choose_encoder
 
 if TYPE_CHECKING:
     from cityseg.predict import Segmenter
 
-# Labels back to the frame's size: bilinear logits up to 2x the model's resolution, nearest-neighbour beyond
-# (photos: 4x, inference.BILINEAR_MAX_SCALE). At 1280x720 the resize back was the costliest step of a frame,
-# more than the model (36-68 ms against 12 ms, cpu-hour model, int8, 2 cores); 2x takes a third of it and
-# leaves 99.3% of the pixels as the photo path labels them (the others on class edges, a pixel or two off).
-VIDEO_MAX_SCALE = 2
+
+def video_model_threads(threads: int | None = None) -> int:
+    """The model's CPU threads for a video: ``threads`` if given, else all cores but one (at least one).
+
+    The decoding and encoding threads (and FFmpeg's and x264's own) need a core too. A model whose team of
+    threads shares every core with them waits at each layer for whichever member is not running: on 2 busy
+    cores the PyTorch model took 0.3-1.6 s a frame on 2 threads against 77-130 ms on one, and the int8 model
+    cost more CPU on 2 threads for no speed (ONNX Runtime 31 against 17 ms, OpenVINO 25 against 20;
+    ``benchmarks/video_steps.py``).
+    """
+    if threads:
+        return int(threads)
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, cores - 1)
 
 
 def check_video_settings(every: int, smooth: float | None, batch_size: int) -> float | None:
@@ -80,18 +97,19 @@ class ProbabilitySmoother:
 
     def __init__(self, weight: float):
         self.weight = float(weight)
-        self.mean = None  # torch tensor (C, h, w)
+        self.mean: np.ndarray | None = None  # (C, h, w)
 
     def __call__(self, logits: np.ndarray) -> np.ndarray:
-        """(C, h, w) logits -> (C, h, w) smoothed probabilities."""
-        import torch
-
-        probabilities = torch.softmax(torch.from_numpy(np.ascontiguousarray(logits, dtype=np.float32)), dim=0)
-        if self.mean is None or self.mean.shape != probabilities.shape:
-            self.mean = probabilities
-        else:
-            self.mean.mul_(1 - self.weight).add_(probabilities, alpha=self.weight)
-        return self.mean.numpy()
+        """(C, h, w) logits -> (C, h, w) smoothed probabilities (NumPy: no torch threads beside the model's)."""
+        probabilities = np.array(logits, dtype=np.float32)  # softmax over the classes, in place
+        probabilities -= probabilities.max(axis=0)
+        np.exp(probabilities, out=probabilities)
+        probabilities /= probabilities.sum(axis=0)
+        if self.mean is not None and self.mean.shape == probabilities.shape:
+            probabilities *= self.weight
+            probabilities += (1 - self.weight) * self.mean
+        self.mean = probabilities  # a new array each frame: the encoding thread may still read the last one
+        return probabilities
 
 
 class _Clock:
@@ -104,11 +122,14 @@ def segment_frames(
     smoother: Callable[[np.ndarray], np.ndarray] | None = None,
     batch_size: int = PREDICT_BATCH,
     clock: _Clock | None = None,
+    resize: bool = True,
 ) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
     """(frame, (H, W) uint8 labels) for every frame ``reader`` gives, in order.
 
     The frames the reader prepared (its ``wanted`` ones) go through the model, ``batch_size`` at a time;
-    the others take the labels of the last segmented frame before them (the same array).
+    the others take the labels of the last segmented frame before them (the same array). With ``resize``
+    False the labels are left to the caller: each frame comes with its (C, h, w) scores at the model's size
+    (logits, or smoothed probabilities), for :func:`cityseg.inference.edge_labels_at_size`.
     """
     clock = clock or _Clock()
     pending: list[DecodedFrame] = []  # frames waiting for a batch; the first is always a segmented one
@@ -119,13 +140,13 @@ def segment_frames(
             continue
         pending.append(frame)
         if sum(item.prepared is not None for item in pending) == batch_size:
-            held = yield from _label_pending(segmenter, pending, smoother, clock)
+            held = yield from _label_pending(segmenter, pending, smoother, clock, resize)
             pending = []
     if pending:
-        yield from _label_pending(segmenter, pending, smoother, clock)
+        yield from _label_pending(segmenter, pending, smoother, clock, resize)
 
 
-def _label_pending(segmenter, pending, smoother, clock) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
+def _label_pending(segmenter, pending, smoother, clock, resize) -> Iterator[tuple[DecodedFrame, np.ndarray]]:
     """Run the model on the prepared frames of ``pending``, then yield all of them labelled; returns the last labels."""
     began = time.perf_counter()
     keys = [frame for frame in pending if frame.prepared is not None]
@@ -133,7 +154,7 @@ def _label_pending(segmenter, pending, smoother, clock) -> Iterator[tuple[Decode
     labels = {}
     for frame, scores in zip(keys, logits, strict=True):
         scores = smoother(scores) if smoother else scores
-        labels[frame.index] = labels_at_size(scores, frame.rgb.shape[:2], max_scale=VIDEO_MAX_SCALE)
+        labels[frame.index] = edge_labels_at_size(scores, frame.rgb.shape[:2]) if resize else scores
     clock.busy_s += time.perf_counter() - began
     current = None
     for frame in pending:
@@ -142,13 +163,15 @@ def _label_pending(segmenter, pending, smoother, clock) -> Iterator[tuple[Decode
     return current
 
 
-def _open_reader(segmenter: Segmenter, path: str | os.PathLike, every: int) -> FrameReader:
+def _open_reader(
+    segmenter: Segmenter, path: str | os.PathLike, every: int, max_frames: int | None = None
+) -> FrameReader:
     """A reader that prepares one frame in ``every`` for the model: decode_image's array path, then preprocess."""
 
     def prepare(index: int, rgb: np.ndarray) -> np.ndarray:
         return preprocess(segmenter.open(rgb).image, segmenter.info)
 
-    return FrameReader(path, prepare=prepare, wanted=lambda index: index % every == 0)
+    return FrameReader(path, prepare=prepare, wanted=lambda index: index % every == 0, max_frames=max_frames)
 
 
 def iter_video(
@@ -198,6 +221,7 @@ def predict_video(
     progress: bool = False,
     stem: str | None = None,
     encoder: Encoder | None = None,
+    max_frames: int | None = None,
 ) -> VideoSummary:
     """Segment a video and write ``STEM_overlay.mp4`` (and with ``frames``, ``STEM_frames/000000_<ids>.png`` ...).
 
@@ -218,6 +242,7 @@ def predict_video(
         progress: show a tqdm bar counting frames.
         stem: the output name (default: the file's stem).
         encoder: the video encoder (default: the best there is).
+        max_frames: refuse a video with more frames than this (``cityseg serve``'s length limit); None: any length.
 
     Returns:
         A :class:`~cityseg.video.summary.VideoSummary`.
@@ -225,6 +250,7 @@ def predict_video(
     Raises:
         CitysegError: bad settings, an unwritable folder, a file that is not a readable video, no frames.
         VideoCutShortError: the file is damaged or cut short part-way; the good frames were written first.
+        VideoTooLongError: more than ``max_frames`` frames; nothing is written.
     """
     weight = check_video_settings(every, smooth, batch_size)
     to_ids, suffix = ids_encoder(segmenter.info, ids)
@@ -233,7 +259,7 @@ def predict_video(
     overlay_path = folder / f"{stem}_overlay.mp4"
     chosen = encoder or choose_encoder()
     began = time.perf_counter()
-    with _open_reader(segmenter, path, every) as reader:
+    with _open_reader(segmenter, path, every, max_frames) as reader:
         summary = VideoSummary(
             source=reader.info.path, overlay=overlay_path, backend=str(segmenter.backend), codec=chosen.label,
             fps=float(reader.info.fps), every=every, smooth=weight,
@@ -273,6 +299,13 @@ def _run_stages(segmenter, reader, writer, label_pngs, summary, alpha, weight, b
         legend = legend or Legend(classes, rgb.shape[0])
         return draw_overlay(rgb, labels, classes, alpha, legend)
 
+    resized: list = [None, None]  # the last scores and their labels: frames held by --every share both
+
+    def to_labels(scores: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+        if scores is not resized[0]:
+            resized[:] = [scores, edge_labels_at_size(scores, size)]
+        return resized[1]
+
     clock = _Clock()
     total = reader.info.expected_frames
     with tqdm(total=total, desc=reader.info.path.name, unit="frame", disable=None if progress else True) as bar:
@@ -281,16 +314,18 @@ def _run_stages(segmenter, reader, writer, label_pngs, summary, alpha, weight, b
             flicker.update(labels)
             bar.update(1)
 
-        sink = FrameSink(writer, draw, on_frame, label_pngs)
+        sink = FrameSink(writer, draw, on_frame, label_pngs, resize=to_labels)
         try:
             smoother = ProbabilitySmoother(weight) if weight else None
-            for frame, labels in segment_frames(segmenter, reader, smoother, batch_size, clock):
+            for frame, scores in segment_frames(segmenter, reader, smoother, batch_size, clock, resize=False):
                 if frame.index == 0:
                     summary.size = (frame.rgb.shape[1], frame.rgb.shape[0])
                 summary.segmented += frame.prepared is not None
-                sink.put(frame.index, frame.rgb, labels)
+                sink.put(frame.index, frame.rgb, scores)
             if reader.frames == 0:
                 raise _no_frames(reader)
+            if reader.over_limit:
+                raise VideoTooLongError(f"{reader.info.path} has more than {reader.max_frames} frames, the limit")
             sink.finish()
         except BaseException:
             sink.abort()

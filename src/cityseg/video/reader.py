@@ -212,6 +212,7 @@ class FrameReader:
             result travels with the frame (e.g. the model's input, so preprocessing overlaps inference too).
         wanted: which frame indices to prepare (default: all).
         queue_size: frames decoded ahead.
+        max_frames: stop after this many frames, setting ``over_limit`` if the video holds more (a server's limit).
 
     After the iteration, ``frames`` is how many frames came out, ``failure`` the reason decoding stopped
     early (a corrupt or truncated file) or None, ``busy_s`` the decoding thread's working seconds.
@@ -227,10 +228,13 @@ class FrameReader:
         prepare: Callable[[int, np.ndarray], Any] | None = None,
         wanted: Callable[[int], bool] | None = None,
         queue_size: int = DECODE_QUEUE,
+        max_frames: int | None = None,
     ):
         self.container, self.stream, self.info = open_video(path)
         self.prepare = prepare
         self.wanted = wanted or (lambda index: True)
+        self.max_frames = max_frames
+        self.over_limit = False
         self.frames = 0
         self.failure: str | None = None
         self._pipe = Pipe(queue_size)
@@ -265,6 +269,9 @@ class FrameReader:
         error: BaseException | None = None
         try:
             for frame in self._frames():
+                if self.max_frames is not None and self.frames >= self.max_frames:
+                    self.over_limit = True
+                    break
                 with self._worker.timed():
                     item = self._convert(frame)
                 if not self._pipe.put(item):
@@ -273,7 +280,7 @@ class FrameReader:
             self.failure = _reason(exc)
         except BaseException as exc:
             error = exc
-        if error is None and self.failure is None:
+        if error is None and self.failure is None and not self.over_limit:
             self._check_complete()
         self._pipe.close(error)
 

@@ -9,8 +9,8 @@ import numpy as np
 
 from cityseg.errors import CitysegError
 
-STAGES = ("decode", "model", "encode")  # the pipeline's threads: decode (+ preprocess), model (+ resize), encode
-STAGE_NAMES = {"decode": "decode", "model": "model", "encode": "overlay and encode"}
+STAGES = ("decode", "model", "encode")  # the pipeline's threads: decode (+ preprocess), model, encode (+ resize)
+STAGE_NAMES = {"decode": "decode", "model": "model", "encode": "resize, overlay and encode"}
 
 
 class FlickerMeter:
@@ -49,8 +49,8 @@ class VideoSummary:
     """What :func:`cityseg.video.predict_video` did with one video.
 
     ``frames`` were read, segmented and written; ``wall_s`` is the whole run; ``stage_s`` the busy seconds
-    of each thread (decode: demuxing, decoding, RGB conversion, preprocessing; model: the network, smoothing
-    and resizing the labels back; encode: the overlay, the legend, encoding and the label PNGs). The stages
+    of each thread (decode: demuxing, decoding, RGB conversion, preprocessing; model: the network and
+    smoothing; encode: resizing the labels back, the overlay, the legend, encoding and the label PNGs). The stages
     overlap, so ``wall_s`` is about the slowest stage's time when the cores suffice, and their sum when not.
     """
 
@@ -123,3 +123,7 @@ class VideoCutShortError(CitysegError):
     def __init__(self, message: str, summary: VideoSummary):
         super().__init__(message)
         self.summary = summary
+
+
+class VideoTooLongError(CitysegError):
+    """A video with more frames than the ``max_frames`` of :func:`cityseg.video.predict_video`; nothing was written."""

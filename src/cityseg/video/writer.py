@@ -4,19 +4,21 @@
 and browser opens, and MPEG-4 Part 2 where the FFmpeg build has no H.264 encoder (VLC, QuickTime and the
 Windows and Android players open it; browsers may not). The summary says which one wrote the file.
 
-libx264 runs with preset ``superfast`` and ``crf`` 23 in yuv420p, two threads:
+libx264 runs with preset ``ultrafast`` plus its deblocking filter and CABAC, ``crf`` 23, yuv420p, two threads:
 
-- ``superfast``: on a CPU the model needs the cores, and the pipeline runs at the pace of its slowest
-  stage, so the encoder should take a small share. At 1280x720 (2-core machine, overlay frames) a frame
-  cost 30 ms of CPU with ``veryfast``, 17 ms with ``superfast`` and 12 ms with ``ultrafast``, for files
-  1, 1.3 and 1.7 times as large; ``ultrafast`` also turns off the deblocking filter and CABAC, so its
-  frames look blockier at the same quality setting;
+- ``ultrafast`` with deblocking and CABAC: on a CPU the model needs the cores, and the pipeline runs at the
+  pace of its slowest stage, so the encoder should take a small share. On 40 overlay frames of the
+  generated 1280x720 drive (``benchmarks/video_steps.py``, one thread): ``superfast`` 22 ms of CPU a
+  frame, 37 KiB a frame, PSNR 31.6 dB against the RGB overlay; ``ultrafast`` 9.2 ms, 49 KiB, 31.4 dB, and
+  blockier, as it drops the deblocking filter and CABAC; ``ultrafast`` with both back 11.2 ms, 43 KiB,
+  31.6 dB: ``superfast``'s quality for half its time and a sixth more bytes (what ``superfast`` adds,
+  motion search and partitions, buys little on flat overlay colours). CABAC makes the stream H.264 Main
+  profile, which every browser plays.
 - ``crf`` 23, x264's default constant quality: the file's size follows what the frames hold, not a bit rate
   that is too much for a still street and too little for a busy one;
 - yuv420p (4:2:0 chroma), because H.264 in any other layout is one many players refuse; it needs an even
   width and height, so an odd frame is padded by repeating its last column or row (said in the summary);
-- two threads: one thread keeps up with 720p at 30 fps (the model is the slower stage); a second one
-  shortens the encoder's turn when the model waits on it, and more would only compete with the model.
+- two threads: the encoder overlaps the drawing of the next overlay; more would only compete with the model.
 """
 
 from __future__ import annotations
@@ -53,7 +55,12 @@ class Encoder:
 
 
 ENCODERS = {  # preference order: the first one this FFmpeg build has is used
-    "libx264": Encoder("libx264", "H.264 (libx264)", {"preset": "superfast", "crf": "23"}, constant_quality=True),
+    "libx264": Encoder(
+        "libx264",
+        "H.264 (libx264)",
+        {"preset": "ultrafast", "deblock": "0:0", "coder": "cabac", "crf": "23"},
+        constant_quality=True,
+    ),
     "libopenh264": Encoder("libopenh264", "H.264 (OpenH264)"),
     "mpeg4": Encoder("mpeg4", "MPEG-4 Part 2 (no H.264 encoder in this FFmpeg build)"),
 }
@@ -192,6 +199,8 @@ class FrameSink:
         on_frame: called in the thread after each frame with (index, labels) (the progress bar, the flicker count).
         label_pngs: (folder, ids function, suffix) to write each frame's label PNG, or None.
         queue_size: frames waiting.
+        resize: (what was put as labels, the frame's (H, W)) -> its (H, W) labels, run first in the thread
+            (the pipeline puts the model's scores and resizes here); None: labels are put as they are.
 
     Feed it with :meth:`put`, end with :meth:`finish` (which flushes the video and raises the thread's
     errors) or :meth:`abort`.
@@ -204,8 +213,10 @@ class FrameSink:
         on_frame: Callable[[int, np.ndarray], None],
         label_pngs: tuple[Path, Callable[[np.ndarray], np.ndarray], str] | None = None,
         queue_size: int = ENCODE_QUEUE,
+        resize: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None,
     ):
         self.writer, self.draw, self.on_frame, self.label_pngs = writer, draw, on_frame, label_pngs
+        self.resize = resize
         self.pngs_written = 0
         self._pipe = Pipe(queue_size)
         self._worker = Worker("encode", self._run)
@@ -238,6 +249,8 @@ class FrameSink:
         try:
             for index, rgb, labels in self._pipe:
                 with self._worker.timed():
+                    if self.resize is not None:
+                        labels = self.resize(labels, rgb.shape[:2])
                     self.writer.write(self.draw(rgb, labels))
                     if self.label_pngs is not None:
                         folder, to_ids, suffix = self.label_pngs
