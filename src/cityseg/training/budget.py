@@ -31,7 +31,9 @@ class BudgetPlanner(Callback):
        when training on crops smaller than the validation images) until a real validation has been
        timed. The steps that fit in the remaining time at that pace become the schedule's length (never
        more than ``max_epochs`` worth), so the LR decays to 0 as time runs out.
-    2. After each epoch the plan is redone from the measured epoch time (training + validation).
+    2. After each epoch the plan is redone from the measured epoch time (training + validation), and again
+       ``probe_steps`` steps into the next epoch from that epoch's own pace, since the pace can change
+       between epochs (``augment.final_epochs`` trains the last ones on whole photos, slower steps).
     3. Training stops once the time left is less than one validation, so the final validation still
        fits in the budget; Lightning validates when asked to stop, and ModelCheckpoint keeps the best.
        At an epoch's end (just validated) it stops if fewer than a few steps would fit before that.
@@ -74,6 +76,11 @@ class BudgetPlanner(Callback):
         if module.lr_schedule is not None:
             module.lr_schedule.total_steps = self.planned_steps
 
+    def _plan_at_pace(self, trainer: L.Trainer, module: L.LightningModule, step_seconds: float) -> None:
+        """Plan from the time of one training step, a validation round amortised over an epoch's steps."""
+        per_epoch = max(1, trainer.num_training_batches)
+        self._plan(trainer, module, step_seconds + self._val_estimate(trainer, step_seconds) / per_epoch)
+
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._steps = 0
 
@@ -87,11 +94,10 @@ class BudgetPlanner(Callback):
         if self._steps == 1:
             self._probe_start = now
         elif self._steps == 1 + self.probe_steps:
-            step_seconds = (now - self._probe_start) / self.probe_steps
-            per_epoch = max(1, trainer.num_training_batches)
-            amortised = step_seconds + self._val_estimate(trainer, step_seconds) / per_epoch
-            self._plan(trainer, pl_module, amortised)
+            self._plan_at_pace(trainer, pl_module, (now - self._probe_start) / self.probe_steps)
         step_seconds = (now - self._epoch_started) / max(1, trainer.global_step - self._epoch_start_step)
+        if self._steps > 1 + self.probe_steps and trainer.global_step - self._epoch_start_step == self.probe_steps:
+            self._plan_at_pace(trainer, pl_module, step_seconds)  # this epoch's own pace
         out_of_time = self._elapsed(trainer) + self._val_estimate(trainer, step_seconds) >= self.budget_s
         if trainer.strategy.broadcast(out_of_time):  # rank 0 decides, so all processes stop at the same step
             if self.planned_steps is None:  # the budget ran out before the probe: record what was measured
