@@ -133,21 +133,14 @@ def label_figure_rows(
     return rows
 
 
-def label_dataset(
-    paths: Sequence[str | os.PathLike],
-    labeller: Labeller,
-    cache_dir: str | os.PathLike | None = None,
-    workers: int = 1,
-    skip_bad: bool = False,
-    progress: bool = True,
-    mask_side: str = "right",
-    use_cache: bool = True,
-) -> LabelReport:
+def label_dataset(paths: Sequence[str | os.PathLike], labeller: Labeller, **options) -> LabelReport:
     """Label every image (filling the cache) and count classes: :func:`label_splits` over one set of images.
 
     Args:
         paths: pair images.
-        labeller, cache_dir, workers, skip_bad, progress, mask_side, use_cache: as for :func:`label_splits`.
+        labeller: from :func:`~cityseg.labels.make_labeller`.
+        options: ``cache_dir``, ``workers``, ``skip_bad``, ``progress``, ``mask_side``, ``use_cache``, as for
+            :func:`label_splits`.
 
     Returns:
         A :class:`LabelReport` (with no ``sets``).
@@ -155,9 +148,7 @@ def label_dataset(
     Raises:
         CitysegError: the first bad image (without ``skip_bad``), or an unwritable cache folder.
     """
-    options = {"cache_dir": cache_dir, "workers": workers, "skip_bad": skip_bad, "progress": progress}
-    report = label_splits({"images": paths}, labeller, mask_side=mask_side, use_cache=use_cache, **options)
-    return report.sets["images"]  # the one set's report: the same counts as the whole
+    return label_splits({"images": paths}, labeller, **options).sets["images"]  # the one set's: the same counts
 
 
 def label_splits(
