@@ -29,6 +29,8 @@ import sys
 import time
 from pathlib import Path
 
+from training import measuring_trainer  # benchmarks/training.py: a script's own folder is on sys.path
+
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the cityseg CLI does
 
 REPO = Path(__file__).resolve().parents[1]
@@ -146,24 +148,18 @@ def measure_phases(args: argparse.Namespace, overrides: list[str]) -> dict:
 
 def measure_lightning(args: argparse.Namespace, overrides: list[str]) -> dict:
     """The recipe through Lightning's loop for ``args.steps`` steps and one validation round, SimpleProfiler on."""
-    import lightning as L
     from lightning.pytorch.profilers import SimpleProfiler
 
     from cityseg.training import SegDataModule, SegModule
 
     config, splits, cache = _prepared(args, overrides)
     profiler = SimpleProfiler()
-    trainer = L.Trainer(
+    steps = args.steps + args.warmup
+    trainer = measuring_trainer(
         max_epochs=1,
-        limit_train_batches=args.steps + args.warmup,
+        limit_train_batches=steps,
         limit_val_batches=args.val_batches,
-        val_check_interval=args.steps + args.warmup,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
+        val_check_interval=steps,
         profiler=profiler,
     )
     started = time.perf_counter()
@@ -177,7 +173,6 @@ def measure_lightning(args: argparse.Namespace, overrides: list[str]) -> dict:
 
 def measure_speed(args: argparse.Namespace, overrides: list[str]) -> dict:
     """Training images per second through cityseg's DataModule and LightningModule (steps after warm-up)."""
-    import lightning as L
     from lightning.pytorch.callbacks import Callback
 
     from cityseg.training import SegDataModule, SegModule
@@ -195,16 +190,10 @@ def measure_speed(args: argparse.Namespace, overrides: list[str]) -> dict:
         def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
             losses.append(float(outputs["loss"]))
 
-    trainer = L.Trainer(
+    trainer = measuring_trainer(
         max_epochs=-1,  # as many epochs as the steps need (data order seeded), then stop at max_steps
         max_steps=args.steps + args.warmup + 1,
         limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
         callbacks=[StepStarts(), Losses()],
     )
     cpu = time.process_time()

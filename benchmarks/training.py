@@ -61,6 +61,17 @@ def make_config(args: argparse.Namespace, limit: int, cache_dir: str):
     return config
 
 
+def measuring_trainer(**options):
+    """A CPU Lightning Trainer that measures and keeps nothing: no logger, checkpoints, progress bar, model
+    summary or sanity validation. ``options`` set the rest (steps, validation, callbacks, profiler); the step
+    profile benchmark builds its Trainers here too."""
+    import lightning as L
+
+    quiet = {"logger": False, "enable_checkpointing": False, "enable_progress_bar": False}
+    quiet |= {"enable_model_summary": False, "num_sanity_val_steps": 0, "accelerator": "cpu"}
+    return L.Trainer(**quiet, **options)
+
+
 def peak_rss_mib() -> float:
     """Peak resident memory of this process and of its finished children (loader workers), in MiB."""
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -104,17 +115,8 @@ def run_lightning(args: argparse.Namespace, limit: int) -> dict:
         def on_train_batch_start(self, trainer, module, batch, batch_idx):
             started.append(time.perf_counter())
 
-    trainer = L.Trainer(
-        max_epochs=1,
-        limit_train_batches=args.steps + args.warmup,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        accelerator="cpu",
-        callbacks=[timer, Between()],
+    trainer = measuring_trainer(
+        max_epochs=1, limit_train_batches=args.steps + args.warmup, limit_val_batches=0, callbacks=[timer, Between()]
     )
     datamodule = SegDataModule(config, splits, label_cache)
     module = SegModule(config, label_cache.labeller.class_set.names)

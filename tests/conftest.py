@@ -10,10 +10,17 @@ tests that need a variant: ``from conftest import TINY_TEST_MODEL, save_tiny_mod
 from __future__ import annotations
 
 import csv
+import gc
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# PyAV leaves containers and codec contexts in reference cycles until the garbage collector runs. Freed in a
+# forked child (a DataLoader worker, a labelling pool, a test's DDP ranks), a codec context waits forever for
+# its threads, which fork did not copy; so the suite's process collects them before every fork.
+os.register_at_fork(before=gc.collect)
 
 # The smallest quick network for tests: 0.3 M parameters, ~40 ms forward+backward on 2x3x64x64 (CPU).
 # Use as create_model(num_classes=..., **TINY_TEST_MODEL); inputs must be divisible by 8 (encoder_depth 3).

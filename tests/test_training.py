@@ -216,6 +216,42 @@ def test_two_process_ddp_run_writes_one_run_with_exact_test_metrics(scenes, tmp_
     assert [row["epoch"] for row in read_history(runs[0])] == ["0", "1"]
 
 
+@pytest.mark.slow
+def test_a_bad_file_met_by_one_ddp_rank_is_one_line_from_the_command(scenes, tmp_path):
+    """Rank 1 (the process Lightning starts beside the user's) meets a damaged photo: one line, exit 2, no traceback."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    from cityseg.datasets import prepare_labels
+    from cityseg.splits import split_dataset
+
+    root = shutil.copytree(scenes, tmp_path / "scenes")
+    config = tiny_config(root, tmp_path)
+    splits = split_dataset(config)[0]
+    prepare_labels(config, splits, progress=False)  # labels cached, so only reading the photo meets the damage
+    # validation shards go image by image (ShardSampler): the second validation photo is rank 1's, read in
+    # Lightning's sanity check; damaged after labelling with its size and time kept, so its cache entry holds
+    bad = Path(splits["val"][1])
+    stat = bad.stat()
+    bad.write_bytes(b"\0" * 16 + bad.read_bytes()[16:])
+    os.utime(bad, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+
+    command = [sys.executable, "-m", "cityseg.cli", "train", str(root), "--runs-dir", str(tmp_path / "runs")]
+    command += ["--accelerator", "cpu", "--devices", "2", "--strategy", "ddp", "--epochs", "1", "--workers", "0"]
+    command += ["--encoder", "resnet18", "--size", "64", "--batch-size", "2"]
+    for setting in ("model.encoder_depth=3", "model.decoder_width=32", "train.progress=false"):
+        command += ["--set", setting]
+    command += ["--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "data.val_fraction=0.25"]
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    # the pipes close when both processes have exited: what rank 1 prints after rank 0 has gone is caught too
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=240, check=False)
+    assert done.returncode == 2, done.stderr[-2000:]
+    line = done.stderr
+    assert line.count("\n") == 1 and line.startswith(f"cityseg: error: {bad} ") and line.endswith(" (in rank 1)\n")
+
+
 def _outside_launch(launcher: str, scenes: Path, runs: Path) -> list[str]:
     """Start a 2-process CPU run the way torchrun or SLURM's srun would; returns each process's stdout."""
     import os

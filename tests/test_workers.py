@@ -79,3 +79,58 @@ def test_the_cli_reports_an_unwritable_cache_from_labelling_workers_on_one_line(
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("cityseg: error: ") and str(blocker) in err
     assert "Traceback" not in err and "BrokenProcessPool" not in err
+
+
+# ---- DDP ranks: the process group's own store carries the first failure to rank 0 -----------------------
+
+
+def _rank(rank: int, port: int, failing: int, error: Exception, queue) -> None:
+    import torch.distributed as dist
+
+    from cityseg.workers import settle
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        if rank == failing:
+            raise error
+        dist.broadcast(torch.zeros(4), src=failing)  # waits for the failing rank, as a DDP step would
+    except Exception as exc:
+        queue.put((rank, settle(exc)))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+BAD_FILE = CitysegError("photos/7.jpg: truncated JPEG; re-download it or pass --skip-bad")
+
+
+@pytest.mark.parametrize(
+    ("failing", "error", "rank_zero_prints"),
+    [
+        (1, BAD_FILE, "photos/7.jpg: truncated JPEG; re-download it or pass --skip-bad (in rank 1)"),
+        (0, BAD_FILE, "photos/7.jpg: truncated JPEG; re-download it or pass --skip-bad (in rank 0)"),
+        (1, KeyError("a bug"), "rank 1 stopped on the error above"),  # its traceback, printed by rank 1
+        (0, KeyError("a bug"), None),  # None: the CLI re-raises, so rank 0 shows the traceback itself
+    ],
+    ids=["bad-file-in-rank-1", "bad-file-in-rank-0", "bug-in-rank-1", "bug-in-rank-0"],
+)
+def test_a_rank_failure_is_printed_once_by_rank_zero(failing, error, rank_zero_prints, capfd):
+    import torch.multiprocessing as mp
+
+    context = mp.get_context("fork")  # fork: the children reuse the imported torch (CPU-only, gloo)
+    queue = context.Queue()
+    port = _free_port()
+    ranks = [context.Process(target=_rank, args=(rank, port, failing, error, queue)) for rank in range(2)]
+    for process in ranks:
+        process.start()
+    said = dict(queue.get(timeout=60) for _ in ranks)
+    for process in ranks:
+        process.join(timeout=60)
+    assert said == {0: rank_zero_prints, 1: ""}  # "": the CLI prints nothing there and exits 2
+    bug_traceback = "KeyError: 'a bug'" in capfd.readouterr().err
+    assert bug_traceback == (failing == 1 and isinstance(error, KeyError))

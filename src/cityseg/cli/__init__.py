@@ -16,8 +16,7 @@ from cityseg.cli import data_commands, model_commands, train_commands  # noqa: F
 from cityseg.cli.data_commands import LABEL_FLAGS
 from cityseg.cli.registry import COMMANDS, command, load_config
 from cityseg.cli.train_commands import TRAIN_FLAGS, _passive_cpu_threads, apply_train_flags
-from cityseg.errors import CitysegError
-from cityseg.workers import from_worker, one_line
+from cityseg.workers import settle
 
 # --help lists the subcommands in the order of the pipeline; one registered elsewhere comes last
 HELP_ORDER = ("synth", "label", "train", "evaluate", "demo", "predict", "export", "serve")
@@ -60,15 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         return args.run(args) or 0
-    except CitysegError as exc:
-        print(f"cityseg: error: {one_line(exc)}", file=sys.stderr)
-        return 2
-    except Exception as exc:
-        if not from_worker(exc):  # a bug of ours: the traceback is what a report needs
-            raise
-        # a DataLoader worker's error, re-raised here by PyTorch with the worker's traceback in its message
-        print(f"cityseg: error: {one_line(exc)}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("cityseg: interrupted; finished outputs are kept, nothing half-written was left", file=sys.stderr)
         return 130
+    except Exception as exc:
+        # one line for an error of the user's input, also raised in a worker or another rank ("" when rank 0
+        # of the run prints it); a bug of ours keeps its traceback, which is what a report needs
+        line = settle(exc)
+        if line is None:
+            raise
+        if line:
+            print(f"cityseg: error: {line}", file=sys.stderr)
+        return 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cityseg import defaults
-from cityseg.cli.registry import TTA_HELP, add_backend, add_mask_side, command
+from cityseg.cli.registry import add_backend, add_mask_side, add_tta, command
 
 # ---- predict, export (predict/export helper) ---------------------------------------------------
 
@@ -42,8 +42,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--skip-bad", action="store_true", help="skip unreadable images (listed at the end)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--flip", action="store_true", help="average with the mirror image's logits (2x the time)")
-    parser.add_argument("--tta", action="store_true", help=TTA_HELP)
+    add_tta(parser)
     video = parser.add_argument_group("videos (mp4, mkv, avi, mov, webm: NAME_overlay.mp4 each)")
     video.add_argument("--frames", action="store_true", help="also write each frame's label PNG (NAME_frames/)")
     video.add_argument(
@@ -166,6 +165,15 @@ def _run_export(args: argparse.Namespace) -> int:
 
 # ---- serve (serve helper) ----------------------------------------------------------------------
 
+# the server's limits: flag, type, default, metavar, what it limits
+SERVE_LIMITS = (
+    ("--max-batch", int, defaults.MAX_BATCH, "N", "images per forward pass"),
+    ("--queue-size", int, defaults.QUEUE_SIZE, "N", "requests in flight before 503 busy"),
+    ("--max-upload-mb", float, defaults.MAX_UPLOAD_MB, "MB", "largest upload"),
+    ("--max-megapixels", float, defaults.MAX_MEGAPIXELS, "MP", "largest image area"),
+    ("--max-side", int, defaults.MAX_SIDE, "PX", "longest side"),
+)
+
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", metavar="MODEL", help="a model folder, a run folder, or runs/latest")
@@ -182,37 +190,8 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
         help="bearer token every request needs (default: $CITYSEG_TOKEN); required on any address but loopback",
     )
     parser.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a token, on purpose")
-    parser.add_argument(
-        "--max-batch",
-        type=int,
-        default=defaults.MAX_BATCH,
-        metavar="N",
-        help="images per forward pass (default %(default)s)",
-    )
-    parser.add_argument(
-        "--queue-size",
-        type=int,
-        default=defaults.QUEUE_SIZE,
-        metavar="N",
-        help="requests in flight before 503 busy (default %(default)s)",
-    )
-    parser.add_argument(
-        "--max-upload-mb",
-        type=float,
-        default=defaults.MAX_UPLOAD_MB,
-        metavar="MB",
-        help=f"largest upload (default {defaults.MAX_UPLOAD_MB:g})",
-    )
-    parser.add_argument(
-        "--max-megapixels",
-        type=float,
-        default=defaults.MAX_MEGAPIXELS,
-        metavar="MP",
-        help=f"largest image area (default {defaults.MAX_MEGAPIXELS:g})",
-    )
-    parser.add_argument(
-        "--max-side", type=int, default=defaults.MAX_SIDE, metavar="PX", help="longest side (default %(default)s)"
-    )
+    for flag, kind, default, metavar, what in SERVE_LIMITS:
+        parser.add_argument(flag, type=kind, default=default, metavar=metavar, help=f"{what} (default {default:g})")
     parser.add_argument(
         "--log-level", choices=defaults.LOG_LEVELS, default=defaults.DEFAULT_LOG_LEVEL, help="default %(default)s"
     )

@@ -85,3 +85,19 @@ TTA_HELP = (
     + "/".join(f"{scale:g}" for scale in defaults.TTA_SCALES)
     + ", each with its mirror image, logits averaged (about 5x the time)"
 )
+
+
+def add_tta(parser: argparse.ArgumentParser, flip_default: str = "") -> None:
+    """``--flip`` and ``--tta``, the test-time augmentation of evaluate and predict.
+
+    Args:
+        flip_default: what ``--flip`` is when not given (evaluate: the run's setting), which adds ``--no-flip``;
+            empty: off unless given.
+    """
+    flip_help = "average with the mirror image's logits (2x the time)"
+    if flip_default:
+        flip_help = f"also segment each mirror image and average the logits (default: {flip_default})"
+    parser.add_argument(
+        "--flip", action=argparse.BooleanOptionalAction if flip_default else "store_true", help=flip_help
+    )
+    parser.add_argument("--tta", action="store_true", help=TTA_HELP)

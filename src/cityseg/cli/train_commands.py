@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cityseg import defaults
-from cityseg.cli.registry import TTA_HELP, add_config_args, add_dataset_options, command, load_config
+from cityseg.cli.registry import add_config_args, add_dataset_options, add_tta, command, load_config
 from cityseg.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
 from cityseg.demo import DEMO_SCENES
 from cityseg.errors import CitysegError
@@ -197,12 +197,7 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
         help="where metrics.json and plots go (default: RUN/evaluations/SPLIT[-DATA][-OPTIONS]/, a folder of its "
         "own, so the run's test scores stay as they were)",
     )
-    parser.add_argument(
-        "--flip",
-        action=argparse.BooleanOptionalAction,
-        help="also segment each mirror image and average the logits (default: the run's data.eval_flip)",
-    )
-    parser.add_argument("--tta", action="store_true", help=TTA_HELP)
+    add_tta(parser, flip_default="the run's data.eval_flip")
 
 
 @command(

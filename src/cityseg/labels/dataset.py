@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,7 +24,7 @@ PRESENCE_SHARE = 0.0003  # an image contains a class covering this share of it (
 
 @dataclass
 class LabelReport:
-    """What :func:`label_dataset` found: class frequencies, how many images, what was skipped.
+    """What :func:`label_splits` found: class frequencies, how many images, what was skipped.
 
     Attributes:
         class_set: the classes counted.
@@ -137,43 +137,22 @@ def label_figure_rows(
     return rows
 
 
-def label_dataset(
-    paths: Sequence[str | os.PathLike],
-    labeller: Labeller,
-    cache_dir: str | os.PathLike | None = None,
-    workers: int = 1,
-    skip_bad: bool = False,
-    progress: bool = True,
-    mask_side: str = "right",
-    use_cache: bool = True,
-    source=None,
-) -> LabelReport:
-    """Label every image (filling the cache) and count classes, streaming: memory does not grow with the dataset.
+def label_dataset(paths: Sequence[str | os.PathLike], labeller: Labeller, **options) -> LabelReport:
+    """Label every image (filling the cache) and count classes: :func:`label_splits` over one set of images.
 
     Args:
         paths: pair images.
         labeller: from :func:`~cityseg.labels.make_labeller`.
-        cache_dir: label cache folder (default: the user cache); ``use_cache=False`` computes without it.
-        workers: worker processes (1 = label in this process).
-        skip_bad: record unreadable or malformed images in ``skipped`` and go on, instead of stopping.
-        progress: show a tqdm progress bar.
-        mask_side: which half of each image holds the mask.
-        source: the labelled folder the photos are from (:class:`cityseg.layouts.LabelSource`), or None.
+        options: ``cache_dir``, ``workers``, ``skip_bad``, ``progress``, ``mask_side``, ``use_cache``,
+            ``source``, as for :func:`label_splits`.
 
     Returns:
-        A :class:`LabelReport`.
+        A :class:`LabelReport` (with no ``sets``).
 
     Raises:
         CitysegError: the first bad image (without ``skip_bad``), or an unwritable cache folder.
     """
-    paths = [Path(p) for p in paths]
-    report = LabelReport.empty(labeller.class_set)
-
-    def record(index: int, *result) -> None:
-        report.record(paths[index], *result)
-
-    _label_each(paths, labeller, record, cache_dir, workers, skip_bad, progress, mask_side, use_cache, source)
-    return report
+    return label_splits({"images": paths}, labeller, **options).sets["images"]  # the one set's: the same counts
 
 
 def label_splits(
@@ -187,24 +166,36 @@ def label_splits(
     use_cache: bool = True,
     source=None,
 ) -> LabelReport:
-    """:func:`label_dataset` over several named image sets at once, counting classes per set too.
+    """Label every image of several named sets (filling the cache) and count classes, in all and per set.
 
-    The images of every set are labelled in one pass (one worker pool, one progress bar), set after set
-    in the order of ``splits``. The report covers every image; ``report.sets[name]`` covers one set, e.g.
-    ``report.sets["train"].pixel_counts`` for class weights, without reading any label again.
+    Streaming: memory does not grow with the dataset. The images of every set are labelled in one pass (one
+    worker pool, one progress bar), set after set in the order of ``splits``. The report covers every image;
+    ``report.sets[name]`` covers one set, e.g. ``report.sets["train"].pixel_counts`` for class weights,
+    without reading any label again.
 
     Args:
         splits: set name (``train``, ``val``, ``test``) -> pair images.
-        labeller, cache_dir, workers, skip_bad, progress, mask_side, use_cache, source: as for :func:`label_dataset`.
+        labeller: from :func:`~cityseg.labels.make_labeller`.
+        cache_dir: label cache folder (default: the user cache); ``use_cache=False`` computes without it.
+        workers: worker processes (1 = label in this process).
+        skip_bad: record unreadable or malformed images in ``skipped`` and go on, instead of stopping.
+        progress: show a tqdm progress bar (on a terminal only).
+        mask_side: which half of each image holds the mask.
+        source: the labelled folder the photos are from (:class:`cityseg.layouts.LabelSource`), or None.
 
     Returns:
         A :class:`LabelReport` with one report per set in ``sets`` (skipped images listed in both).
+
+    Raises:
+        CitysegError: the first bad image (without ``skip_bad``), or an unwritable cache folder.
 
     Example:
         >>> report = label_splits({"train": train, "val": val}, labeller)  # doctest: +SKIP
         >>> report.sets["train"].pixel_counts  # doctest: +SKIP
         array([...])
     """
+    from tqdm import tqdm
+
     names = [name for name, paths in splits.items() for _ in paths]
     paths = [Path(p) for images in splits.values() for p in images]
     report = LabelReport.empty(labeller.class_set)
@@ -213,25 +204,6 @@ def label_splits(
     def record(index: int, *result) -> None:
         report.record(paths[index], *result)
         report.sets[names[index]].record(paths[index], *result)
-
-    _label_each(paths, labeller, record, cache_dir, workers, skip_bad, progress, mask_side, use_cache, source)
-    return report
-
-
-def _label_each(
-    paths: list[Path],
-    labeller: Labeller,
-    record: Callable[..., None],
-    cache_dir: str | os.PathLike | None,
-    workers: int,
-    skip_bad: bool,
-    progress: bool,
-    mask_side: str,
-    use_cache: bool,
-    source=None,
-) -> None:
-    """Label ``paths`` through the cache, calling ``record(index, counts, reason, cached)`` for each, in order."""
-    from tqdm import tqdm
 
     init_args = (labeller, cache_dir, use_cache, mask_side, skip_bad, source)
     labeller.prepare()  # build lookup tables once; forked workers inherit them
@@ -254,6 +226,7 @@ def _label_each(
     finally:
         bar.close()
         _WORKER.clear()
+    return report
 
 
 @dataclass
