@@ -19,8 +19,10 @@ import pytest
 
 # PyAV leaves containers and codec contexts in reference cycles until the garbage collector runs. Freed in a
 # forked child (a DataLoader worker, a labelling pool, a test's DDP ranks), a codec context waits forever for
-# its threads, which fork did not copy; so the suite's process collects them before every fork.
-os.register_at_fork(before=gc.collect)
+# its threads, which fork did not copy. So every fork freezes what the suite's process holds: the child's
+# collector never frees the parent's objects, and the parent gets them back as they were. (Collecting before
+# each fork instead crashed the suite's process in a later labelling pool.)
+os.register_at_fork(before=gc.freeze, after_in_parent=gc.unfreeze)
 
 # The smallest quick network for tests: 0.3 M parameters, ~40 ms forward+backward on 2x3x64x64 (CPU).
 # Use as create_model(num_classes=..., **TINY_TEST_MODEL); inputs must be divisible by 8 (encoder_depth 3).
