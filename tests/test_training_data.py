@@ -41,8 +41,10 @@ def test_final_epochs_train_on_whole_photos(scenes, tmp_path):
     assert _first_batch_shape(datamodule, global_step=3) == (64, 64)  # the last epoch: whole photos at data.size
     # a step limit or a time budget shortens the plan, and the switch comes earlier
     assert _first_batch_shape(datamodule, global_step=0, max_steps=3) == (64, 64)
-    assert _first_batch_shape(datamodule, global_step=0, planned_steps=4) == (32, 32)
-    assert _first_batch_shape(datamodule, global_step=1, planned_steps=4) == (64, 64)
+    assert _first_batch_shape(datamodule, global_step=0, planned_steps=5) == (32, 32)  # 1.67 epochs left
+    assert _first_batch_shape(datamodule, global_step=1, planned_steps=5) == (64, 64)
+    # a plan that ends off an epoch boundary switches at the nearest boundary: 1.33 epochs left is "the last"
+    assert _first_batch_shape(datamodule, global_step=0, planned_steps=4) == (64, 64)
 
 
 def test_without_final_epochs_every_epoch_trains_on_crops(scenes, tmp_path):

@@ -126,7 +126,11 @@ class SegDataModule(L.LightningDataModule):
         return self._loader("train_whole", shuffle=True)
 
     def _in_final_epochs(self) -> bool:
-        """Whether the epoch about to start is one of the last ``augment.final_epochs`` of the planned run."""
+        """Whether the epoch about to start is one of the last ``augment.final_epochs`` of the planned run.
+
+        A time budget's plan rarely ends on an epoch boundary, so the switch comes at the boundary nearest to
+        ``final_epochs`` epochs before the planned end: between ``final_epochs - 0.5`` and ``+ 0.5`` epochs.
+        """
         epochs = self.config.augment.final_epochs
         trainer = getattr(self, "trainer", None)
         if epochs <= 0 or trainer is None or "train" not in self.datasets:
@@ -138,7 +142,7 @@ class SegDataModule(L.LightningDataModule):
         budget = next((c for c in trainer.callbacks if getattr(c, "planned_steps", None) is not None), None)
         if budget is not None:  # a time budget: the steps its last plan fits (the same on every process)
             planned = min(planned, budget.planned_steps)
-        return planned - trainer.global_step <= epochs * steps_per_epoch
+        return planned - trainer.global_step <= (epochs + 0.5) * steps_per_epoch
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", shuffle=False)
