@@ -20,7 +20,7 @@ from cityseg.files import atomic_path, ensure_writable_dir
 from cityseg.label_formats import LABEL_FORMATS, write_label_file
 from cityseg.layouts import CONDITIONS, LAYOUTS, Layout, name_key
 from cityseg.synth.render import render_scene
-from cityseg.synth.write import JPEG_QUALITY, JPEG_SUBSAMPLING, train_class_shares
+from cityseg.synth.write import JPEG_QUALITY, JPEG_SUBSAMPLING, check_scene_arguments, train_class_shares
 
 FRAMES_PER_SEQUENCE = 8  # ACDC and Dark Zurich keep their frames in one folder per recorded sequence
 
@@ -114,12 +114,7 @@ def write_labelled(
 
 
 def _check(layout: Layout, count: int, seed: int, val_fraction: float) -> int:
-    if count < 1:
-        raise CitysegError(f"--count must be at least 1, got {count}")
-    if seed < 0:
-        raise CitysegError(f"--seed must be 0 or more, got {seed}")
-    if not 0 <= val_fraction < 1:
-        raise CitysegError(f"--val-fraction must be at least 0 and below 1, got {val_fraction}")
+    check_scene_arguments(count, seed, val_fraction)
     n_val = round(count * val_fraction)
     if n_val and layout.split_folders == "never":
         raise CitysegError(f"{layout.title} has no val folder (it is split by seed when read); drop --val-fraction")

@@ -53,6 +53,16 @@ class SynthSummary:
 _PAIR_NAME = re.compile(r"^(\d+)\.jpg$", re.IGNORECASE)
 
 
+def check_scene_arguments(count: int, seed: int, val_fraction: float) -> None:
+    """Raise a one-line CitysegError for a scene count, seed or val fraction ``cityseg synth`` cannot use."""
+    if count < 1:
+        raise CitysegError(f"--count must be at least 1, got {count}")
+    if seed < 0:
+        raise CitysegError(f"--seed must be 0 or more, got {seed}")
+    if not 0 <= val_fraction < 1:
+        raise CitysegError(f"--val-fraction must be at least 0 and below 1, got {val_fraction}")
+
+
 def _check_folder(folder: Path, count: int) -> None:
     """Refuse to overwrite images cityseg synth did not write, or to leave a larger earlier run mixed in."""
     for path in folder.iterdir():
@@ -108,12 +118,7 @@ def write_scenes(out: str | Path, count: int = SYNTH_SCENES, seed: int = 0, val_
         >>> summary = write_scenes("data/synth", count=300, seed=0, val_fraction=0.2)  # doctest: +SKIP
         >>> print(summary)  # doctest: +SKIP
     """
-    if count < 1:
-        raise CitysegError(f"--count must be at least 1, got {count}")
-    if seed < 0:
-        raise CitysegError(f"--seed must be 0 or more, got {seed}")
-    if not 0 <= val_fraction < 1:
-        raise CitysegError(f"--val-fraction must be at least 0 and below 1, got {val_fraction}")
+    check_scene_arguments(count, seed, val_fraction)
     out = ensure_writable_dir(out)
     n_val = round(count * val_fraction)
     splits = [(name, n) for name, n in (("train", count - n_val), ("val", n_val)) if n > 0]
