@@ -16,6 +16,7 @@ import torch
 
 from cityseg.errors import CitysegError
 from cityseg.training.checkpoints import AtomicCheckpointIO, check_checkpoint, checkpoint_path
+from conftest import read_history
 
 
 def lightning_like(step: int, size: int = 200_000) -> dict:
@@ -107,3 +108,52 @@ def test_killing_the_writer_at_random_moments_always_leaves_a_complete_checkpoin
         steps.append(state["global_step"])
     assert kills >= 10 and steps == sorted(steps) and steps[-1] > steps[0]  # saves went on between the kills
     assert sorted(p.name for p in (run / "checkpoints").iterdir() if not p.name.startswith(".")) == ["last.ckpt"]
+
+
+def _kill_during_a_save(command: list[str], runs: Path, saves_first: int, delay_s: float) -> str:
+    """Run ``command``; SIGKILL it ``delay_s`` into its ``saves_first``-th checkpoint save (seen as the save's
+    temporary file in a run folder under ``runs``). Returns "" when killed, else what it printed on stderr."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seen: set[str] = set()
+    try:
+        while process.poll() is None:
+            saving = {p.name for p in runs.glob("*/checkpoints/.*.tmp.ckpt")}
+            seen |= saving
+            if saving and len(seen) >= saves_first:
+                time.sleep(delay_s)
+                process.kill()
+                process.wait()
+                return ""
+            time.sleep(0.0005)
+        return process.stderr.read() or f"exit {process.returncode} before its save {saves_first}"
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.slow
+def test_a_training_run_killed_during_checkpoint_saves_resumes_every_time(scenes, tmp_path):
+    """kill -9 of `cityseg train` in the middle of a checkpoint save, 10 times, each kill followed by --resume."""
+    runs = tmp_path / "runs"
+    command = [sys.executable, "-m", "cityseg.cli", "train", str(scenes), "--runs-dir", str(runs), "--epochs", "40"]
+    command += ["--workers", "0", "--encoder", "resnet18", "--size", "64", "--batch-size", "3"]
+    for setting in ("model.encoder_depth=3", "model.decoder_width=32", "train.progress=false", "train.patience=100"):
+        command += ["--set", setting]
+    command += ["--set", f"data.cache_dir={tmp_path / 'cache'}"]
+    rng = random.Random(0)
+    kills, steps, run = 0, [], None
+    while kills < 10:
+        argv = command if run is None else [*command[:4], "--resume", str(run)]
+        # the 3rd or 4th save: one last.ckpt is complete by then, so each resume goes on past the one before
+        ended = _kill_during_a_save(argv, runs, rng.randint(3, 4), rng.uniform(0.0, 0.003))
+        assert not ended, ended[-2000:]
+        kills += 1
+        run = run or next(runs.iterdir())
+        resumed = check_checkpoint(run)  # what --resume reads first: complete after every kill
+        steps.append(int(torch.load(resumed, map_location="cpu", weights_only=True)["global_step"]))
+    assert steps == sorted(steps) and steps[-1] > steps[0]  # the resumed runs went on between the kills
+    finished = subprocess.run([*command[:4], "--resume", str(run)], capture_output=True, text=True, check=False)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert [row["epoch"] for row in read_history(run)] == [str(epoch) for epoch in range(40)]  # each epoch once
+    assert (run / "model" / "model.safetensors").is_file()
+    assert not list((run / "checkpoints").glob(".*.tmp.ckpt"))  # the cut-short saves were cleared on resume

@@ -74,3 +74,15 @@ def check_checkpoint(run_dir: Path, which: str = LAST_CHECKPOINT) -> Path:
     if not isinstance(state, dict) or "state_dict" not in state:
         raise CitysegError(f"checkpoint {path} is not a Lightning checkpoint of a cityseg run; {way_on}")
     return path
+
+
+def remove_unfinished_saves(run_dir: Path) -> int:
+    """Delete the temporary files of checkpoint saves a kill cut short (``.last.*.tmp.ckpt``); how many.
+
+    A killed save leaves its temporary file beside the complete checkpoint it was replacing (a rename never
+    happened); a resumed run clears them, so kills do not pile up copies of the model on the disk.
+    """
+    unfinished = list((run_dir / CHECKPOINTS_DIR).glob(".*.tmp.ckpt"))
+    for path in unfinished:
+        path.unlink(missing_ok=True)
+    return len(unfinished)

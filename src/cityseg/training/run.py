@@ -26,7 +26,7 @@ from cityseg.config import Config
 from cityseg.devices import configure_threads
 from cityseg.errors import CitysegError
 from cityseg.runs import CONFIG_FILE, new_run_dir, resolve_run
-from cityseg.training.checkpoints import LAST_CHECKPOINT, check_checkpoint
+from cityseg.training.checkpoints import LAST_CHECKPOINT, check_checkpoint, remove_unfinished_saves
 from cityseg.training.module import SegModule
 from cityseg.training.run_folder import finish_run, load_run_labeller, save_labeller
 from cityseg.training.trainer import make_trainer
@@ -81,6 +81,7 @@ def train(
     if resume is not None:
         run_dir = resolve_run(resume)
         checkpoint = check_checkpoint(run_dir, resume_from)
+        remove_unfinished_saves(run_dir)
         config = Config.from_yaml(run_dir / CONFIG_FILE) if config is None else config
     elif config is None:
         raise CitysegError("train needs a config (or a run to resume)")
