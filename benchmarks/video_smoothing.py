@@ -33,28 +33,21 @@ def score_drive(segmenter, summary, smooth: float, every: int) -> dict[str, floa
     import torch
     from PIL import Image
 
-    from cityseg.metrics import confusion_scores
+    from cityseg.metrics import SegmentationMetrics
+    from cityseg.video.summary import FlickerMeter
 
     classes = segmenter.class_set
-    count = classes.num_classes
-    confusion = np.zeros((count, count), dtype=np.int64)
-    changed = truth_changed = pixels = 0
-    previous = previous_truth = None
+    metrics = SegmentationMetrics(classes.num_classes)  # unknown label ids are ignored (from_label_ids: 255)
+    flicker, truth_flicker = FlickerMeter(), FlickerMeter()
     for index, (_, labels) in enumerate(segmenter.iter_video(summary.video, smooth=smooth or None, every=every)):
         truth = classes.from_label_ids(np.asarray(Image.open(summary.label_path(index))))
-        valid = truth < count
-        confusion += np.bincount(
-            truth[valid].astype(np.int64) * count + labels[valid], minlength=count * count
-        ).reshape(count, count)
-        if previous is not None:
-            changed += int((labels != previous).sum())
-            truth_changed += int((truth != previous_truth).sum())
-            pixels += labels.size
-        previous, previous_truth = labels.copy(), truth
-    scores = confusion_scores(torch.from_numpy(confusion))
+        metrics.update(torch.from_numpy(labels[None].astype(np.int64)), torch.from_numpy(truth[None].astype(np.int64)))
+        flicker.update(labels.copy())  # copied: with every > 1 consecutive frames share one labels array
+        truth_flicker.update(truth)
+    scores = metrics.compute()
     return {
-        "flicker": changed / max(pixels, 1),
-        "truth flicker": truth_changed / max(pixels, 1),
+        "flicker": flicker.share or 0.0,
+        "truth flicker": truth_flicker.share or 0.0,
         "aAcc": float(scores["aAcc"]),
         "mIoU": float(scores["mIoU"]),
     }
