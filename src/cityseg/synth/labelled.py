@@ -17,7 +17,8 @@ from PIL import Image
 from cityseg.classes import NUM_LABEL_IDS
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_path, ensure_writable_dir
-from cityseg.label_formats import LABEL_FORMATS, write_label_file
+from cityseg.label_formats import label_format as label_format_named
+from cityseg.label_formats import write_label_file
 from cityseg.layouts import CONDITIONS, LAYOUTS, Layout, name_key
 from cityseg.synth.render import render_scene
 from cityseg.synth.write import JPEG_QUALITY, JPEG_SUBSAMPLING, check_scene_arguments, train_class_shares
@@ -89,8 +90,7 @@ def write_labelled(
         raise CitysegError(f"unknown layout {layout!r}; choose one of: pairs, {', '.join(LAYOUTS)}")
     chosen = LAYOUTS[layout]
     fmt = label_format or chosen.label_format
-    if fmt not in LABEL_FORMATS:
-        raise CitysegError(f"unknown label format {fmt!r}; choose one of: {', '.join(LABEL_FORMATS)}")
+    label_format_named(fmt)  # an unknown name is the one-line error of label_formats
     chosen.label_folder(fmt)  # one the layout does not ship is an error now, before any drawing
     size = tuple(size or chosen.synth_size)
     n_val = _check(chosen, count, seed, val_fraction)
