@@ -12,7 +12,8 @@ frames stream through bounded queues, so memory does not grow with the video's l
     python benchmarks/video.py --model runs/latest      # a trained model instead of random weights
 
 Speed does not depend on the weights, so by default nothing is trained: the cpu-hour architecture
-(FPN, timm-tf_efficientnet_lite0 encoder, decoder width 128, 256x256 input) is built with random weights,
+as ``configs/cpu-hour.yaml`` has it (FPN, timm-tf_efficientnet_lite0 encoder, decoder width 128, its input size:
+320x320 since 2026-12-05, 256x256 before) is built with random weights,
 saved, and exported to ONNX and int8 (calibrated on frames of the drive; with random weights the int8
 agreement check means nothing, so it is not enforced) for the onnx and openvino backends. The drive comes
 from ``cityseg.synth.drive`` (rendered at ``--render-scale`` of the size and scaled up, since rendering,
@@ -39,7 +40,18 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-ARCH, ENCODER, DECODER_WIDTH, INPUT_SIZE = "fpn", "timm-tf_efficientnet_lite0", 128, (256, 256)  # cpu-hour
+RECIPE = REPO / "configs" / "cpu-hour.yaml"
+
+
+def recipe_network(recipe: Path = RECIPE) -> tuple[str, str, int, tuple[int, int]]:
+    """(arch, encoder, decoder width, input size) of the cpu-hour recipe, so the benchmark follows the recipe."""
+    from cityseg.config import Config
+
+    config = Config.from_yaml(recipe)
+    return config.model.arch, config.model.encoder, config.model.decoder_width, tuple(config.data.size)
+
+
+ARCH, ENCODER, DECODER_WIDTH, INPUT_SIZE = recipe_network()
 SOURCE_ENCODER = {"preset": "fast", "crf": "18"}  # the drive itself: close to the rendered frames
 CALIBRATION_FRAMES = 24
 
@@ -58,7 +70,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--light",
-        default="64:256x256,64:192x192",
+        default="128:256x256,64:256x256,64:192x192",
         help="lighter networks, each DECODER_WIDTH:HxW (random weights, int8, fastest backend; '' skips)",
     )
     parser.add_argument("--memory-seconds", default="10,60", help="video lengths for peak memory ('' skips)")
@@ -348,6 +360,9 @@ def main(argv: list[str] | None = None) -> None:
             model_dir, weights = resolve_model_dir(args.model), "trained"
         else:
             model_dir, weights = random_model(work / "model"), "random weights"
+        from cityseg.backends import read_model_info
+
+        info = read_model_info(model_dir)  # now: a random model lives in `work`, deleted below
         int8 = export_int8(model_dir, video, work) if {"onnx", "openvino"} & set(args.backends.split(",")) else "-"
         speed = speed_table(model_dir, video, args, work)
         memory = memory_table(model_dir, video, args, work)
@@ -355,9 +370,6 @@ def main(argv: list[str] | None = None) -> None:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     print(f"\n## Video: {width}x{height} at {args.fps} fps, {args.seconds:g} s generated drive\n")
-    from cityseg.backends import read_model_info
-
-    info = read_model_info(model_dir)
     print(f"model: {info.arch}/{info.encoder} at {info.input_size[1]}x{info.input_size[0]}, {weights}; ONNX: {int8}")
     from cityseg.video.pipeline import video_model_threads
 

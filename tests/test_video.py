@@ -322,3 +322,24 @@ def test_cli_bad_video_exits_nonzero_with_one_line(tiny_model_dir, tmp_path, cap
     assert main(["predict", str(tiny_model_dir), str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("cityseg: error:") and "\n" not in error and str(path) in error
+
+
+@pytest.mark.slow
+def test_the_video_benchmark_runs_the_recipes_network_in_a_folder_it_cleans_up(tmp_path, monkeypatch, capsys):
+    import importlib.util
+
+    from cityseg.config import Config
+
+    bench_file = Path(__file__).resolve().parents[1] / "benchmarks" / "video.py"
+    spec = importlib.util.spec_from_file_location("video_benchmark", bench_file)
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where its temporary work folder goes
+    quick = ["--seconds", "0.5", "--fps", "10", "--size", "160x96", "--backends", "torch", "--every", "0"]
+    benchmark.main([*quick, "--light", "", "--memory-seconds", ""])
+    printed = capsys.readouterr().out
+    recipe = Config.from_yaml(bench_file.parents[1] / "configs" / "cpu-hour.yaml")
+    height, width = recipe.data.size
+    assert f"model: {recipe.model.arch}/{recipe.model.encoder} at {width}x{height}, random weights" in printed
+    assert "| PyTorch | 5 |" in printed  # 0.5 s at 10 fps
+    assert list(tmp_path.glob("video-bench-*")) == []  # its work folder, random model included, is gone
