@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cityseg.images import pack_rgb  # the packing the tables are indexed by
 from cityseg.labels.tables import (
     FAR,
     PALETTE_COLORS,
@@ -13,7 +14,6 @@ from cityseg.labels.tables import (
     highest_bit,
     lowest_bit,
     nearest_color_table,
-    pack_rgb,
     runs,
     squares,
     to_ycbcr,

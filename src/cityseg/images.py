@@ -333,3 +333,30 @@ def _array_to_image(array: np.ndarray) -> Image.Image:
             array = array[:, :, 0]
         return _to_rgb(Image.fromarray(np.ascontiguousarray(array)))
     raise CitysegError(f"expected an (H, W, 3) RGB, (H, W, 4) RGBA or (H, W) gray image array, got {array.shape}")
+
+
+def pack_rgb(rgb: np.ndarray) -> np.ndarray:
+    """(..., 3) uint8 RGB -> (...) uint32 index r<<16 | g<<8 | b into a 2^24-entry table.
+
+    A C-contiguous array is packed in one pass: each pixel's 3 bytes and the first byte of the next pixel
+    are read as one big-endian uint32 (r<<24 | g<<16 | b<<8 | next) through a view with a 3-byte stride,
+    and the extra byte is shifted out. That is 3-4x cheaper than widening and combining three channel
+    planes; the last pixel, which has no byte after it, is packed on its own.
+
+    Example:
+        >>> int(pack_rgb(np.array([1, 2, 3], np.uint8)))
+        66051
+    """
+    rgb = np.asarray(rgb, dtype=np.uint8)
+    packed = np.empty(rgb.shape[:-1], dtype=np.uint32)
+    flat = packed.reshape(-1)
+    if rgb.flags.c_contiguous and len(flat) >= 2:
+        words = np.ndarray((len(flat) - 1,), dtype=">u4", buffer=rgb, strides=(3,))
+        np.right_shift(words, 8, out=flat[:-1])
+        r, g, b = rgb.reshape(-1, 3)[-1].tolist()
+        flat[-1] = r << 16 | g << 8 | b
+    else:
+        np.left_shift(rgb[..., 0], 16, out=packed, dtype=np.uint32)
+        packed |= np.left_shift(rgb[..., 1], 8, dtype=np.uint32)
+        packed |= rgb[..., 2]
+    return packed

@@ -24,7 +24,7 @@ import numpy as np
 
 from cityseg.classes import IGNORE_INDEX, ClassSet, class_set
 from cityseg.errors import CitysegError
-from cityseg.images import decode_raw
+from cityseg.images import decode_raw, pack_rgb
 
 FORMAT_HINT = "--label-format (data.label_format)"
 
@@ -78,7 +78,7 @@ def _decode_train_ids(pixels: np.ndarray, classes: ClassSet, source: str) -> np.
 
 
 def _decode_colors(pixels: np.ndarray, classes: ClassSet, source: str) -> np.ndarray:
-    packed = (pixels[..., 0].astype(np.uint32) << 16) | (pixels[..., 1].astype(np.uint32) << 8) | pixels[..., 2]
+    packed = pack_rgb(pixels)
     colors, inverse, counts = np.unique(packed.ravel(), return_inverse=True, return_counts=True)
     known = {(r << 16) | (g << 8) | b: index for (r, g, b), index in classes.color_lookup().items()}
     mapped = np.array([known.get(int(code), -1) for code in colors], dtype=np.int16)

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cityseg.labels.tables import PALETTE_COLORS, UNCERTAIN, YCBCR, colour_bits, lowest_bit, pack_rgb, squares, to_ycbcr
+from cityseg.images import pack_rgb
+from cityseg.labels.tables import PALETTE_COLORS, UNCERTAIN, YCBCR, colour_bits, lowest_bit, squares, to_ycbcr
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ import numpy as np
 
 from cityseg.classes import IGNORE_INDEX, LABEL_BY_ID, NUM_LABEL_IDS, ClassSet
 from cityseg.errors import CitysegError
+from cityseg.images import pack_rgb
 from cityseg.labels.base import Labeller, check_mask
-from cityseg.labels.tables import PALETTE_COLORS, PALETTE_IDS, UNCERTAIN, cached_table, pack_rgb
+from cityseg.labels.tables import PALETTE_COLORS, PALETTE_IDS, UNCERTAIN, cached_table
 
 
 class KMeansLabeller(Labeller):

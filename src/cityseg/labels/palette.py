@@ -14,6 +14,7 @@ import numpy as np
 
 from cityseg.classes import class_set
 from cityseg.errors import CitysegError
+from cityseg.images import pack_rgb
 from cityseg.labels.base import Labeller, check_mask
 from cityseg.labels.blends import BlendTraps, blend_traps, sliver_pixels
 from cityseg.labels.fill import fill_uncertain
@@ -24,7 +25,6 @@ from cityseg.labels.tables import (
     UNCERTAIN,
     cached_table,
     colour_bits,
-    pack_rgb,
 )
 
 UNKNOWN_DISTANCE = 30.0  # a colour this far from every official colour is not a palette colour ...
@@ -192,7 +192,7 @@ class PaletteLabeller(Labeller):
 def _unknown_colour(packed: np.ndarray, code: np.ndarray, at_least: float = 0.0) -> tuple[float, tuple]:
     """Share of the mask covered by its most common unknown colour (binned 16 levels per channel), and that colour.
 
-    ``packed`` holds the mask's packed RGB (:func:`~cityseg.labels.tables.pack_rgb`); ``code`` is FAR for
+    ``packed`` holds the mask's packed RGB (:func:`~cityseg.images.pack_rgb`); ``code`` is FAR for
     pixels farther than UNKNOWN_DISTANCE (or max_distance) from every official colour.
     JPEG blends are spread thinly over many colours along edges; another palette's class is one colour
     over a region, so it fills one bin. The colour is worked out only for shares above ``at_least``.
