@@ -40,11 +40,10 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-RECIPE = REPO / "configs" / "cpu-hour.yaml"
 
 
-def recipe_network(recipe: Path = RECIPE) -> tuple[str, str, int, tuple[int, int]]:
-    """(arch, encoder, decoder width, input size) of the cpu-hour recipe, so the benchmark follows the recipe."""
+def recipe_network(recipe: str = "cpu-hour") -> tuple[str, str, int, tuple[int, int]]:
+    """(arch, encoder, decoder width, input size) of a recipe (a preset or YAML file), so the benchmark follows it."""
     from cityseg.config import Config
 
     config = Config.from_yaml(recipe)

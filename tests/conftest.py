@@ -75,6 +75,17 @@ def scene_label_ids(layout: str, split: str, number: int, seed: int = LAYOUT_SEE
     return render_scene(np.random.default_rng([seed, index]), LAYOUT_SIZES.get(layout, (64, 128)))
 
 
+def load_benchmark(name: str):
+    """The script ``benchmarks/<name>.py`` as a module (the benchmarks folder is not a package)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def save_tiny_model(
     folder: Path, classes: str | dict = "train19", seed: int = 0, input_size: tuple[int, int] = TINY_INPUT_SIZE
 ) -> Path:
@@ -124,13 +135,9 @@ def write_tiny_release(root: Path, seed: int = 0) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def private_cache(tmp_path_factory):
     """The suite's own cache folder: tests (and the commands they start) never fill or read the user's cache."""
-    saved = os.environ.get("XDG_CACHE_HOME")
-    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
-    yield
-    if saved is None:
-        os.environ.pop("XDG_CACHE_HOME", None)
-    else:
-        os.environ["XDG_CACHE_HOME"] = saved
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+        yield
 
 
 @pytest.fixture(scope="session")

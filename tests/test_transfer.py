@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -17,8 +16,7 @@ from cityseg.cli import main
 from cityseg.label_formats import read_label_file
 from cityseg.metrics import metrics_report
 from cityseg.transfer import TransferTable, evaluate_transfer, transfer_column
-
-REPO = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -143,16 +141,9 @@ def test_validation_scores_labels_of_several_sizes_in_one_batch():
     assert loss.ndim == 0 and int(module.val_metrics.compute()["confmat"].sum()) == 32 * 40 + 24 * 40
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("transfer_benchmark", REPO / "benchmarks" / "transfer.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.slow
 def test_the_benchmark_scores_every_model_on_the_same_held_out_images(trained, layouts, tmp_path, capsys):
-    benchmark = _benchmark()
+    benchmark = load_benchmark("transfer")
     saved = tmp_path / "result.json"
     argv = ["--model", f"tiny={trained}", "--data", f"own={layouts['images']}", "--data", f"kitti={layouts['kitti']}"]
     assert benchmark.main([*argv, "--out", str(saved)]) == 0

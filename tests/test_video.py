@@ -23,6 +23,7 @@ from cityseg.video import (
     split_video_inputs,
 )
 from cityseg.video import pipeline as video_pipeline
+from conftest import load_benchmark
 from video_helpers import FPS, FRAMES, HEIGHT, WIDTH, noise_frames, read_video, street_frames, write_video
 
 
@@ -326,19 +327,14 @@ def test_cli_bad_video_exits_nonzero_with_one_line(tiny_model_dir, tmp_path, cap
 
 @pytest.mark.slow
 def test_the_video_benchmark_runs_the_recipes_network_in_a_folder_it_cleans_up(tmp_path, monkeypatch, capsys):
-    import importlib.util
-
     from cityseg.config import Config
 
-    bench_file = Path(__file__).resolve().parents[1] / "benchmarks" / "video.py"
-    spec = importlib.util.spec_from_file_location("video_benchmark", bench_file)
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
+    benchmark = load_benchmark("video")
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where its temporary work folder goes
     quick = ["--seconds", "0.5", "--fps", "10", "--size", "160x96", "--backends", "torch", "--every", "0"]
     benchmark.main([*quick, "--light", "", "--memory-seconds", ""])
     printed = capsys.readouterr().out
-    recipe = Config.from_yaml(bench_file.parents[1] / "configs" / "cpu-hour.yaml")
+    recipe = Config.from_yaml("cpu-hour")
     height, width = recipe.data.size
     assert f"model: {recipe.model.arch}/{recipe.model.encoder} at {width}x{height}, random weights" in printed
     assert "| PyTorch | 5 |" in printed  # 0.5 s at 10 fps
