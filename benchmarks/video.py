@@ -39,8 +39,6 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def recipe_network(recipe: str = "cpu-hour") -> tuple[str, str, int, tuple[int, int]]:
     """(arch, encoder, decoder width, input size) of a recipe (a preset or YAML file), so the benchmark follows it."""
