@@ -24,7 +24,7 @@ from cityseg.errors import CitysegError, first_line
 from cityseg.images import Photo
 from cityseg.inference import labels_at_size
 from cityseg.predict import Segmenter, ids_encoder, preprocess
-from cityseg.serve.bodies import ClassesBody, ClassInfo, ClassShare, ErrorBody, HealthBody, PredictionBody, Timing
+from cityseg.serve.schemas import ClassesBody, ClassInfo, ClassShare, ErrorBody, HealthBody, PredictionBody, Timing
 from cityseg.serve.settings import RequestError, ServeSettings
 from cityseg.serve.upload import decode_upload, read_upload
 from cityseg.serve.video import add_video_route
