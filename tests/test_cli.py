@@ -183,7 +183,7 @@ def test_choices_are_the_registries():
 
 def test_defaults_are_the_functions_defaults():
     from cityseg.demo import run_demo
-    from cityseg.evaluation import evaluate_run
+    from cityseg.evaluation import EvaluateOptions
     from cityseg.export import export_onnx
     from cityseg.predict import predict_files
     from cityseg.synth import write_scenes
@@ -195,7 +195,7 @@ def test_defaults_are_the_functions_defaults():
 
     assert_same("synth", write_scenes, {"--count": "count", "--seed": "seed", "--val-fraction": "val_fraction"})
     assert_same("demo", run_demo, {"--out": "out", "--count": "count", "--seed": "seed"})
-    assert_same("evaluate", evaluate_run, {"--split": "split"})
+    assert_same("evaluate", EvaluateOptions, {"--split": "split"})
     flags = {"--backend": "backend", "--ids": "ids", "--mask-side": "mask_side", "--batch-size": "batch_size"}
     assert_same("predict", predict_files, {**flags, "--alpha": "overlay_alpha"})
     flags = {"--mask-side": "mask_side", "--calibration-images": "calibration_images", "--opset": "opset"}

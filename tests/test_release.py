@@ -245,9 +245,9 @@ def test_train_on_the_release_with_sliding_window_evaluation(release, tmp_path):
     assert int(np.asarray(metrics["confmat"]).sum()) == labelled
     assert Config.from_yaml(run / "config.yaml").data.eval_window == (32, 64)
     # cityseg evaluate scores the run the way its test did: sliding windows and flip, the same confusion matrix
-    from cityseg.evaluation import evaluate_run
+    from cityseg.evaluation import EvaluateOptions, evaluate_run
 
-    again = evaluate_run(run, out=tmp_path / "evaluated", progress=False)
+    again = evaluate_run(run, options=EvaluateOptions(progress=False), out=tmp_path / "evaluated")
     assert np.array_equal(np.asarray(again["confmat"]), np.asarray(metrics["confmat"]))
     assert again["flip"] is True  # metrics.json says how it was scored
     assert (run / "plots" / "labels.png").is_file()  # the label figure shows the truth ids' colours

@@ -16,7 +16,7 @@ import torch
 
 from cityseg.config import Config
 from cityseg.errors import CitysegError
-from cityseg.evaluation import evaluate_run
+from cityseg.evaluation import EvaluateOptions, evaluate_run
 from cityseg.models import network_options
 from cityseg.optim import LRSchedule
 from cityseg.runs import resolve_run, update_latest
@@ -94,7 +94,7 @@ def test_saved_model_reloads_offline_with_identical_outputs(finished_run, monkey
 @pytest.mark.slow
 def test_evaluate_scores_the_test_split_and_the_untrained_baseline(finished_run, tmp_path):
     metrics = json.loads((finished_run / "metrics.json").read_text())
-    result = evaluate_run(finished_run, baseline=True, out=tmp_path, progress=False)
+    result = evaluate_run(finished_run, options=EvaluateOptions(baseline=True, progress=False), out=tmp_path)
     assert result["images"] == 4
     assert result["mIoU"] == pytest.approx(metrics["mIoU"], abs=1e-6)  # same model, same test images
     assert result["baseline"]["aAcc"] != result["aAcc"]
@@ -102,7 +102,8 @@ def test_evaluate_scores_the_test_split_and_the_untrained_baseline(finished_run,
     assert written["mIoU"] == result["mIoU"] and "baseline" in written
     assert (tmp_path / "plots" / "confusion.png").is_file()
     # a bare model folder works too, on data given explicitly
-    from_model = evaluate_run(finished_run / "model", data=metrics_root(finished_run), out=tmp_path, progress=False)
+    quiet = EvaluateOptions(progress=False)
+    from_model = evaluate_run(finished_run / "model", metrics_root(finished_run), quiet, out=tmp_path)
     assert from_model["mIoU"] == pytest.approx(result["mIoU"], abs=1e-6)
 
 
@@ -201,11 +202,11 @@ def test_two_process_ddp_run_writes_one_run_with_exact_test_metrics(scenes, tmp_
     assert len(runs) == 1  # both processes wrote into the same run folder
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     assert metrics["images"] == 4
-    single = evaluate_run(runs[0], out=tmp_path / "eval", progress=False)
+    single = evaluate_run(runs[0], options=EvaluateOptions(progress=False), out=tmp_path / "eval")
     assert single["pixels"] == metrics["pixels"]  # no test image repeated to even out the shards
     assert single["mIoU"] == pytest.approx(metrics["mIoU"], abs=1e-9)
     # 3 validation images on 2 processes: the short shard was padded with an ignored item, not a repeat
-    validated = evaluate_run(runs[0], split="val", out=tmp_path / "eval-val", progress=False)
+    validated = evaluate_run(runs[0], options=EvaluateOptions(split="val", progress=False), out=tmp_path / "eval-val")
     assert validated["images"] == 3
     assert float(read_history(runs[0])[-1]["val_mIoU"]) == pytest.approx(validated["mIoU"], abs=1e-6)
 

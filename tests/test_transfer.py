@@ -13,6 +13,7 @@ from PIL import Image
 
 from cityseg.classes import IGNORE_INDEX, class_set
 from cityseg.cli import main
+from cityseg.evaluation import EvaluateOptions
 from cityseg.label_formats import read_label_file
 from cityseg.metrics import metrics_report
 from cityseg.transfer import TransferTable, evaluate_transfer, transfer_column
@@ -53,7 +54,7 @@ def _check_column(column, metrics_file: Path) -> None:
 @pytest.mark.slow
 def test_one_model_on_three_datasets_in_one_table(trained, layouts):
     datasets = [layouts["images"], layouts["kitti"], layouts["bdd100k"]]
-    table = evaluate_transfer(trained, datasets, progress=False)
+    table = evaluate_transfer(trained, datasets, EvaluateOptions(progress=False))
     assert [c.name for c in table.columns] == ["images", "kitti", "bdd100k"]
     assert [c.own for c in table.columns] == [True, False, False]  # its own data: its own test split
     assert [c.images for c in table.columns] == [2, 1, 2]  # val folders; KITTI has none: a seeded share
@@ -125,7 +126,8 @@ def test_a_dataset_of_photos_of_several_sizes_is_evaluated_in_batches(trained, l
     for folder in ("image_2", "semantic"):  # KITTI's photos are not all one size: make one 8 pixels narrower
         path = kitti / "training" / folder / "000000_10.png"
         Image.open(path).crop((0, 0, 152, 48)).save(path)
-    report = evaluate_run(trained, data=kitti, split="all", batch_size=3, progress=False, out=tmp_path / "e")
+    options = EvaluateOptions(split="all", batch_size=3, progress=False)
+    report = evaluate_run(trained, data=kitti, options=options, out=tmp_path / "e")
     labels = [read_label_file(p, "labelids", class_set("train19")) for p in (kitti / "training/semantic").iterdir()]
     assert report["images"] == 6 and report["pixels"] == sum(int((lab != IGNORE_INDEX).sum()) for lab in labels)
 

@@ -207,30 +207,29 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
 )
 def _run_evaluate(args: argparse.Namespace) -> int:
     _passive_cpu_threads()
-    from cityseg.evaluation import evaluate_run
+    from cityseg.evaluation import EvaluateOptions, evaluate_run
     from cityseg.metrics import format_table
 
-    options = {
-        "split": args.split,
-        "baseline": args.baseline,
-        "batch_size": args.batch_size,
-        "workers": args.workers,
-        "accelerator": args.accelerator,
-        "out": args.out,
-        "flip": True if args.tta else args.flip,
-        "scales": defaults.TTA_SCALES if args.tta else None,
-        "label_format": args.label_format,
-        "skip_bad": args.skip_bad,
-    }
+    options = EvaluateOptions(
+        split=args.split,
+        baseline=args.baseline,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        accelerator=args.accelerator,
+        flip=True if args.tta else args.flip,
+        scales=defaults.TTA_SCALES if args.tta else None,
+        label_format=args.label_format,
+        skip_bad=args.skip_bad,
+    )
     if args.data and len(args.data) > 1:
         from cityseg.transfer import evaluate_transfer
 
-        table = evaluate_transfer(args.target, args.data, **options)
+        table = evaluate_transfer(args.target, args.data, options, out=args.out)
         print(table)
         for column in table.columns:
             print(f"{column.name}: {column.written}")
         return 0
-    result = evaluate_run(args.target, data=args.data[0] if args.data else None, **options)
+    result = evaluate_run(args.target, args.data[0] if args.data else None, options, out=args.out)
     if "baseline" in result:
         print("untrained baseline (same architecture and init seed):")
         print(format_table(result["baseline"]))
