@@ -149,7 +149,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_segmenter(tiny_model_dir):
     """The tiny model folder loaded with the torch backend."""
-    from cityseg.predict import Segmenter
+    from cityseg.engine import Segmenter
 
     return Segmenter.from_pretrained(tiny_model_dir)
 

@@ -17,10 +17,10 @@ LAYERS = (
     ("labels",),
     ("splits", "transforms"),
     ("datasets", "models", "devices"),
-    ("inference",),
-    ("training", "evaluation", "backends", "transfer"),
-    ("predict", "video", "onnx_graphs"),  # photos and videos: Segmenter.predict_video hands over to cityseg.video
-    ("export", "serve"),
+    ("inference", "backends", "engine", "outputs"),  # the engine (Segmenter) and what a prediction writes
+    ("training", "evaluation", "transfer"),
+    ("video", "onnx_graphs"),
+    ("predict", "export", "serve"),  # predict sends photos to its loop and videos to cityseg.video
     ("demo",),
     ("cli",),
 )

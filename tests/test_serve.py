@@ -22,8 +22,8 @@ from PIL import Image
 
 from cityseg.classes import class_set
 from cityseg.cli import main
+from cityseg.engine import Segmenter
 from cityseg.errors import CitysegError
-from cityseg.predict import Segmenter
 from cityseg.serve import InferenceWorker, ServeSettings, bind_socket, create_app, make_server
 from cityseg.synth import render_scene
 

@@ -58,28 +58,26 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
 
 @command("predict", "segment photos (label and colour PNG, overlay JPEG) and videos (overlay MP4)", _add_predict)
 def _run_predict(args: argparse.Namespace) -> int:
+    from cityseg.engine import PredictOptions
     from cityseg.predict import predict_files
+    from cityseg.video import VideoOptions
 
-    summary = predict_files(
-        args.model,
-        args.inputs,
-        args.out,
+    options = PredictOptions(
         backend=args.backend,
+        onnx_file=args.onnx,
+        threads=args.threads,
+        flip=args.flip or args.tta,
+        scales=defaults.TTA_SCALES if args.tta else (1.0,),
+        batch_size=args.batch_size,
         ids=args.ids,
         pairs=args.pairs,
         mask_side=args.mask_side,
-        batch_size=args.batch_size,
-        threads=args.threads,
-        onnx_file=args.onnx,
         skip_bad=args.skip_bad,
         progress=not args.no_progress,
-        flip=args.flip or args.tta,
-        scales=defaults.TTA_SCALES if args.tta else (1.0,),
         overlay_alpha=args.alpha,
-        frames=args.frames,
-        every=args.every,
-        smooth=args.smooth,
     )
+    video = VideoOptions(frames=args.frames, every=args.every, smooth=args.smooth)
+    summary = predict_files(args.model, args.inputs, args.out, options, video)
     print(summary)
     return 0
 
@@ -139,11 +137,9 @@ def _run_export(args: argparse.Namespace) -> int:
     from cityseg.extras import require
 
     require("onnx", "cityseg export")
-    from cityseg.export import export_onnx
+    from cityseg.export import ExportOptions, export_onnx
 
-    report = export_onnx(
-        args.model,
-        out=args.out,
+    options = ExportOptions(
         quantize=args.quantize,
         calibration=args.calibration,
         pairs=args.pairs,
@@ -159,6 +155,7 @@ def _run_export(args: argparse.Namespace) -> int:
         keep_fp32=tuple(args.keep_fp32) if args.keep_fp32 else None,
         seed=args.seed,
     )
+    report = export_onnx(args.model, options, out=args.out)
     print(report)
     return 0
 
@@ -202,6 +199,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from cityseg.extras import require
 
     require("serve", "cityseg serve")  # before importing it: the app module needs FastAPI at import
+    from cityseg.engine import PredictOptions
     from cityseg.serve import ServeSettings, serve
 
     settings = ServeSettings(
@@ -215,9 +213,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         args.model,
         host=args.host,
         port=args.port,
-        backend=args.backend,
-        onnx_file=args.onnx,
-        threads=args.threads,
+        options=PredictOptions(backend=args.backend, onnx_file=args.onnx, threads=args.threads),
         settings=settings,
         log_level=args.log_level,
         token=args.token,

@@ -29,7 +29,7 @@ Example:
     {'width': 2048, 'height': 1024, 'latency_ms': 183.0, 'classes': [{'name': 'road', 'share': 0.38, ...}, ...], ...}
 """
 
-from cityseg.predict import Segmenter
+from cityseg.engine import Segmenter
 from cityseg.serve.app import PREDICT_BODY, STATIC_PAGE, ServedModel, create_app, model_label, page_html
 from cityseg.serve.schemas import ClassesBody, ClassInfo, ClassShare, ErrorBody, HealthBody, PredictionBody, Timing
 from cityseg.serve.server import DEFAULT_HOST, DEFAULT_PORT, LocalServer, bind_socket, make_server, serve
