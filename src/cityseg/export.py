@@ -223,12 +223,7 @@ def load_calibration_set(info, options: ExportOptions | None = None, model_dir: 
         model_dir: the model folder; ``model_dir/../labeller.json`` (a run's labeller) labels pair masks.
     """
     options = options or ExportOptions()
-    folder, pairs, seed, calibration_images = (
-        options.calibration,
-        options.pairs,
-        options.seed,
-        options.calibration_images,
-    )
+    folder, pairs, seed = options.calibration, options.pairs, options.seed
     size = tuple(info.input_size)
     if folder is None:  # fp32-only export without photos: seeded noise images still compare the two runtimes
         noise = np.random.default_rng(seed).standard_normal((2, 3, *size)).astype(np.float32)
@@ -244,7 +239,7 @@ def load_calibration_set(info, options: ExportOptions | None = None, model_dir: 
     truths: list[np.ndarray] = []
     skipped: list[str] = []
     for path in paths:
-        if len(check) == wanted_check and len(calibrate) == calibration_images:
+        if len(check) == wanted_check and len(calibrate) == options.calibration_images:
             break
         try:
             if pairs:
