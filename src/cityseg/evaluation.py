@@ -1,7 +1,7 @@
 """Scoring a trained model: a network over a loader (:func:`evaluate_model`), or a whole run (:func:`evaluate_run`).
 
 The scores are :mod:`cityseg.metrics`' (one confusion matrix over the whole set). :func:`evaluate_run` is
-what ``cityseg evaluate`` runs: it finds the model (:func:`cityseg.runs.find_model`), rebuilds the run's
+what ``cityseg evaluate`` runs: it finds the model (:func:`cityseg.run_folders.find_model`), rebuilds the run's
 splits and labels, and evaluates as the run validated (sliding windows, flip: :func:`cityseg.inference.eval_net`).
 """
 
@@ -23,7 +23,7 @@ from cityseg.devices import configure_threads, pick_device
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_write_text, natural_key
 from cityseg.metrics import SegmentationMetrics, metrics_report
-from cityseg.runs import CONFIG_FILE, find_model
+from cityseg.run_folders import CONFIG_FILE, find_model
 
 EVALUATIONS_DIR = "evaluations"  # RUN/evaluations/<name>/: one folder per evaluation (evaluation_name)
 SPLITS_FILE = "splits.json"  # the run's train/val/test lists (cityseg.splits.save_splits)

@@ -55,7 +55,7 @@ from cityseg.images import decode_image, expand_inputs
 from cityseg.inference import labels_at_size
 from cityseg.onnx_graphs import quantize_int8, torch_to_onnx
 from cityseg.predict import preprocess
-from cityseg.runs import resolve_model_dir
+from cityseg.run_folders import resolve_model_dir
 
 ENCODER_NODES = ("/encoder",)  # node-name prefix of an smp network's encoder in the exported graph
 

@@ -37,7 +37,7 @@ from cityseg.errors import CitysegError
 from cityseg.files import atomic_path, ensure_writable_dir
 from cityseg.images import Photo, decode_image, expand_inputs
 from cityseg.inference import eval_net, labels_at_size
-from cityseg.runs import resolve_model_dir
+from cityseg.run_folders import resolve_model_dir
 
 if TYPE_CHECKING:
     from cityseg.models import ModelInfo

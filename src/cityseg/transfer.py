@@ -149,7 +149,7 @@ def evaluate_transfer(
         The :class:`TransferTable`, also written as ``transfer.json`` beside ``plots/transfer.png``.
     """
     from cityseg.evaluation import EVALUATIONS_DIR, evaluate_run
-    from cityseg.runs import find_model
+    from cityseg.run_folders import find_model
 
     if not datasets:
         raise CitysegError("no dataset to evaluate on: pass --data DATA (once per dataset)")

@@ -136,7 +136,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise CitysegError("--resume continues a run with its own config.yaml; change settings with --set or flags")
-        from cityseg.runs import resolve_run
+        from cityseg.run_folders import resolve_run
 
         config = Config.from_yaml(resolve_run(args.resume) / "config.yaml").override(args.set)
     else:

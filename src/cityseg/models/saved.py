@@ -18,7 +18,7 @@ from cityseg.classes import CLASS_SETS, IGNORE_INDEX, NUM_LABEL_IDS, ClassSet, c
 from cityseg.errors import CitysegError
 from cityseg.files import disk_full_message
 from cityseg.models.networks import IMAGENET_MEAN, IMAGENET_STD, hub_offline, input_normalization, unwrap_network
-from cityseg.runs import INFO_FILE  # the ModelInfo file: one name for every module
+from cityseg.run_folders import INFO_FILE  # the ModelInfo file: one name for every module
 
 if TYPE_CHECKING:  # torch is imported inside functions so `import cityseg.models` stays light
     from torch import nn

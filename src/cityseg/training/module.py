@@ -12,12 +12,12 @@ import torch.nn.functional as F
 
 from cityseg.classes import IGNORE_INDEX
 from cityseg.config import Config
-from cityseg.losses import LOSS_TERMS, loss_terms
+from cityseg.loss_registry import LOSS_TERMS, loss_terms
 from cityseg.optim import LRSchedule, make_optimizer
 
 
 class SegmentationLoss(torch.nn.Module):
-    """The sum of the :data:`~cityseg.losses.LOSS_TERMS` that ``kind`` names, ``IGNORE_INDEX`` left out.
+    """The sum of the :data:`~cityseg.loss_registry.LOSS_TERMS` that ``kind`` names, ``IGNORE_INDEX`` left out.
 
     Args:
         kind: ``ce`` (cross-entropy on integer labels), ``ce+dice`` (plus smp's multiclass Dice loss, which

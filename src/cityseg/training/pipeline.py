@@ -25,10 +25,10 @@ from lightning.pytorch.utilities import rank_zero_only
 from cityseg.config import Config
 from cityseg.devices import configure_threads
 from cityseg.errors import CitysegError
-from cityseg.runs import CONFIG_FILE, new_run_dir, resolve_run
+from cityseg.run_folders import CONFIG_FILE, new_run_dir, resolve_run
 from cityseg.training.checkpoints import LAST_CHECKPOINT, check_checkpoint, remove_unfinished_saves
 from cityseg.training.module import SegModule
-from cityseg.training.run_folder import finish_run, load_run_labeller, save_labeller
+from cityseg.training.outputs import finish_run, load_run_labeller, save_labeller
 from cityseg.training.trainer import make_trainer
 
 RUN_DIR_ENV = "CITYSEG_RUN_DIR"  # the run folder, passed to the other processes of a multi-process run
