@@ -71,7 +71,7 @@ class SegModule(L.LightningModule):
     ):
         super().__init__()
         from cityseg.metrics import SegmentationMetrics
-        from cityseg.models import create_model, encoder_weights_used, network_options
+        from cityseg.models import build_network, network_options
 
         self.config = config if isinstance(config, Config) else Config.from_dict(config)
         self.class_names = list(class_names)
@@ -81,7 +81,7 @@ class SegModule(L.LightningModule):
             hparams["class_weights"] = [float(w) for w in class_weights]
         self.save_hyperparameters(hparams)
         model = self.config.model
-        self.net = create_model(
+        self.net, filled_by = build_network(
             arch=model.arch,
             encoder=model.encoder,
             num_classes=len(self.class_names),
@@ -89,7 +89,7 @@ class SegModule(L.LightningModule):
             **network_options(model),
         )
         # what filled the encoder before training; kept in checkpoints so a resumed run still knows
-        self.encoder_weights_used = encoder_weights_used(self.net) if pretrained else model.encoder_weights
+        self.encoder_weights_used = filled_by if pretrained else model.encoder_weights
         if self.config.train.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.criterion = SegmentationLoss(self.config.optim.loss, class_weights, self.config.optim)

@@ -1,0 +1,103 @@
+"""ImageNet encoder weights from the local Hugging Face cache alone, looked up call by call.
+
+smp and timm fetch ImageNet weights with ``hf_hub_download``, which offers no way to stay offline for one call
+but its ``local_files_only`` argument. Offline, cityseg looks the same files up in the cache itself, with that
+argument, instead of switching the whole process (every thread) to the Hub's offline mode.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+SMP_WEIGHTS_FILES = ("config.json", "model.safetensors")  # what smp fetches for an encoder, in order; the last loads
+TIMM_WEIGHTS_FILE = "pytorch_model.bin"  # timm's default file name on the Hub (HF_WEIGHTS_NAME)
+
+
+@dataclass(frozen=True)
+class CachedWeights:
+    """ImageNet encoder weights found in the local Hub cache.
+
+    Args:
+        path: the cached file.
+        timm: True when timm builds the encoder and loads the file itself (``pretrained_cfg_overlay``);
+            False for smp's own encoders, whose encoder takes the file's state dict.
+    """
+
+    path: str
+    timm: bool
+
+
+def cached_imagenet_weights(encoder: str) -> CachedWeights | None:
+    """Where the local Hub cache holds the ImageNet weights that smp or timm would download for ``encoder``.
+
+    Args:
+        encoder: an smp encoder name (``resnet34``, ``timm-regnetx_002``, ``tu-<timm name>`` ...).
+
+    Returns:
+        The cached file, or None when building the encoder with ImageNet weights reads no Hub file (no such
+        weights, or timm takes them from elsewhere): smp or timm then builds it, or says what is wrong, as usual.
+
+    Raises:
+        huggingface_hub.errors.LocalEntryNotFoundError: the weights are not in the local cache.
+    """
+    timm_name = _timm_model(encoder)
+    if timm_name is not None:
+        return _timm_weights(timm_name)
+    import segmentation_models_pytorch as smp
+
+    settings = smp.encoders.encoders[encoder]["pretrained_settings"].get("imagenet")
+    if settings is None:
+        return None
+    path = ""
+    for filename in SMP_WEIGHTS_FILES:
+        path = _cached(settings["repo_id"], filename, settings["revision"])
+    return CachedWeights(path, timm=False)
+
+
+def _timm_model(encoder: str) -> str | None:
+    """The timm model name smp builds ``encoder`` from (its ``timm-`` aliases included), or None for smp's own."""
+    from segmentation_models_pytorch.encoders import is_equivalent_to_timm_universal
+
+    if is_equivalent_to_timm_universal(encoder):  # smp's renaming of its timm- aliases, as get_encoder does it
+        encoder = encoder.replace("timm-", "tu-")
+        if "mobilenetv3" in encoder:
+            encoder = encoder.replace("tu-", "tu-tf_")
+    return encoder[3:] if encoder.startswith("tu-") else None
+
+
+def _timm_weights(model_name: str) -> CachedWeights | None:
+    """The cached file timm's ``load_state_dict_from_hf`` would read: a safetensors alternative first."""
+    import timm
+    from huggingface_hub.errors import EntryNotFoundError
+
+    try:
+        cfg = timm.models.get_pretrained_cfg(model_name)
+    except RuntimeError:  # an unknown pretrained tag: timm names it when the network is built
+        return None
+    # timm's choice of source: the Hub when the cfg says so, or when it names no file or state dict of its own
+    overridden = cfg is not None and (cfg.source == "local-dir" or bool(cfg.file) or bool(cfg.state_dict))
+    if cfg is None or not cfg.hf_hub_id or (cfg.source != "hf-hub" and overridden):
+        return None
+    repo, _, revision = cfg.hf_hub_id.partition("@")
+    filename = cfg.hf_hub_filename or TIMM_WEIGHTS_FILE
+    candidates = [filename] if filename.endswith(".safetensors") else [*_safe_alternatives(filename), filename]
+    for candidate in candidates[:-1]:
+        with contextlib.suppress(EntryNotFoundError):  # as timm: no safetensors file, then the .bin
+            return CachedWeights(_cached(repo, candidate, revision or None), timm=True)
+    return CachedWeights(_cached(repo, candidates[-1], revision or None), timm=True)
+
+
+def _safe_alternatives(filename: str) -> list[str]:
+    """timm's safetensors names for a ``.bin`` file (``pytorch_model.bin`` -> ``model.safetensors``)."""
+    if filename == TIMM_WEIGHTS_FILE:
+        return ["model.safetensors"]
+    if filename == "open_clip_pytorch_model.bin":
+        return ["open_clip_model.safetensors"]
+    return [filename[:-4] + ".safetensors"] if filename.endswith(".bin") else []
+
+
+def _cached(repo: str, filename: str, revision: str | None) -> str:
+    from huggingface_hub import hf_hub_download
+
+    return hf_hub_download(repo, filename=filename, revision=revision, local_files_only=True)
