@@ -27,6 +27,15 @@ class CachedWeights:
     path: str
     timm: bool
 
+    @property
+    def timm_overlay(self) -> dict[str, object]:
+        """timm's ``pretrained_cfg_overlay`` that loads the file as timm loads a Hub download.
+
+        A Hub download is read as a plain state dict even where the cfg names a loader of its own (``custom_load``,
+        for the original ``.npz`` files); a file is not, unless told.
+        """
+        return {"file": self.path, "custom_load": False}
+
 
 def cached_imagenet_weights(encoder: str) -> CachedWeights | None:
     """Where the local Hub cache holds the ImageNet weights that smp or timm would download for ``encoder``.
@@ -75,10 +84,8 @@ def _timm_weights(model_name: str) -> CachedWeights | None:
         cfg = timm.models.get_pretrained_cfg(model_name)
     except RuntimeError:  # an unknown pretrained tag: timm names it when the network is built
         return None
-    # timm's choice of source: the Hub when the cfg says so, or when it names no file or state dict of its own
-    overridden = cfg is not None and (cfg.source == "local-dir" or bool(cfg.file) or bool(cfg.state_dict))
-    if cfg is None or not cfg.hf_hub_id or (cfg.source != "hf-hub" and overridden):
-        return None
+    if cfg is None or not cfg.hf_hub_id or cfg.source or cfg.file or cfg.state_dict:
+        return None  # no Hub weights, or a source of the cfg's own (timm's registry sets none of these)
     repo, _, revision = cfg.hf_hub_id.partition("@")
     filename = cfg.hf_hub_filename or TIMM_WEIGHTS_FILE
     candidates = [filename] if filename.endswith(".safetensors") else [*_safe_alternatives(filename), filename]

@@ -243,7 +243,7 @@ def _create_from_hub_cache(arch: str, encoder: str, num_classes: int, kwargs: di
         return _smp_create(arch, encoder, num_classes, "imagenet", kwargs)
     if cached.timm:  # timm loads the cached file as it would have loaded the download
         net = _smp_create(
-            arch, encoder, num_classes, "imagenet", {**kwargs, "pretrained_cfg_overlay": {"file": cached.path}}
+            arch, encoder, num_classes, "imagenet", {**kwargs, "pretrained_cfg_overlay": cached.timm_overlay}
         )
         net.config.pop("pretrained_cfg_overlay", None)  # where the file was is no setting of the network
         return net
