@@ -135,18 +135,18 @@ def _hub_cache_file(repo: str, filename: str, revision: str | None, tensors: dic
 
 @pytest.fixture
 def cache_lookups(monkeypatch):
-    """Every Hub download call: (the process-wide offline flag at the time, its local_files_only)."""
+    """Every lookup in the local Hub cache: (the file, the process-wide offline flag at the time)."""
     import huggingface_hub
     import huggingface_hub.constants
 
     calls = []
-    real = huggingface_hub.hf_hub_download
+    real = huggingface_hub.try_to_load_from_cache
 
-    def spy(*args, **kwargs):
-        calls.append((huggingface_hub.constants.HF_HUB_OFFLINE, kwargs.get("local_files_only", False)))
-        return real(*args, **kwargs)
+    def spy(repo_id, filename, *args, **kwargs):
+        calls.append((filename, huggingface_hub.constants.HF_HUB_OFFLINE))
+        return real(repo_id, filename, *args, **kwargs)
 
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", spy)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", spy)
     return calls
 
 
@@ -163,7 +163,8 @@ def test_imagenet_offline_reads_the_local_hub_cache_of_this_call_only(no_network
     for key, tensor in donor.items():
         assert torch.equal(net.encoder.state_dict()[key], tensor), key
     assert len(no_network) == 1  # the reachability check, then the cache alone
-    assert cache_lookups == [(False, True), (False, True)]  # per call: the process never switched offline
+    # looked up call by call: the process never switched to offline mode
+    assert cache_lookups == [("config.json", False), ("model.safetensors", False)]
 
 
 def test_imagenet_offline_timm_encoder_reads_the_local_hub_cache(no_network, cache_lookups):
@@ -181,7 +182,7 @@ def test_imagenet_offline_timm_encoder_reads_the_local_hub_cache(no_network, cac
     assert loaded and all(torch.equal(tensor, donor[key]) for key, tensor in loaded.items() if key in donor)
     assert sum(key in donor for key in loaded) == len(loaded)  # every encoder tensor came from the file
     assert "pretrained_cfg_overlay" not in built.net.config  # the saved config.json stays as it was
-    assert cache_lookups == [(False, True)] and len(no_network) == 1
+    assert cache_lookups == [("model.safetensors", False)] and len(no_network) == 1
 
 
 def _file_tensors_in_order(encoder_name: str) -> list[torch.Tensor]:

@@ -1,8 +1,9 @@
 """ImageNet encoder weights from the local Hugging Face cache alone, looked up call by call.
 
-smp and timm fetch ImageNet weights with ``hf_hub_download``, which offers no way to stay offline for one call
-but its ``local_files_only`` argument. Offline, cityseg looks the same files up in the cache itself, with that
-argument, instead of switching the whole process (every thread) to the Hub's offline mode.
+smp and timm fetch ImageNet weights with ``hf_hub_download``, which has no offline switch of its own for one
+call: even with ``local_files_only`` it asks the Hub for a list of agents once per process. Offline, cityseg
+looks the same files up with the Hub's own cache lookup, ``try_to_load_from_cache`` (files only, no request),
+instead of switching the whole process (every thread) to the Hub's offline mode.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ def _timm_model(encoder: str) -> str | None:
 def _timm_weights(model_name: str) -> CachedWeights | None:
     """The cached file timm's ``load_state_dict_from_hf`` would read: a safetensors alternative first."""
     import timm
-    from huggingface_hub.errors import EntryNotFoundError
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
     try:
         cfg = timm.models.get_pretrained_cfg(model_name)
@@ -90,7 +91,7 @@ def _timm_weights(model_name: str) -> CachedWeights | None:
     filename = cfg.hf_hub_filename or TIMM_WEIGHTS_FILE
     candidates = [filename] if filename.endswith(".safetensors") else [*_safe_alternatives(filename), filename]
     for candidate in candidates[:-1]:
-        with contextlib.suppress(EntryNotFoundError):  # as timm: no safetensors file, then the .bin
+        with contextlib.suppress(LocalEntryNotFoundError):  # as timm: no safetensors file, then the .bin
             return CachedWeights(_cached(repo, candidate, revision or None), timm=True)
     return CachedWeights(_cached(repo, candidates[-1], revision or None), timm=True)
 
@@ -105,6 +106,11 @@ def _safe_alternatives(filename: str) -> list[str]:
 
 
 def _cached(repo: str, filename: str, revision: str | None) -> str:
-    from huggingface_hub import hf_hub_download
+    """The cached file's path, as ``hf_hub_download(..., local_files_only=True)`` finds it, without its request."""
+    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    return hf_hub_download(repo, filename=filename, revision=revision, local_files_only=True)
+    path = try_to_load_from_cache(repo, filename, revision=revision)
+    if not isinstance(path, str):  # None (never fetched) or the cache's note that the Hub has no such file
+        raise LocalEntryNotFoundError(f"{repo}/{filename} ({revision or 'main'}) is not in the local Hub cache")
+    return path
