@@ -99,7 +99,7 @@ def test_the_cli_names_a_bad_table_in_one_line(tmp_path, tiny_pairs, capsys):
 
 def test_a_model_folder_keeps_its_table(tmp_path):
     from cityseg.models import load_model
-    from cityseg.predict import ids_encoder
+    from cityseg.outputs import ids_encoder
 
     folder = save_tiny_model(tmp_path / "model", classes=FARM)
     _, info = load_model(folder)

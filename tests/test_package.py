@@ -11,8 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "src" / "cityseg"
 # the pipeline, lowest first: a module may import from its own layer or any layer below, never above
 LAYERS = (
     ("errors", "defaults", "__version__"),
-    ("files", "classes", "class_tables", "optim", "losses", "loss_terms", "workers", "extras"),
-    ("config", "runs", "images", "plots", "report", "metrics"),
+    ("files", "classes", "class_tables", "optim", "loss_registry", "loss_modules", "process_errors", "extras"),
+    ("config", "run_folders", "images", "plots", "report", "metrics"),
     ("pairs", "synth", "label_formats", "layouts"),
     ("labels",),
     ("splits", "transforms"),

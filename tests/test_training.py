@@ -19,7 +19,7 @@ from cityseg.errors import CitysegError
 from cityseg.evaluation import EvaluateOptions, evaluate_run
 from cityseg.models import network_options
 from cityseg.optim import LRSchedule
-from cityseg.runs import resolve_run, update_latest
+from cityseg.run_folders import resolve_run, update_latest
 from cityseg.training import BudgetPlanner, SegmentationLoss, SegModule, class_weights, train, write_history
 from conftest import read_history, tiny_config
 

@@ -6,8 +6,10 @@ from types import SimpleNamespace
 
 from lightning.pytorch.callbacks import Timer
 
+from cityseg.config import Config
 from cityseg.optim import LRSchedule
 from cityseg.training import BudgetPlanner
+from cityseg.training.trainer import budget_planner, make_callbacks
 
 
 class Clock:
@@ -54,3 +56,16 @@ def test_the_plan_is_redone_at_each_epochs_own_pace(monkeypatch):
     steps(1, 2.0)  # 4 steps at 2 s: 892 s left at 2 s a step
     assert planner.planned_steps == 104 + 446
     assert module.lr_schedule.total_steps == planner.planned_steps
+
+
+def test_the_trainer_runs_the_very_budget_the_data_module_is_given(tmp_path):
+    assert budget_planner(Config()) is None  # no train.budget_minutes: no budget, no plan
+    config = Config()
+    config.override(["train.budget_minutes=2", "train.budget_probe_steps=7"])
+    budget = budget_planner(config)
+    assert (budget.budget_s, budget.probe_steps) == (120, 7)
+    callbacks = make_callbacks(config, tmp_path, budget)
+    assert [c for c in callbacks if isinstance(c, BudgetPlanner)] == [budget]  # one object: its plan is the one read
+    assert any(isinstance(c, Timer) for c in callbacks)  # the hard limit beside it
+    built = make_callbacks(config, tmp_path)  # none given: the config's own, as before
+    assert sum(isinstance(c, BudgetPlanner) for c in built) == 1

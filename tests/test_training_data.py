@@ -25,10 +25,8 @@ def _datamodule(scenes, tmp_path, **settings):
 
 
 def _first_batch_shape(datamodule, global_step: int, max_steps: int = -1, planned_steps=None) -> tuple[int, ...]:
-    budget = SimpleNamespace(planned_steps=planned_steps)
-    datamodule.trainer = SimpleNamespace(
-        global_step=global_step, max_steps=max_steps, world_size=1, global_rank=0, callbacks=[budget]
-    )
+    datamodule.step_plan = SimpleNamespace(planned_steps=planned_steps)
+    datamodule.trainer = SimpleNamespace(global_step=global_step, max_steps=max_steps, world_size=1, global_rank=0)
     images, masks = next(iter(datamodule.train_dataloader()))
     assert images.shape[-2:] == masks.shape[-2:]
     return tuple(images.shape[-2:])

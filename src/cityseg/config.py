@@ -226,7 +226,7 @@ def _schedule_names() -> tuple[str, ...]:
 
 
 def _loss_names() -> tuple[str, ...]:
-    from cityseg.losses import loss_names
+    from cityseg.loss_registry import loss_names
 
     return loss_names()
 

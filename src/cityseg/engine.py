@@ -38,7 +38,7 @@ from cityseg.defaults import DEFAULT_BACKEND, ID_KINDS, MASK_SIDES, OVERLAY_ALPH
 from cityseg.errors import CitysegError
 from cityseg.images import Photo, decode_image
 from cityseg.inference import eval_net, labels_at_size
-from cityseg.runs import resolve_model_dir
+from cityseg.run_folders import resolve_model_dir
 
 if TYPE_CHECKING:
     from cityseg.classes import ClassSet

@@ -2,7 +2,7 @@
 
 The scores are :mod:`cityseg.metrics`' (one confusion matrix over the whole set, filled by
 :func:`cityseg.metrics.update_confusion`, as training's validation fills its own). :func:`evaluate_run` is
-what ``cityseg evaluate`` runs: it finds the model (:func:`cityseg.runs.find_model`), rebuilds the run's
+what ``cityseg evaluate`` runs: it finds the model (:func:`cityseg.run_folders.find_model`), rebuilds the run's
 splits and labels, and evaluates as the run validated (sliding windows, flip: :func:`cityseg.inference.eval_net`);
 what the caller chooses is one :class:`EvaluateOptions`.
 """
@@ -26,7 +26,7 @@ from cityseg.devices import configure_threads, pick_device
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_write_text, natural_key
 from cityseg.metrics import SegmentationMetrics, metrics_report, update_confusion
-from cityseg.runs import CONFIG_FILE, find_model
+from cityseg.run_folders import CONFIG_FILE, find_model
 
 if TYPE_CHECKING:
     from cityseg.models import ModelInfo

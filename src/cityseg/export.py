@@ -57,7 +57,7 @@ from cityseg.files import atomic_path
 from cityseg.images import decode_image, expand_inputs
 from cityseg.inference import labels_at_size
 from cityseg.onnx_graphs import QuantOptions, quantize_int8, torch_to_onnx
-from cityseg.runs import resolve_model_dir
+from cityseg.run_folders import resolve_model_dir
 
 ENCODER_NODES = ("/encoder",)  # node-name prefix of an smp network's encoder in the exported graph
 

@@ -69,6 +69,16 @@ def _side(size: tuple[int, int]) -> str:
     return f"{height}" if height == width else f"{height}x{width}"
 
 
+def _add_skip_bad(parser) -> None:
+    """``--skip-bad`` of train and evaluate (a parser or a group): None unless given, so the config decides."""
+    parser.add_argument(
+        "--skip-bad",
+        action="store_const",
+        const=True,
+        help="leave out unreadable images, photos without a label and labels without a photo (listed)",
+    )
+
+
 def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "data", nargs="?", help="dataset folder: pairs (train/ and val/, or one folder), KITTI, images/+labels/ ..."
@@ -101,12 +111,7 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
         "--workers", metavar="N", help=f"DataLoader and labelling worker processes (default {DataConfig.workers})"
     )
     add_dataset_options(data)
-    data.add_argument(
-        "--skip-bad",
-        action="store_const",
-        const=True,
-        help="leave out unreadable images, photos without a label and labels without a photo (listed)",
-    )
+    _add_skip_bad(data)
     run = parser.add_argument_group("hardware and run")
     run.add_argument("--accelerator", help=f"cpu, gpu, mps or auto (default {TrainConfig.accelerator})")
     run.add_argument("--devices", help=f"devices per node, or auto (default {TrainConfig.devices})")
@@ -131,7 +136,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise CitysegError("--resume continues a run with its own config.yaml; change settings with --set or flags")
-        from cityseg.runs import resolve_run
+        from cityseg.run_folders import resolve_run
 
         config = Config.from_yaml(resolve_run(args.resume) / "config.yaml").override(args.set)
     else:
@@ -181,12 +186,7 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
         choices=defaults.LABEL_FORMATS,
         help="what the data's labels are (default: the run's for its own data, auto for other data)",
     )
-    parser.add_argument(
-        "--skip-bad",
-        action="store_const",
-        const=True,
-        help="leave out unreadable images, photos without a label and labels without a photo (listed)",
-    )
+    _add_skip_bad(parser)
     parser.add_argument("--baseline", action="store_true", help="also score the untrained model (same init seed)")
     parser.add_argument("--batch-size", type=int, help="images per batch (default: the run's)")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes (default: the run's)")

@@ -216,7 +216,7 @@ def label_splits(
                 record(index, *_count_one(path))
                 bar.update()
         else:
-            from cityseg.workers import guarded_pool
+            from cityseg.process_errors import guarded_pool
 
             chunksize = max(1, min(32, len(paths) // (workers * 8)))
             with guarded_pool(workers, _init_worker, init_args, "labelling") as pool_map:

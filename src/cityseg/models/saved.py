@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from cityseg.classes import CLASS_SETS, IGNORE_INDEX, NUM_LABEL_IDS, ClassSet, class_set
 from cityseg.errors import CitysegError
 from cityseg.files import disk_full_message
-from cityseg.models.networks import IMAGENET_MEAN, IMAGENET_STD, hub_offline, input_normalization, unwrap_network
-from cityseg.runs import INFO_FILE  # the ModelInfo file: one name for every module
+from cityseg.models.networks import IMAGENET_MEAN, IMAGENET_STD, input_normalization, unwrap_network
+from cityseg.run_folders import INFO_FILE  # the ModelInfo file: one name for every module
 
 if TYPE_CHECKING:  # torch is imported inside functions so `import cityseg.models` stays light
     from torch import nn
@@ -264,7 +264,7 @@ def load_model(folder: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
         folder: the model folder (``config.json``, ``model.safetensors``, ``cityseg.json``).
 
     Returns:
-        (network in eval mode, its ModelInfo).
+        (network in eval mode, its ModelInfo; ``info.encoder_weights`` says what filled the encoder before training).
 
     Raises:
         CitysegError: the folder or a file in it is missing, unreadable or does not match the others.
@@ -291,9 +291,9 @@ def load_model(folder: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
     if not isinstance(model_class, type) or not issubclass(model_class, torch.nn.Module):
         raise CitysegError(f"{folder / CONFIG_FILE} names no segmentation-models-pytorch model ({class_name!r})")
     config = {k: v for k, v in config.items() if not k.startswith("_")}
-    config["encoder_weights"] = None  # weights come from model.safetensors; never download
+    config["encoder_weights"] = None  # weights come from model.safetensors: smp and timm fetch nothing
     try:
-        with hub_offline(), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             net = model_class(**config)
     except Exception as exc:
@@ -311,7 +311,6 @@ def load_model(folder: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise CitysegError(f"{weights_path} does not match {folder / CONFIG_FILE}: {first}") from None
-    net.cityseg_encoder_weights = info.encoder_weights
     net.eval()
     return net, info
 

@@ -11,17 +11,17 @@ import torch
 
 from cityseg.classes import IGNORE_INDEX
 from cityseg.config import Config
-from cityseg.losses import LOSS_TERMS, loss_terms
+from cityseg.loss_registry import LOSS_TERMS, loss_terms
 from cityseg.metrics import SegmentationMetrics, update_confusion
 from cityseg.optim import LRSchedule, make_optimizer
 
 
 class SegmentationLoss(torch.nn.Module):
-    """The sum of the :data:`~cityseg.losses.LOSS_TERMS` that ``kind`` names, ``IGNORE_INDEX`` left out.
+    """The sum of the :data:`~cityseg.loss_registry.LOSS_TERMS` that ``kind`` names, ``IGNORE_INDEX`` left out.
 
     Args:
         kind: ``ce`` (cross-entropy on integer labels), ``ce+dice`` (plus cityseg's own multiclass Dice term,
-            :class:`cityseg.loss_terms.DiceLoss`, which helps small classes), ``ohem+dice`` (cross-entropy over
+            :class:`cityseg.loss_modules.DiceLoss`, which helps small classes), ``ohem+dice`` (cross-entropy over
             the hard pixels only) ...
         class_weights: optional (C,) weights of the cross-entropy terms.
         optim: the run's OptimConfig, for the terms' own settings (OHEM's threshold and share).
@@ -52,7 +52,7 @@ class SegModule(L.LightningModule):
         pretrained: load ``model.encoder_weights`` into the encoder; ``False`` when weights come from a
             checkpoint anyway (resuming, evaluating), so nothing is downloaded.
         class_weights: per-class cross-entropy weights (``optim.class_weights``, worked out by
-            :func:`cityseg.training.run.class_weights`).
+            :func:`cityseg.training.pipeline.class_weights`).
 
     Shape:
         ``forward``: images (B, 3, H, W) float -> logits (B, C, H, W); softmax is applied at prediction.
@@ -71,7 +71,7 @@ class SegModule(L.LightningModule):
         class_weights: Sequence[float] | None = None,
     ):
         super().__init__()
-        from cityseg.models import create_model, encoder_weights_used, network_options
+        from cityseg.models import build_network, network_options
 
         self.config = config if isinstance(config, Config) else Config.from_dict(config)
         self.class_names = list(class_names)
@@ -81,7 +81,7 @@ class SegModule(L.LightningModule):
             hparams["class_weights"] = [float(w) for w in class_weights]
         self.save_hyperparameters(hparams)
         model = self.config.model
-        self.net = create_model(
+        self.net, filled_by = build_network(
             arch=model.arch,
             encoder=model.encoder,
             num_classes=len(self.class_names),
@@ -89,7 +89,7 @@ class SegModule(L.LightningModule):
             **network_options(model),
         )
         # what filled the encoder before training; kept in checkpoints so a resumed run still knows
-        self.encoder_weights_used = encoder_weights_used(self.net) if pretrained else model.encoder_weights
+        self.encoder_weights_used = filled_by if pretrained else model.encoder_weights
         if self.config.train.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.criterion = SegmentationLoss(self.config.optim.loss, class_weights, self.config.optim)

@@ -1,4 +1,4 @@
-"""Loss terms by name (cityseg.losses) and cityseg's own (cityseg.loss_terms): the lean Dice, OHEM."""
+"""cityseg's own loss modules (cityseg.loss_modules): the lean Dice, OHEM; and their sum by name."""
 
 from __future__ import annotations
 
@@ -7,9 +7,8 @@ import torch
 
 from cityseg.classes import IGNORE_INDEX
 from cityseg.config import Config
-from cityseg.errors import CitysegError
-from cityseg.loss_terms import DiceLoss, OhemCrossEntropy
-from cityseg.losses import LOSS_TERMS, loss_names, loss_terms
+from cityseg.loss_modules import DiceLoss, OhemCrossEntropy
+from cityseg.loss_registry import LOSS_TERMS
 from cityseg.training.module import SegmentationLoss
 
 
@@ -74,13 +73,3 @@ def test_segmentation_loss_sums_its_terms_by_name():
     assert float(combined(logits, masks).detach()) == pytest.approx(float(expected.detach()))
     weighted = SegmentationLoss("ce", class_weights=[1.0, 2.0, 1.0, 1.0, 1.0])
     assert "ce.weight" in dict(weighted.named_buffers())  # the checkpoint key older runs have
-
-
-def test_loss_names_are_checked():
-    assert loss_terms("ce+dice") == ["ce", "dice"]
-    assert {"ce", "ce+dice", "ohem+dice"} <= set(loss_names())
-    for bad in ("focal", "ce+ce", "ce+"):
-        with pytest.raises(CitysegError, match="unknown loss"):
-            loss_terms(bad)
-    with pytest.raises(CitysegError, match="choose one of"):
-        Config().set("optim.loss", "focal")
