@@ -50,7 +50,7 @@ class PaletteLabeller(Labeller):
 
     Args:
         classes: class set to map onto: ``train19``, ``categories``, ``labelids``, or a class table (its file or
-            dict, :mod:`cityseg.class_tables`; its ids are read as official label ids).
+            dict, :mod:`cityseg.user_classes`; its ids are read as official label ids).
         max_distance: RGB distance within which a pixel may be a palette colour plus JPEG noise.
         luma_tolerance: luma difference allowed on top of that (None: no luma test).
         search_radius: how far (pixels) an uncertain pixel looks for candidate classes.
