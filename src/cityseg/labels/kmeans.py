@@ -16,7 +16,7 @@ from cityseg.classes import IGNORE_INDEX, LABEL_BY_ID, NUM_LABEL_IDS, ClassSet
 from cityseg.errors import CitysegError
 from cityseg.images import pack_rgb
 from cityseg.labels.base import Labeller, check_mask
-from cityseg.labels.tables import PALETTE_COLORS, PALETTE_IDS, UNCERTAIN, cached_table
+from cityseg.labels.colour_lookup import PALETTE_COLORS, PALETTE_IDS, UNCERTAIN, cached_table
 
 
 class KMeansLabeller(Labeller):

@@ -1,6 +1,6 @@
 """The palette labeller: nearest official colour, with uncertain pixels taken from the neighbouring classes.
 
-The steps live beside it: :mod:`cityseg.labels.tables` (the colour table), :mod:`cityseg.labels.blends`
+The steps live beside it: :mod:`cityseg.labels.colour_lookup` (the colour table), :mod:`cityseg.labels.blends`
 (slivers a blend of two neighbours would make) and :mod:`cityseg.labels.fill` (choosing among neighbours).
 """
 
@@ -17,8 +17,7 @@ from cityseg.errors import CitysegError
 from cityseg.images import pack_rgb
 from cityseg.labels.base import Labeller, check_mask
 from cityseg.labels.blends import BlendTraps, blend_traps, sliver_pixels
-from cityseg.labels.fill import fill_uncertain
-from cityseg.labels.tables import (
+from cityseg.labels.colour_lookup import (
     FAR,
     PALETTE_COLORS,
     PALETTE_IDS_BY_CODE,
@@ -26,6 +25,7 @@ from cityseg.labels.tables import (
     cached_table,
     colour_bits,
 )
+from cityseg.labels.fill import fill_uncertain
 
 UNKNOWN_DISTANCE = 30.0  # a colour this far from every official colour is not a palette colour ...
 UNKNOWN_SHARE = 0.02  # ... and covering this share of a mask (in one 16^3 colour bin), it is another palette
@@ -124,7 +124,7 @@ class PaletteLabeller(Labeller):
         return {**self.__dict__, "_traps": None}
 
     def color_table(self) -> np.ndarray:
-        """The 2^24-entry code of every RGB colour (:func:`~cityseg.labels.tables.nearest_color_table`)."""
+        """The 2^24-entry code of every RGB colour (:func:`~cityseg.labels.colour_lookup.nearest_color_table`)."""
         outer = max(self.max_distance, UNKNOWN_DISTANCE)
         return cached_table(PALETTE_COLORS, self.max_distance, outer, self.luma_tolerance)
 
