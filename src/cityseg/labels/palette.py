@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -26,6 +30,9 @@ from cityseg.labels.colour_lookup import (
     colour_bits,
 )
 from cityseg.labels.fill import fill_uncertain
+
+if TYPE_CHECKING:
+    from cityseg.config import LabelConfig
 
 UNKNOWN_DISTANCE = 30.0  # a colour this far from every official colour is not a palette colour ...
 UNKNOWN_SHARE = 0.02  # ... and covering this share of a mask (in one 16^3 colour bin), it is another palette
@@ -97,6 +104,27 @@ class PaletteLabeller(Labeller):
         self.border = bool(border)
         self._code_to_class = self.class_set.from_label_ids(PALETTE_IDS_BY_CODE)  # (256,) palette index -> class
         self._traps: BlendTraps | None = None
+
+    @classmethod
+    def from_config(
+        cls,
+        label_config: LabelConfig,
+        paths: Sequence[Path],
+        mask_side: str = "right",
+        cache_dir: str | os.PathLike | None = None,
+        exact: bool = False,
+    ) -> PaletteLabeller:
+        """The palette labeller of ``label_config``'s classes and max_distance (it fits on nothing)."""
+        return cls(label_config.classes, label_config.max_distance)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PaletteLabeller:
+        """Rebuild a palette labeller from :meth:`to_dict` output; unknown settings are a one-line error."""
+        options = {k: v for k, v in values.items() if k != "method"}
+        try:
+            return cls(**options)
+        except TypeError as exc:
+            raise CitysegError(f"bad palette labeller settings {options}: {exc}") from None
 
     def key(self) -> str:
         digest = hashlib.sha1(json.dumps([PALETTE_VERSION, self.to_dict()], sort_keys=True).encode()).hexdigest()
