@@ -10,14 +10,14 @@ from label_helpers import write_pairs
 
 def test_every_public_name_is_importable_from_the_package():
     import cityseg.labels as labels
-    from cityseg.labels import cache, dataset, kmeans, palette, registry, tables
+    from cityseg.labels import cache, colour_lookup, dataset, kmeans, palette, registry
 
     for name in labels.__all__:
         assert getattr(labels, name) is not None, name
     assert labels.PaletteLabeller is palette.PaletteLabeller and labels.KMeansLabeller is kmeans.KMeansLabeller
     assert labels.LabelCache is cache.LabelCache and labels.label_dataset is dataset.label_dataset
-    assert labels.make_labeller is registry.make_labeller and labels.UNCERTAIN == tables.UNCERTAIN
-    assert labels._TABLES is tables._TABLES  # clearing it from the package clears the tables' cache
+    assert labels.make_labeller is registry.make_labeller and labels.UNCERTAIN == colour_lookup.UNCERTAIN
+    assert labels._TABLES is colour_lookup._TABLES  # clearing it from the package clears the tables' cache
 
 
 def test_cli_label(tmp_path, capsys):

@@ -7,8 +7,8 @@ import pytest
 
 from cityseg.classes import IGNORE_INDEX, class_set
 from cityseg.errors import CitysegError
+from cityseg.labels.colour_lookup import PALETTE_COLORS, PALETTE_IDS_BY_CODE, UNCERTAIN, to_ycbcr
 from cityseg.labels.palette import PaletteLabeller
-from cityseg.labels.tables import PALETTE_COLORS, PALETTE_IDS_BY_CODE, UNCERTAIN, to_ycbcr
 from label_helpers import DRAWABLE_IDS, ID_COLOURS, REAL_DATA, decode_mask, drawn_scene, encode_pair
 
 

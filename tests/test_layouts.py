@@ -14,10 +14,10 @@ from cityseg.classes import class_set
 from cityseg.cli import main
 from cityseg.config import Config
 from cityseg.errors import CitysegError
-from cityseg.label_formats import write_label_file
 from cityseg.layouts import LAYOUTS, NAME_SUFFIXES, LabelSource, find_layout, label_source, name_key, open_labelled
 from cityseg.pairs import discover
 from cityseg.splits import split_dataset
+from cityseg.synth.labelled import write_label_file
 from conftest import LAYOUT_SCENES, scene_label_ids
 
 

@@ -7,16 +7,24 @@ its centre; a pixel takes the cluster with the nearest centre, looked up in a 2^
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cityseg.classes import IGNORE_INDEX, LABEL_BY_ID, NUM_LABEL_IDS, ClassSet
 from cityseg.errors import CitysegError
+from cityseg.files import ensure_writable_dir
 from cityseg.images import pack_rgb
-from cityseg.labels.base import Labeller, check_mask
-from cityseg.labels.tables import PALETTE_COLORS, PALETTE_IDS, UNCERTAIN, cached_table
+from cityseg.labels.base import Labeller, check_mask, load_saved, refuse_kmeans
+from cityseg.labels.cache import cache_root
+from cityseg.labels.colour_lookup import PALETTE_COLORS, PALETTE_IDS, UNCERTAIN, cached_table
+
+if TYPE_CHECKING:
+    from cityseg.config import LabelConfig
 
 
 class KMeansLabeller(Labeller):
@@ -81,6 +89,50 @@ class KMeansLabeller(Labeller):
         order = np.lexsort((((centers - own) ** 2).sum(1), label_ids))
         return cls(centers[order], seed=seed, pixels=len(sample), mask_side=mask_side)
 
+    @classmethod
+    def from_config(
+        cls,
+        label_config: LabelConfig,
+        paths: Sequence[Path],
+        mask_side: str = "right",
+        cache_dir: str | os.PathLike | None = None,
+        exact: bool = False,
+    ) -> KMeansLabeller:
+        """Centres fitted on ``paths`` as ``label_config`` says, or those fitted before with the same settings.
+
+        Fitted centres are kept in the cache (``kmeans/``), keyed by the settings and the paths.
+
+        Raises:
+            CitysegError: photos with exact labels (``exact``, or release photos): clusters mean nothing there.
+        """
+        from cityseg.pairs import is_release_photo
+
+        paths = list(paths)
+        release = next((p for p in paths if exact or is_release_photo(p)), None)
+        if release is not None:
+            refuse_kmeans(release)
+        fit_key = hashlib.sha1(
+            json.dumps(
+                [label_config.k, label_config.seed, label_config.kmeans_pixels, mask_side, [str(p) for p in paths]]
+            ).encode()
+        ).hexdigest()[:16]
+        saved = ensure_writable_dir(cache_root(cache_dir) / "kmeans") / f"{fit_key}.json"
+        if saved.exists():
+            try:
+                return cls.load(saved)
+            except CitysegError:
+                pass  # a damaged file: refit and overwrite it
+        labeller = cls.fit(
+            paths, k=label_config.k, seed=label_config.seed, pixels=label_config.kmeans_pixels, mask_side=mask_side
+        )
+        labeller.save(saved)
+        return labeller
+
+    @classmethod
+    def from_dict(cls, values: dict) -> KMeansLabeller:
+        """Rebuild the labeller from :meth:`to_dict` output: its centres and how they were fitted."""
+        return cls(values["centers"], values.get("seed", 0), values.get("pixels", 0), values.get("mask_side", "right"))
+
     def key(self) -> str:
         digest = hashlib.sha1(np.round(self.centers, 6).tobytes()).hexdigest()[:10]
         return f"kmeans-k{self.k}-{digest}"
@@ -121,12 +173,13 @@ class KMeansLabeller(Labeller):
     @classmethod
     def load(cls, path: str | os.PathLike) -> KMeansLabeller:
         """Read centres saved by :meth:`save`; a one-line error if the file holds another labeller."""
-        from cityseg.labels.registry import load_labeller  # the registry knows every labeller, this one included
 
-        labeller = load_labeller(path)
-        if not isinstance(labeller, KMeansLabeller):
-            raise CitysegError(f"{path} holds a {labeller.method} labeller, not kmeans centres")
-        return labeller
+        def rebuild(values: dict) -> KMeansLabeller:
+            if values.get("method") != cls.method:
+                raise CitysegError(f"{path} holds a {values.get('method')} labeller, not kmeans centres")
+            return cls.from_dict(values)
+
+        return load_saved(path, rebuild)
 
 
 def nearest_label_ids(colors: np.ndarray) -> np.ndarray:

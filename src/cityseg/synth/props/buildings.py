@@ -24,8 +24,8 @@ from cityseg.synth.patterns import BARS, JOINTS, WINDOWS
 from cityseg.synth.props.vegetation import tree
 
 if TYPE_CHECKING:
-    from cityseg.synth.layout import Side
     from cityseg.synth.scene import Scene
+    from cityseg.synth.street import Side
 
 
 def far_end(scene: Scene) -> None:

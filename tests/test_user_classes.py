@@ -10,10 +10,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from cityseg.class_tables import TABLE_FILE, read_class_table, table_yaml
 from cityseg.classes import IGNORE_INDEX, class_set
 from cityseg.cli import main
 from cityseg.errors import CitysegError
+from cityseg.user_classes import TABLE_FILE, read_class_table, table_yaml
 from conftest import save_tiny_model
 
 FARM = {
