@@ -5,7 +5,6 @@ from __future__ import annotations
 from PIL import Image
 
 from cityseg.cli import main
-from label_helpers import write_pairs
 
 
 def test_every_public_name_is_importable_from_the_package():
@@ -20,8 +19,8 @@ def test_every_public_name_is_importable_from_the_package():
     assert labels._TABLES is tables._TABLES  # clearing it from the package clears the tables' cache
 
 
-def test_cli_label(tmp_path, capsys):
-    write_pairs(tmp_path / "data" / "train", 3)
+def test_cli_label(tmp_path, capsys, pair_images):
+    pair_images.write(tmp_path / "data" / "train", 3)
     (tmp_path / "data" / "train" / "9.jpg").write_text("not an image")
     args = ["label", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"), "--workers", "1"]
 
@@ -43,11 +42,11 @@ def test_cli_label(tmp_path, capsys):
     assert "cannot write figure" in capsys.readouterr().err
 
 
-def test_cli_label_does_not_import_torch(tmp_path):
+def test_cli_label_does_not_import_torch(tmp_path, pair_images):
     import subprocess
     import sys
 
-    write_pairs(tmp_path / "data", 2)
+    pair_images.write(tmp_path / "data", 2)
     code = (
         "import sys; from cityseg.cli import main; "
         f"main(['label', {str(tmp_path / 'data')!r}, '--no-cache', '--workers', '1']); "
