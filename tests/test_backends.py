@@ -20,7 +20,6 @@ from cityseg.backends import (
     read_model_info,
 )
 from cityseg.errors import CitysegError
-from conftest import save_tiny_model
 
 torch.set_num_threads(1)
 
@@ -53,12 +52,12 @@ def test_onnx_file_is_int8_then_fp32_or_the_one_named(tmp_path):
         find_onnx_file(tmp_path, "other.onnx")
 
 
-def test_onnx_backend_refuses_a_file_for_other_classes(tiny_model_dir, tmp_path):
+def test_onnx_backend_refuses_a_file_for_other_classes(tiny_model_dir, tmp_path, tiny_model_saver):
     from cityseg.models import load_model
     from cityseg.onnx_graphs import torch_to_onnx
 
     model = shutil.copytree(tiny_model_dir, tmp_path / "model")
-    other = save_tiny_model(tmp_path / "categories", classes="categories")  # 7 classes, not 19
+    other = tiny_model_saver(tmp_path / "categories", classes="categories")  # 7 classes, not 19
     torch_to_onnx(load_model(other)[0], model / ONNX_FILE, np.zeros((1, 3, 64, 64), dtype=np.float32))
     with pytest.raises(CitysegError, match=r"outputs 7 classes but .* lists 19"):
         OnnxBackend.from_model_dir(model)

@@ -22,14 +22,19 @@ from cityseg.models import (
     load_model,
     save_model,
 )
-from conftest import TINY_TEST_MODEL
 
 torch.set_num_threads(1)
 
 
-def tiny(num_classes: int = 3, encoder_weights: str = "none") -> torch.nn.Module:
-    torch.manual_seed(0)
-    return create_model(num_classes=num_classes, encoder_weights=encoder_weights, **TINY_TEST_MODEL)
+@pytest.fixture
+def tiny(tiny_test_model):
+    """``tiny(num_classes=3, encoder_weights="none")``: the tests' tiny network, seeded alike each time."""
+
+    def build(num_classes: int = 3, encoder_weights: str = "none") -> torch.nn.Module:
+        torch.manual_seed(0)
+        return create_model(num_classes=num_classes, encoder_weights=encoder_weights, **tiny_test_model)
+
+    return build
 
 
 @pytest.fixture
@@ -52,7 +57,7 @@ def no_network(monkeypatch, tmp_path):
 # ---- building ---------------------------------------------------------------------------------
 
 
-def test_create_model_outputs_logits_per_class():
+def test_create_model_outputs_logits_per_class(tiny):
     net = tiny(num_classes=5)
     logits = net(torch.randn(2, 3, 64, 64))
     assert logits.shape == (2, 5, 64, 64)  # (B, C, H, W), no softmax applied
@@ -187,7 +192,7 @@ def test_a_missing_weights_package_is_named_with_its_pip_install(monkeypatch):
         PACKAGED_WEIGHTS["timm-tf_efficientnet_lite2"].file()
 
 
-def test_lite0_weights_refuse_another_encoder():
+def test_lite0_weights_refuse_another_encoder(tiny):
     net = tiny()
     with pytest.raises(CitysegError, match=r"another variant|not an EfficientNet"):
         models.load_packaged_weights(net.encoder, "timm-tf_efficientnet_lite0")
@@ -197,7 +202,7 @@ def test_lite0_weights_refuse_another_encoder():
 
 
 @pytest.mark.parametrize("layout", ["safetensors-whole-model", "pt-encoder-only", "pt-lightning-checkpoint"])
-def test_encoder_weights_from_a_path(tmp_path, layout):
+def test_encoder_weights_from_a_path(tmp_path, layout, tiny):
     donor = tiny()
     with torch.no_grad():
         for tensor in donor.parameters():
@@ -219,7 +224,7 @@ def test_encoder_weights_from_a_path(tmp_path, layout):
     assert encoder_weights_used(net) == str(path)
 
 
-def test_encoder_weights_shape_mismatch_is_reported(tmp_path):
+def test_encoder_weights_shape_mismatch_is_reported(tmp_path, tiny):
     state = tiny().encoder.state_dict()
     key = next(k for k, v in state.items() if v.ndim == 4)
     state[key] = torch.zeros(1, 1, 1, 1)
@@ -229,7 +234,7 @@ def test_encoder_weights_shape_mismatch_is_reported(tmp_path):
         tiny(encoder_weights=str(path))
 
 
-def test_encoder_weights_missing_tensors_are_reported(tmp_path):
+def test_encoder_weights_missing_tensors_are_reported(tmp_path, tiny):
     state = tiny().encoder.state_dict()
     state.pop(next(iter(state)))
     path = tmp_path / "partial.pt"
@@ -238,7 +243,7 @@ def test_encoder_weights_missing_tensors_are_reported(tmp_path):
         tiny(encoder_weights=str(path))
 
 
-def test_encoder_weights_bad_files(tmp_path):
+def test_encoder_weights_bad_files(tmp_path, tiny):
     with pytest.raises(CitysegError, match=r"not found.*imagenet, none"):
         tiny(encoder_weights=str(tmp_path / "nothing.safetensors"))
     junk = tmp_path / "junk.safetensors"
@@ -254,18 +259,24 @@ def test_encoder_weights_bad_files(tmp_path):
 # ---- saving and loading -----------------------------------------------------------------------
 
 
-def _info(encoder_weights: str = "none") -> ModelInfo:
-    return ModelInfo.from_class_set(
-        TINY_TEST_MODEL["arch"], TINY_TEST_MODEL["encoder"], class_set("categories"), (64, 64),
-        encoder_weights=encoder_weights,
-    )  # fmt: skip
+@pytest.fixture
+def tiny_info(tiny_test_model):
+    """``tiny_info(encoder_weights="none")``: the ModelInfo of a categories model of the tiny network."""
+
+    def info(encoder_weights: str = "none") -> ModelInfo:
+        return ModelInfo.from_class_set(
+            tiny_test_model["arch"], tiny_test_model["encoder"], class_set("categories"), (64, 64),
+            encoder_weights=encoder_weights,
+        )  # fmt: skip
+
+    return info
 
 
-def test_save_and_reload_offline_gives_identical_outputs(tmp_path, no_network):
+def test_save_and_reload_offline_gives_identical_outputs(tmp_path, no_network, tiny, tiny_info):
     net = tiny(num_classes=7)
     net.config["encoder_weights"] = "imagenet"  # as if it had been created online with ImageNet weights
     metrics = {"mIoU": 0.4321, "best_score": float("nan"), "steps": torch.tensor(12), "confmat": np.eye(2, dtype=int)}
-    folder = save_model(net, tmp_path / "model", _info("imagenet"), metrics=metrics)
+    folder = save_model(net, tmp_path / "model", tiny_info("imagenet"), metrics=metrics)
     assert net.config["encoder_weights"] == "imagenet"  # the live model is left as it was
 
     assert {p.name for p in folder.iterdir()} == {
@@ -277,7 +288,7 @@ def test_save_and_reload_offline_gives_identical_outputs(tmp_path, no_network):
     assert saved_metrics == {"mIoU": 0.4321, "best_score": None, "steps": 12, "confmat": [[1, 0], [0, 1]]}
 
     loaded, info = load_model(folder)
-    assert info == _info("imagenet")
+    assert info == tiny_info("imagenet")
     assert not loaded.training
     net.eval()
     x = torch.randn(2, 3, 64, 64)
@@ -290,12 +301,12 @@ def test_save_and_reload_offline_gives_identical_outputs(tmp_path, no_network):
     assert isinstance(smp.from_pretrained(str(folder)), type(net))  # smp itself can reload it offline too
 
 
-def test_save_replaces_atomically_and_leaves_no_temporaries(tmp_path, monkeypatch):
+def test_save_replaces_atomically_and_leaves_no_temporaries(tmp_path, monkeypatch, tiny, tiny_info):
     first, second = tiny(), tiny()
     with torch.no_grad():
         next(second.parameters()).add_(1.0)
-    save_model(first, tmp_path / "model", _info())
-    save_model(second, tmp_path / "model", _info())
+    save_model(first, tmp_path / "model", tiny_info())
+    save_model(second, tmp_path / "model", tiny_info())
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
     reloaded, _ = load_model(tmp_path / "model")
     assert torch.equal(next(reloaded.parameters()), next(second.parameters()))
@@ -306,40 +317,40 @@ def test_save_replaces_atomically_and_leaves_no_temporaries(tmp_path, monkeypatc
 
     monkeypatch.setattr(type(first), "save_pretrained", broken)
     with pytest.raises(OSError, match="disk full"):
-        save_model(first, tmp_path / "model", _info())
+        save_model(first, tmp_path / "model", tiny_info())
     assert [p.name for p in tmp_path.iterdir()] == ["model"]
     reloaded, _ = load_model(tmp_path / "model")
     assert torch.equal(next(reloaded.parameters()), next(second.parameters()))
 
 
-def test_load_model_errors_name_the_file(tmp_path):
+def test_load_model_errors_name_the_file(tmp_path, tiny, tiny_info):
     with pytest.raises(CitysegError, match=r"model folder .*missing not found"):
         load_model(tmp_path / "missing")
 
-    folder = save_model(tiny(), tmp_path / "model", _info())
+    folder = save_model(tiny(), tmp_path / "model", tiny_info())
     (folder / "cityseg.json").write_text("{not json")
     with pytest.raises(CitysegError, match=r"cannot read .*cityseg.json.*damaged"):
         load_model(folder)
 
-    folder = save_model(tiny(), tmp_path / "model", _info())
+    folder = save_model(tiny(), tmp_path / "model", tiny_info())
     weights = folder / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[:1000])  # truncated
     with pytest.raises(CitysegError, match=r"cannot read .*model.safetensors.*damaged"):
         load_model(folder)
 
-    folder = save_model(tiny(), tmp_path / "model", _info())
+    folder = save_model(tiny(), tmp_path / "model", tiny_info())
     (folder / "config.json").unlink()
     with pytest.raises(CitysegError, match=r"config.json not found"):
         load_model(folder)
 
-    folder = save_model(tiny(num_classes=3), tmp_path / "model", _info())
+    folder = save_model(tiny(num_classes=3), tmp_path / "model", tiny_info())
     save_file(tiny(num_classes=4).state_dict(), folder / "model.safetensors")  # weights of another model
     with pytest.raises(CitysegError, match=r"model.safetensors does not match .*config.json"):
         load_model(folder)
 
 
-def test_model_info_round_trip_and_class_set():
-    info = _info()
+def test_model_info_round_trip_and_class_set(tiny_info):
+    info = tiny_info()
     assert ModelInfo.from_dict(json.loads(json.dumps(info.to_dict()))) == info
     # cityseg.json keeps the key model folders have always had, in its place: old folders and old code still agree
     assert list(info.to_dict())[:3] == ["arch", "encoder", "class_set"]
