@@ -84,3 +84,24 @@ def test_loss_names_are_checked():
             loss_terms(bad)
     with pytest.raises(CitysegError, match="choose one of"):
         Config().set("optim.loss", "focal")
+
+
+def test_losses_leave_out_ignored_pixels_and_weigh_classes():
+    logits = torch.randn(2, 3, 8, 8)
+    masks = torch.randint(0, 3, (2, 8, 8))
+    ignored = masks.clone()
+    ignored[:, :4] = 255
+    plain = SegmentationLoss("ce")
+    expected = torch.nn.functional.cross_entropy(
+        logits.permute(0, 2, 3, 1)[:, 4:].reshape(-1, 3), masks[:, 4:].reshape(-1)
+    )
+    assert torch.allclose(plain(logits, ignored), expected)
+    weighted = SegmentationLoss("ce", class_weights=[0.0, 0.0, 1.0])
+    only_two = masks == 2
+    assert torch.allclose(
+        weighted(logits, masks),
+        torch.nn.functional.cross_entropy(logits.permute(0, 2, 3, 1)[only_two], masks[only_two]),
+    )
+    assert SegmentationLoss("ce+dice")(logits, ignored) > plain(logits, ignored)
+    with pytest.raises(CitysegError, match="unknown loss 'focal'"):
+        SegmentationLoss("focal")

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 from cityseg import models
 from cityseg.classes import IGNORE_INDEX, class_set
+from cityseg.config import Config
 from cityseg.errors import CitysegError
 from cityseg.models import (
     PACKAGED_WEIGHTS,
@@ -20,6 +21,7 @@ from cityseg.models import (
     create_model,
     encoder_weights_used,
     load_model,
+    network_options,
     save_model,
 )
 
@@ -81,6 +83,22 @@ def test_bad_architecture_option_is_one_line_error():
     with pytest.raises(CitysegError, match="cannot build unet with encoder resnet18") as info:
         create_model("unet", "resnet18", encoder_depth=3, decoder_channels=(8,))  # 1 channel list for depth 3
     assert "\n" not in str(info.value)
+
+
+def test_network_options():
+    config = Config()
+    assert network_options(config.model) == {}
+    config.override(["model.encoder_depth=3", "model.decoder_width=64"])
+    assert network_options(config.model) == {"encoder_depth": 3, "decoder_channels": (64, 32, 16)}
+    config.set("model.decoder_width", 32)
+    assert network_options(config.model)["decoder_channels"] == (32, 16, 8)
+    config.override(["model.arch=deeplabv3plus", "model.encoder_depth=0", "model.decoder_width=64"])
+    assert network_options(config.model) == {"decoder_channels": 64}
+    config.override(["model.arch=fpn", "model.decoder_width=128"])  # FPN: pyramid width, segmentation half of it
+    assert network_options(config.model) == {"decoder_pyramid_channels": 128, "decoder_segmentation_channels": 64}
+    config.override(["model.arch=linknet"])
+    with pytest.raises(CitysegError, match="decoder width"):
+        network_options(config.model)
 
 
 def test_input_normalization_matches_the_weights():
