@@ -20,13 +20,38 @@ from cityseg.backends import (
     read_model_info,
 )
 from cityseg.errors import CitysegError
+from cityseg.extras import available
 
 torch.set_num_threads(1)
 
 
-def test_the_registry_names_every_backend_by_its_own_name():
-    assert list(BACKENDS) == ["torch", "onnx", "openvino"]
-    assert all(backend.name == name for name, backend in BACKENDS.items())
+@pytest.fixture(scope="module")
+def exported_model(tiny_model_dir, tmp_path_factory):
+    """The tiny model folder with the fp32 ONNX export of its own weights beside them."""
+    from cityseg.models import load_model
+    from cityseg.onnx_graphs import torch_to_onnx
+
+    model = shutil.copytree(tiny_model_dir, tmp_path_factory.mktemp("exported") / "model")
+    torch_to_onnx(load_model(model)[0], model / ONNX_FILE, np.zeros((1, 3, 64, 64), dtype=np.float32))
+    return model
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_every_registered_backend_runs_the_model_folder_as_torch_does(name, exported_model):
+    extra = getattr(BACKENDS[name], "extra", None)
+    if extra and not available(extra):  # a backend whose extra is missing says what to install
+        with pytest.raises(CitysegError, match=rf"pip install 'cityseg\[{extra}\]'"):
+            load_backend(name, exported_model)
+        return
+    backend, info = load_backend(name, exported_model, threads=1)
+    assert type(backend) is BACKENDS[name] and backend.name == name
+    assert info == read_model_info(exported_model)
+    batch = np.random.default_rng(0).standard_normal((2, 3, *info.input_size)).astype(np.float32)
+    reference, _ = load_backend("torch", exported_model)
+    np.testing.assert_allclose(backend(batch), reference(batch), atol=1e-4)
+
+
+def test_an_unknown_backend_is_refused_with_the_registered_names():
     with pytest.raises(CitysegError, match="unknown backend 'tensorrt'; choose one of: torch, onnx, openvino"):
         load_backend("tensorrt", None)
 

@@ -8,11 +8,22 @@ from cityseg.cli import main
 
 
 def test_every_public_name_is_importable_from_the_package():
+    import importlib
+    import inspect
+    import pkgutil
+
     import cityseg.labels as labels
     from cityseg.labels import cache, dataset, kmeans, palette, registry, tables
 
-    for name in labels.__all__:
-        assert getattr(labels, name) is not None, name
+    public = {
+        name
+        for name, value in vars(labels).items()
+        if not name.startswith("_") and not inspect.ismodule(value) and type(value).__module__ != "__future__"
+    }
+    assert sorted(labels.__all__) == sorted(public)  # __all__ lists exactly the names the package gives
+    modules = [importlib.import_module(f"{labels.__name__}.{m.name}") for m in pkgutil.iter_modules(labels.__path__)]
+    for name in labels.__all__:  # each is the very object of the module it comes from, not a copy
+        assert any(getattr(module, name, None) is getattr(labels, name) for module in modules), name
     assert labels.PaletteLabeller is palette.PaletteLabeller and labels.KMeansLabeller is kmeans.KMeansLabeller
     assert labels.LabelCache is cache.LabelCache and labels.label_dataset is dataset.label_dataset
     assert labels.make_labeller is registry.make_labeller and labels.UNCERTAIN == tables.UNCERTAIN
