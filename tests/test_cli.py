@@ -133,11 +133,10 @@ def test_train_help_shows_the_config_defaults():
     assert f"(default {defaults.data.size[0]})" in text  # square sizes read as one number
 
 
-def test_label_runs_the_importable_function_and_prints_its_summary(tmp_path, capsys):
+def test_label_runs_the_importable_function_and_prints_its_summary(tmp_path, capsys, pair_images):
     from cityseg.labels import label_folder
-    from label_helpers import write_pairs
 
-    write_pairs(tmp_path / "data" / "train", 2)
+    pair_images.write(tmp_path / "data" / "train", 2)
     assert main(["label", str(tmp_path / "data"), "--no-cache", "--workers", "1", "--classes", "categories"]) == 0
     printed = capsys.readouterr().out
     config = Config().override([f"data.root={tmp_path / 'data'}", "data.workers=1", "labels.classes=categories"])

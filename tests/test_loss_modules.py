@@ -7,6 +7,7 @@ import torch
 
 from cityseg.classes import IGNORE_INDEX
 from cityseg.config import Config
+from cityseg.errors import CitysegError
 from cityseg.loss_modules import DiceLoss, OhemCrossEntropy
 from cityseg.loss_registry import LOSS_TERMS
 from cityseg.training.module import SegmentationLoss
@@ -73,3 +74,24 @@ def test_segmentation_loss_sums_its_terms_by_name():
     assert float(combined(logits, masks).detach()) == pytest.approx(float(expected.detach()))
     weighted = SegmentationLoss("ce", class_weights=[1.0, 2.0, 1.0, 1.0, 1.0])
     assert "ce.weight" in dict(weighted.named_buffers())  # the checkpoint key older runs have
+
+
+def test_losses_leave_out_ignored_pixels_and_weigh_classes():
+    logits = torch.randn(2, 3, 8, 8)
+    masks = torch.randint(0, 3, (2, 8, 8))
+    ignored = masks.clone()
+    ignored[:, :4] = 255
+    plain = SegmentationLoss("ce")
+    expected = torch.nn.functional.cross_entropy(
+        logits.permute(0, 2, 3, 1)[:, 4:].reshape(-1, 3), masks[:, 4:].reshape(-1)
+    )
+    assert torch.allclose(plain(logits, ignored), expected)
+    weighted = SegmentationLoss("ce", class_weights=[0.0, 0.0, 1.0])
+    only_two = masks == 2
+    assert torch.allclose(
+        weighted(logits, masks),
+        torch.nn.functional.cross_entropy(logits.permute(0, 2, 3, 1)[only_two], masks[only_two]),
+    )
+    assert SegmentationLoss("ce+dice")(logits, ignored) > plain(logits, ignored)
+    with pytest.raises(CitysegError, match="unknown loss 'focal'"):
+        SegmentationLoss("focal")

@@ -1,8 +1,10 @@
-"""The time budget's plan follows the pace of each epoch (whole-photo epochs step slower than crop epochs)."""
+"""The time budget (cityseg.training.budget): the plan fits the schedule to the time left, at each epoch's own pace
+(whole-photo epochs step slower than crop epochs)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import ClassVar
 
 from lightning.pytorch.callbacks import Timer
 
@@ -69,3 +71,30 @@ def test_the_trainer_runs_the_very_budget_the_data_module_is_given(tmp_path):
     assert any(isinstance(c, Timer) for c in callbacks)  # the hard limit beside it
     built = make_callbacks(config, tmp_path)  # none given: the config's own, as before
     assert sum(isinstance(c, BudgetPlanner) for c in built) == 1
+
+
+def test_budget_planner_fits_the_schedule_to_the_time_left():
+    class FakeTimer:
+        def time_elapsed(self, stage):
+            return 30.0
+
+    class FakeStrategy:
+        def broadcast(self, value):
+            return value
+
+    class FakeTrainer:
+        strategy = FakeStrategy()
+        global_step = 100
+        estimated_stepping_batches = 10_000
+        callbacks: ClassVar[list] = []
+
+    class FakeModule:
+        lr_schedule = LRSchedule("cosine", 10_000)
+
+    trainer, module = FakeTrainer(), FakeModule()
+    trainer.callbacks = [type("T", (Timer,), {"time_elapsed": FakeTimer.time_elapsed})(duration="00:00:01:30")]
+    planner = BudgetPlanner(budget_s=90.0, probe_steps=5)
+    planner._plan(trainer, module, seconds_per_step=0.5)  # 60 s left at 0.5 s a step: 120 more steps
+    assert module.lr_schedule.total_steps == 220
+    planner._plan(trainer, module, seconds_per_step=0.001)  # never past max_epochs worth of steps
+    assert module.lr_schedule.total_steps == 10_000

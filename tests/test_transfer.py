@@ -17,7 +17,6 @@ from cityseg.evaluation import EvaluateOptions
 from cityseg.label_formats import read_label_file
 from cityseg.metrics import metrics_report
 from cityseg.transfer import TransferTable, evaluate_transfer, transfer_column
-from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -144,8 +143,10 @@ def test_validation_scores_labels_of_several_sizes_in_one_batch():
 
 
 @pytest.mark.slow
-def test_the_benchmark_scores_every_model_on_the_same_held_out_images(trained, layouts, tmp_path, capsys):
-    benchmark = load_benchmark("transfer")
+def test_the_benchmark_scores_every_model_on_the_same_held_out_images(
+    trained, layouts, tmp_path, capsys, benchmark_loader
+):
+    benchmark = benchmark_loader("transfer")
     saved = tmp_path / "result.json"
     argv = ["--model", f"tiny={trained}", "--data", f"own={layouts['images']}", "--data", f"kitti={layouts['kitti']}"]
     assert benchmark.main([*argv, "--out", str(saved)]) == 0

@@ -27,7 +27,6 @@ from cityseg.video import (
     split_video_inputs,
 )
 from cityseg.video import pipeline as video_pipeline
-from conftest import load_benchmark
 from video_helpers import FPS, FRAMES, HEIGHT, WIDTH, noise_frames, read_video, street_frames, write_video
 
 
@@ -336,10 +335,12 @@ def test_cli_bad_video_exits_nonzero_with_one_line(tiny_model_dir, tmp_path, cap
 
 
 @pytest.mark.slow
-def test_the_video_benchmark_runs_the_recipes_network_in_a_folder_it_cleans_up(tmp_path, monkeypatch, capsys):
+def test_the_video_benchmark_runs_the_recipes_network_in_a_folder_it_cleans_up(
+    tmp_path, monkeypatch, capsys, benchmark_loader
+):
     from cityseg.config import Config
 
-    benchmark = load_benchmark("video")
+    benchmark = benchmark_loader("video")
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where its temporary work folder goes
     quick = ["--seconds", "0.5", "--fps", "10", "--size", "160x96", "--backends", "torch", "--every", "0"]
     benchmark.main([*quick, "--light", "", "--memory-seconds", ""])

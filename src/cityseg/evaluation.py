@@ -278,7 +278,7 @@ def _evaluation_config(
     """The run's config (a bare model folder: what its ModelInfo says) with the evaluation's overrides."""
     config = Config.from_yaml(run_dir / CONFIG_FILE) if run_dir else Config()
     if run_dir is None:
-        from cityseg.class_tables import TABLE_FILE
+        from cityseg.user_classes import TABLE_FILE
 
         config.model.arch, config.model.encoder = info.arch, info.encoder
         config.data.size = tuple(info.input_size)

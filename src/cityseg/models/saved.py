@@ -45,7 +45,7 @@ class ModelInfo:
         mean, std: per-channel normalisation of [0, 1] RGB input.
         label_method: how training masks were labelled (``palette`` / ``kmeans``).
         encoder_weights: what filled the encoder before training (``imagenet``, ``none``, a path ...).
-        class_table: a user's class table (:mod:`cityseg.class_tables`), kept whole so the model folder alone
+        class_table: a user's class table (:mod:`cityseg.user_classes`), kept whole so the model folder alone
             rebuilds its classes; None for the built-in sets. The folder holds it as ``classes.yaml`` too.
 
     Example:
@@ -160,7 +160,7 @@ def _class_table(table: Any, source: str) -> dict | None:
     """A saved class table, checked as a table file is (a damaged one is named now, not at first use)."""
     if table is None:
         return None
-    from cityseg.class_tables import normalize_table
+    from cityseg.user_classes import normalize_table
 
     try:
         return normalize_table(table, f"{source} (class_table)")
@@ -208,7 +208,7 @@ def save_model(net: nn.Module, folder: str | os.PathLike, info: ModelInfo, metri
             config["encoder_weights"] = original_weights
         (tmp / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
         if info.class_table:  # the user's table, readable and reusable (--classes MODEL/classes.yaml)
-            from cityseg.class_tables import TABLE_FILE, table_yaml
+            from cityseg.user_classes import TABLE_FILE, table_yaml
 
             (tmp / TABLE_FILE).write_text(table_yaml(info.classes))
         if metrics is not None:
