@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from cityseg.errors import CitysegError
-from cityseg.labels.dataset import label_dataset, label_splits
+from cityseg.labels.dataset import LabellingOptions, label_dataset, label_splits
 from cityseg.labels.palette import PaletteLabeller
 
 
@@ -46,7 +46,7 @@ def test_label_splits_counts_each_set(tmp_path, pair_images):
     bad.write_bytes(b"")
     splits["val"].append(bad)
     labeller = PaletteLabeller()
-    report = label_splits(splits, labeller, use_cache=False, skip_bad=True, progress=False, workers=2)
+    report = label_splits(splits, labeller, LabellingOptions(use_cache=False, skip_bad=True, progress=False, workers=2))
 
     assert list(report.sets) == ["train", "val", "test"]
     for name, paths in splits.items():

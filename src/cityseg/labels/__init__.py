@@ -41,6 +41,7 @@ from cityseg.labels.colour_lookup import (
 )
 from cityseg.labels.dataset import (
     PRESENCE_SHARE,
+    LabellingOptions,
     LabelReport,
     LabelRun,
     label_dataset,
@@ -69,6 +70,7 @@ __all__ = [
     "LabelReport",
     "LabelRun",
     "Labeller",
+    "LabellingOptions",
     "PaletteLabeller",
     "default_cache_dir",
     "label_dataset",
