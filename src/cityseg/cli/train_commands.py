@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cityseg import defaults
-from cityseg.cli.registry import add_config_args, add_dataset_options, add_tta, command, load_config
+from cityseg.cli.registry import add_config_args, add_dataset_options, add_tta, command, load_config, options_from_args
 from cityseg.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
 from cityseg.demo import DEMO_SCENES
 from cityseg.errors import CitysegError
@@ -210,16 +210,8 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from cityseg.evaluation import EvaluateOptions, evaluate_run
     from cityseg.metrics import format_table
 
-    options = EvaluateOptions(
-        split=args.split,
-        baseline=args.baseline,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        accelerator=args.accelerator,
-        flip=True if args.tta else args.flip,
-        scales=defaults.TTA_SCALES if args.tta else None,
-        label_format=args.label_format,
-        skip_bad=args.skip_bad,
+    options = options_from_args(
+        EvaluateOptions, args, flip=True if args.tta else args.flip, scales=defaults.TTA_SCALES if args.tta else None
     )
     if args.data and len(args.data) > 1:
         from cityseg.transfer import evaluate_transfer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,23 @@ from cityseg.files import atomic_path
 
 if TYPE_CHECKING:
     from cityseg.config import LabelConfig
+
+
+@dataclass(frozen=True)
+class LabelData:
+    """The images a labeller is made for, and how they are read (what :meth:`Labeller.from_config` fits on).
+
+    Args:
+        paths: the images to label (a labeller fitted on the data fits on them).
+        mask_side: which half of a pair image is the mask.
+        cache_dir: where labels (and anything fitted) are cached; None: the user cache.
+        exact: the photos have exact labels (a labelled folder's, or the release's).
+    """
+
+    paths: Sequence[Path] = ()
+    mask_side: str = "right"
+    cache_dir: str | os.PathLike | None = None
+    exact: bool = False
 
 
 class Labeller:
@@ -30,22 +48,12 @@ class Labeller:
     class_set: ClassSet
 
     @classmethod
-    def from_config(
-        cls,
-        label_config: LabelConfig,
-        paths: Sequence[Path],
-        mask_side: str = "right",
-        cache_dir: str | os.PathLike | None = None,
-        exact: bool = False,
-    ) -> Labeller:
-        """The labeller ``label_config`` describes, for the masks of ``paths`` (:func:`~cityseg.labels.make_labeller`).
+    def from_config(cls, label_config: LabelConfig, data: LabelData) -> Labeller:
+        """The labeller ``label_config`` describes, for the images of ``data`` (:func:`~cityseg.labels.make_labeller`).
 
         Args:
             label_config: the ``labels`` section of the config (its ``method`` names this class).
-            paths: the images to label (a labeller fitted on the data fits on them).
-            mask_side: which half of a pair image is the mask.
-            cache_dir: where labels (and anything fitted) are cached.
-            exact: the photos have exact labels (a labelled folder's, or the release's).
+            data: the images to label and how to read them.
         """
         raise NotImplementedError
 

@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +18,7 @@ from cityseg.classes import IGNORE_INDEX, LABEL_BY_ID, NUM_LABEL_IDS, ClassSet
 from cityseg.errors import CitysegError
 from cityseg.files import ensure_writable_dir
 from cityseg.images import pack_rgb
-from cityseg.labels.base import Labeller, check_mask, load_saved, refuse_kmeans
+from cityseg.labels.base import LabelData, Labeller, check_mask, load_saved, refuse_kmeans
 from cityseg.labels.cache import cache_root
 from cityseg.labels.colour_lookup import PALETTE_COLORS, PALETTE_IDS, UNCERTAIN, cached_table
 
@@ -90,25 +89,18 @@ class KMeansLabeller(Labeller):
         return cls(centers[order], seed=seed, pixels=len(sample), mask_side=mask_side)
 
     @classmethod
-    def from_config(
-        cls,
-        label_config: LabelConfig,
-        paths: Sequence[Path],
-        mask_side: str = "right",
-        cache_dir: str | os.PathLike | None = None,
-        exact: bool = False,
-    ) -> KMeansLabeller:
+    def from_config(cls, label_config: LabelConfig, data: LabelData) -> KMeansLabeller:
         """Centres fitted on ``paths`` as ``label_config`` says, or those fitted before with the same settings.
 
         Fitted centres are kept in the cache (``kmeans/``), keyed by the settings and the paths.
 
         Raises:
-            CitysegError: photos with exact labels (``exact``, or release photos): clusters mean nothing there.
+            CitysegError: photos with exact labels (``data.exact``, or release photos): clusters mean nothing there.
         """
         from cityseg.pairs import is_release_photo
 
-        paths = list(paths)
-        release = next((p for p in paths if exact or is_release_photo(p)), None)
+        paths, mask_side = list(data.paths), data.mask_side
+        release = next((p for p in paths if data.exact or is_release_photo(p)), None)
         if release is not None:
             refuse_kmeans(release)
         fit_key = hashlib.sha1(
@@ -116,7 +108,7 @@ class KMeansLabeller(Labeller):
                 [label_config.k, label_config.seed, label_config.kmeans_pixels, mask_side, [str(p) for p in paths]]
             ).encode()
         ).hexdigest()[:16]
-        saved = ensure_writable_dir(cache_root(cache_dir) / "kmeans") / f"{fit_key}.json"
+        saved = ensure_writable_dir(cache_root(data.cache_dir) / "kmeans") / f"{fit_key}.json"
         if saved.exists():
             try:
                 return cls.load(saved)

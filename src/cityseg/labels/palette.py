@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -19,7 +16,7 @@ import numpy as np
 from cityseg.classes import class_set
 from cityseg.errors import CitysegError
 from cityseg.images import pack_rgb
-from cityseg.labels.base import Labeller, check_mask
+from cityseg.labels.base import LabelData, Labeller, check_mask
 from cityseg.labels.blends import BlendTraps, blend_traps, sliver_pixels
 from cityseg.labels.colour_lookup import (
     FAR,
@@ -106,14 +103,7 @@ class PaletteLabeller(Labeller):
         self._traps: BlendTraps | None = None
 
     @classmethod
-    def from_config(
-        cls,
-        label_config: LabelConfig,
-        paths: Sequence[Path],
-        mask_side: str = "right",
-        cache_dir: str | os.PathLike | None = None,
-        exact: bool = False,
-    ) -> PaletteLabeller:
+    def from_config(cls, label_config: LabelConfig, data: LabelData) -> PaletteLabeller:
         """The palette labeller of ``label_config``'s classes and max_distance (it fits on nothing)."""
         return cls(label_config.classes, label_config.max_distance)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from cityseg.errors import CitysegError
-from cityseg.labels.base import Labeller, load_saved
+from cityseg.labels.base import LabelData, Labeller, load_saved
 from cityseg.labels.kmeans import KMeansLabeller
 from cityseg.labels.palette import PaletteLabeller
 
@@ -37,7 +37,7 @@ def make_labeller(
         raise CitysegError(
             f"unknown labelling method {label_config.method!r}; choose one of: {', '.join(LABELLERS)}"
         ) from None
-    return kind.from_config(label_config, list(paths), mask_side=mask_side, cache_dir=cache_dir, exact=exact)
+    return kind.from_config(label_config, LabelData(list(paths), mask_side, cache_dir, exact))
 
 
 def labeller_from_dict(values: dict) -> Labeller:
