@@ -55,6 +55,7 @@ TRAINING_IMPORTERS = ("training", "cli", "demo")  # the stages that may import c
 MAX_MODULE_LINES = 500
 MAX_FUNCTION_LINES = 80
 MAX_PUBLIC_PARAMETERS = 8  # more choices than that: take an options dataclass
+MAX_HELPER_POSITIONALS = 5  # a helper handed more than that in a row takes an object (or keyword-only arguments)
 # the tables that are data, not logic (the class table, the synth materials) may be longer
 LONG_TABLES = {"cityscapes.py", "synth/materials.py"}
 
@@ -380,6 +381,40 @@ def test_public_functions_take_few_parameters(module):
         if (count := parameter_count(function, method)) > MAX_PUBLIC_PARAMETERS
     ]
     assert not crowded, f"{_file(module)}: {', '.join(crowded)} parameters; take an options object instead"
+
+
+def _private_functions(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef, bool]]:
+    """(name, function, is a method) of every helper (a name with a leading underscore, dunders aside)."""
+    for node in ast.walk(tree):
+        items = node.body if isinstance(node, ast.ClassDef | ast.Module) else []
+        for item in items:
+            helper = item.name.startswith("_") and not item.name.startswith("__")
+            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and helper:
+                yield item.name, item, isinstance(node, ast.ClassDef)
+
+
+def positional_count(function: ast.FunctionDef | ast.AsyncFunctionDef, method: bool) -> int:
+    """The parameters a caller may pass by position (not self or cls, not keyword-only)."""
+    count = len(function.args.posonlyargs) + len(function.args.args)
+    return count - 1 if method and count else count
+
+
+@pytest.mark.parametrize("module", sorted(SOURCES), ids=_file)
+def test_helpers_take_few_positional_arguments(module):
+    crowded = [
+        f"{name} ({count})"
+        for name, function, method in _private_functions(SOURCES[module].tree)
+        if (count := positional_count(function, method)) > MAX_HELPER_POSITIONALS
+    ]
+    assert not crowded, f"{_file(module)}: {', '.join(crowded)} positional parameters; pass an object instead"
+
+
+def test_the_positional_check_can_fail():
+    tree = ast.parse(
+        "def _helper(a, b, c, d, e, f):\n    pass\nclass K:\n    def _m(self, a, b, *, c, d, e, f):\n        pass\n"
+    )
+    counts = {name: positional_count(function, method) for name, function, method in _private_functions(tree)}
+    assert counts == {"_helper": 6, "_m": 2}
 
 
 @pytest.mark.parametrize("module", sorted(SOURCES), ids=_file)

@@ -77,7 +77,7 @@ class KMeansLabeller(Labeller):
             raise CitysegError("kmeans labelling needs images to fit on; the dataset is empty")
         if k < 1 or pixels < k:
             raise CitysegError(f"kmeans needs k >= 1 and at least k sample pixels (k={k}, pixels={pixels})")
-        sample = _sample_mask_pixels(paths, seed, pixels, mask_side, images, skip_bad)  # (pixels, 3)
+        sample = _sample_mask_pixels(paths, seed, pixels, mask_side, images=images, skip_bad=skip_bad)  # (pixels, 3)
         if len(np.unique(sample, axis=0)) < k:
             raise CitysegError(f"the sampled masks hold fewer than k={k} distinct colours; lower --k")
         model = KMeans(n_clusters=k, random_state=seed, n_init=1).fit(sample)
@@ -200,7 +200,7 @@ def _cluster_classes(centers: np.ndarray, label_ids: np.ndarray) -> ClassSet:
 
 
 def _sample_mask_pixels(
-    paths: Sequence[str | os.PathLike], seed: int, pixels: int, mask_side: str, images: int, skip_bad: bool
+    paths: Sequence[str | os.PathLike], seed: int, pixels: int, mask_side: str, *, images: int, skip_bad: bool
 ) -> np.ndarray:
     """(pixels, 3) float64 mask colours, a seeded sample from up to ``images`` of ``paths``."""
     from cityseg.pairs import read_pair
