@@ -388,8 +388,8 @@ def _private_functions(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef 
     for node in ast.walk(tree):
         items = node.body if isinstance(node, ast.ClassDef | ast.Module) else []
         for item in items:
-            helper = item.name.startswith("_") and not item.name.startswith("__")
-            if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and helper:
+            function = isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef)
+            if function and item.name.startswith("_") and not item.name.startswith("__"):
                 yield item.name, item, isinstance(node, ast.ClassDef)
 
 
