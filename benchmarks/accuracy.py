@@ -129,11 +129,11 @@ def main(argv: list[str] | None = None) -> None:
     config = recipe_config(args.recipe, args.data, args.minutes, args.holdout, args.runs_dir, args.seed, args.split)
     run = train(config)
     from cityseg.defaults import TTA_SCALES
-    from cityseg.evaluation import evaluate_run
+    from cityseg.evaluation import EvaluateOptions, evaluate_run
 
-    evaluate_run(run, flip=True, out=run / "flip", progress=False)
+    evaluate_run(run, options=EvaluateOptions(flip=True, progress=False), out=run / "flip")
     if args.tta:
-        evaluate_run(run, flip=True, scales=TTA_SCALES, out=run / "tta", progress=False)
+        evaluate_run(run, options=EvaluateOptions(flip=True, scales=TTA_SCALES, progress=False), out=run / "tta")
     metrics = json.loads((run / "metrics.json").read_text())
     if args.split == "official" and metrics["images"] != args.holdout:
         print(f"warning: {metrics['images']} test images, expected {args.holdout}", file=sys.stderr)

@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def trained_model(args: argparse.Namespace, work: Path) -> Path:
     """``--model``, or U-Net/ResNet34 trained for ``--train-minutes`` on real pairs with the project's train()."""
-    from cityseg.runs import resolve_model_dir
+    from cityseg.run_folders import resolve_model_dir
 
     if args.model:
         return resolve_model_dir(args.model)
@@ -157,7 +157,7 @@ RUNTIMES = {"ORT": ort_runner, "OpenVINO": openvino_runner}  # the runtimes of t
 @dataclasses.dataclass
 class Int8Variant:
     name: str
-    options: dict  # quantize_int8 keyword arguments
+    options: dict  # QuantOptions fields (quantize_int8's settings)
     source: str = "fp32"  # which fp32 graph it quantises
     path: Path | None = None
     agreement: dict[str, float] = dataclasses.field(default_factory=dict)  # per runtime
@@ -166,7 +166,7 @@ class Int8Variant:
 
 def build_onnx(net, info, images, work: Path, explore: bool) -> tuple[dict[str, Path], list[Int8Variant]]:
     """fp32 graphs (opset 17, and 13 with --explore) and the int8 variants quantised from them."""
-    from cityseg.export import quantize_int8, torch_to_onnx
+    from cityseg.onnx_graphs import QuantOptions, quantize_int8, torch_to_onnx
 
     fp32 = {"fp32": work / "fp32.onnx"}
     if explore:
@@ -195,7 +195,7 @@ def build_onnx(net, info, images, work: Path, explore: bool) -> tuple[dict[str, 
     for index, variant in enumerate(variants):
         variant.path = work / f"int8-{index}.onnx"
         started = time.perf_counter()
-        quantize_int8(fp32[variant.source], variant.path, images.calibration, **variant.options)
+        quantize_int8(fp32[variant.source], variant.path, images.calibration, QuantOptions(**variant.options))
         print(f"  quantised {variant.name} in {time.perf_counter() - started:.0f} s", flush=True)
     return fp32, variants
 
@@ -337,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     import torch
 
-    from cityseg.export import load_calibration_set
+    from cityseg.export import ExportOptions, load_calibration_set
     from cityseg.models import load_model
 
     torch.set_num_threads(args.threads)
@@ -352,14 +352,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"model {model_dir}: {info.arch}/{info.encoder}, {info.num_classes} classes; work folder {work}")
 
     started = time.perf_counter()
-    images = load_calibration_set(
-        args.data,
-        info,
-        model_dir,
-        pairs=True,
-        calibration_images=args.calibration_images,
-        check_images=args.check_images,
+    options = ExportOptions(
+        calibration=args.data, pairs=True, calibration_images=args.calibration_images, check_images=args.check_images
     )
+    images = load_calibration_set(info, options, model_dir)
     seconds = time.perf_counter() - started
     print(f"read {len(images.calibration)} calibration + {len(images.check)} held-out photos in {seconds:.0f} s")
     args.runtimes = ("ORT", "OpenVINO") if have_openvino() else ("ORT",)

@@ -112,13 +112,16 @@ def load_photos(data: Path, count: int) -> tuple[list[bytes], str]:
 
 def export_int8(model: Path, photos: list[bytes], work: Path) -> None:
     """fp32 and int8 ONNX beside the random model, calibrated on the photos (agreement is meaningless here)."""
-    from cityseg.export import export_onnx
+    from cityseg.export import ExportOptions, export_onnx
 
     calibration = work / "calibration"
     calibration.mkdir(parents=True, exist_ok=True)
     for index, photo in enumerate(photos):
         (calibration / f"{index}.jpg").write_bytes(photo)
-    export_onnx(model, quantize="int8", calibration=calibration, calibration_images=16, check_images=4, min_agreement=0)
+    options = ExportOptions(
+        quantize="int8", calibration=calibration, calibration_images=16, check_images=4, min_agreement=0
+    )
+    export_onnx(model, options)
 
 
 # ---- the server process ---------------------------------------------------------------------------

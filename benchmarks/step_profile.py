@@ -57,7 +57,7 @@ def use_smp_dice() -> None:
     from segmentation_models_pytorch.losses import DiceLoss
 
     from cityseg.classes import IGNORE_INDEX
-    from cityseg.losses import LOSS_TERMS
+    from cityseg.loss_registry import LOSS_TERMS
 
     LOSS_TERMS["dice"] = lambda weights, optim: DiceLoss("multiclass", ignore_index=IGNORE_INDEX)
 

@@ -36,7 +36,7 @@ def _named(text: str, what: str) -> tuple[str, Path]:
 
 def held_out_images(data: Path, runs: list[Path]) -> list[Path] | None:
     """The test list of the first run trained on ``data`` (its splits.json), or None when none was."""
-    from cityseg.runs import find_model
+    from cityseg.run_folders import find_model
     from cityseg.splits import load_splits
 
     for target in runs:
@@ -49,14 +49,15 @@ def held_out_images(data: Path, runs: list[Path]) -> list[Path] | None:
     return None
 
 
-def measure(models: list[tuple[str, Path]], datasets: list[tuple[str, Path]], **options) -> dict:
-    """Score every model on every dataset; the result is JSON-ready (``--table`` prints it again)."""
+def measure(models: list[tuple[str, Path]], datasets: list[tuple[str, Path]], options) -> dict:
+    """Score every model on every dataset (``options``: an EvaluateOptions); the result is JSON-ready (``--table``
+    prints it again)."""
     from cityseg.transfer import evaluate_transfer
 
     images = {i: held_out_images(path, [run for _, run in models]) for i, (_, path) in enumerate(datasets)}
     result = {"datasets": [name for name, _ in datasets], "models": []}
     for name, run in models:
-        table = evaluate_transfer(run, [path for _, path in datasets], images=images, progress=False, **options)
+        table = evaluate_transfer(run, [path for _, path in datasets], options, images=images)
         result["models"].append({"name": name, "run": str(run), "table": table.to_dict()})
     return result
 
@@ -101,8 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give at least one --model NAME=RUN and one --data NAME=DATA")
     models = [_named(text, "model") for text in args.model]
     datasets = [_named(text, "data") for text in args.data]
-    options = {"split": args.split, "batch_size": args.batch_size, "flip": True if args.flip else None}
-    result = measure(models, datasets, **options)
+    from cityseg.evaluation import EvaluateOptions
+
+    flip = True if args.flip else None
+    options = EvaluateOptions(split=args.split, batch_size=args.batch_size, progress=False, flip=flip)
+    result = measure(models, datasets, options)
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     print(markdown(result))

@@ -107,7 +107,7 @@ def export_int8(model_dir: Path, video: Path, work: Path) -> str:
         return "int8 (exported before)"
     import av
 
-    from cityseg.export import export_onnx
+    from cityseg.export import ExportOptions, export_onnx
 
     frames_dir = work / "calibration"
     frames_dir.mkdir(parents=True, exist_ok=True)
@@ -117,9 +117,10 @@ def export_int8(model_dir: Path, video: Path, work: Path) -> str:
                 frame.to_image().save(frames_dir / f"{index:06d}.jpg", quality=95)
             if len(list(frames_dir.iterdir())) >= CALIBRATION_FRAMES:
                 break
-    report = export_onnx(
-        model_dir, quantize="int8", calibration=frames_dir, min_agreement=0.0, calibration_images=20, check_images=4
+    options = ExportOptions(
+        quantize="int8", calibration=frames_dir, min_agreement=0.0, calibration_images=20, check_images=4
     )
+    report = export_onnx(model_dir, options)
     kept = "encoder fp32" if report.int8_refused else "every layer int8"
     return f"int8, {kept}"
 
@@ -186,8 +187,9 @@ def looped_video(source: Path, path: Path, frames: int) -> Path:
 
 
 def segment(model_dir: Path, video: Path, backend: str, threads: int, out: Path, every: int = 1):
-    """``Segmenter.predict_video`` once, after a short warm-up of the backend; its VideoSummary."""
-    from cityseg.predict import Segmenter
+    """``cityseg.video.predict_video`` once, after a short warm-up of the backend; its VideoSummary."""
+    from cityseg.engine import Segmenter
+    from cityseg.video import VideoOptions, predict_video
     from cityseg.video.pipeline import video_model_threads
 
     segmenter = Segmenter.from_pretrained(model_dir, backend=backend, threads=video_model_threads(threads))
@@ -196,7 +198,7 @@ def segment(model_dir: Path, video: Path, backend: str, threads: int, out: Path,
         segmenter.logits(warm)
     segmenter.predict(np.zeros((720, 1280, 3), dtype=np.uint8))  # the imports of preprocessing, once per process
     before = cpu_seconds()
-    summary = segmenter.predict_video(video, out=out, every=every)
+    summary = predict_video(segmenter, video, out, VideoOptions(every=every))
     summary.cpu_ms = 1000 * (cpu_seconds() - before) / max(1, summary.frames)  # the benchmark's own figure
     return summary
 
@@ -230,18 +232,19 @@ class PeakSampler(threading.Thread):
 
 def child_memory(args: argparse.Namespace) -> None:
     """In a fresh process: segment ``--child-memory``; print the resident set before (warmed up) and its peak during."""
-    from cityseg.predict import Segmenter
+    from cityseg.engine import Segmenter
+    from cityseg.video import iter_video, predict_video
     from cityseg.video.pipeline import video_model_threads
 
     segmenter = Segmenter.from_pretrained(args.model, backend=args.backend, threads=video_model_threads(args.threads))
-    for index, _ in enumerate(segmenter.iter_video(args.child_memory)):  # warm-up: imports, thread pools, buffers
+    for index, _ in enumerate(iter_video(segmenter, args.child_memory)):  # warm-up: imports, thread pools, buffers
         if index == 10:
             break
     before = resident_mib()
     sampler = PeakSampler()
     sampler.start()
     with tempfile.TemporaryDirectory() as out:
-        summary = segmenter.predict_video(args.child_memory, out=out)
+        summary = predict_video(segmenter, args.child_memory, out)
     sampler.done.set()
     sampler.join()
     print(
@@ -352,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
             work / f"drive-{tag}.mp4", args.seconds, args.fps, (width, height), args.render_scale, args.seed
         )
         if args.model:
-            from cityseg.runs import resolve_model_dir
+            from cityseg.run_folders import resolve_model_dir
 
             model_dir, weights = resolve_model_dir(args.model), "trained"
         else:

@@ -34,12 +34,13 @@ def score_drive(segmenter, summary, smooth: float, every: int) -> dict[str, floa
     from PIL import Image
 
     from cityseg.metrics import SegmentationMetrics
+    from cityseg.video import iter_video
     from cityseg.video.summary import FlickerMeter
 
     classes = segmenter.class_set
     metrics = SegmentationMetrics(classes.num_classes)  # unknown label ids are ignored (from_label_ids: 255)
     flicker, truth_flicker = FlickerMeter(), FlickerMeter()
-    for index, (_, labels) in enumerate(segmenter.iter_video(summary.video, smooth=smooth or None, every=every)):
+    for index, (_, labels) in enumerate(iter_video(segmenter, summary.video, smooth=smooth or None, every=every)):
         truth = classes.from_label_ids(np.asarray(Image.open(summary.label_path(index))))
         metrics.update(torch.from_numpy(labels[None].astype(np.int64)), torch.from_numpy(truth[None].astype(np.int64)))
         flicker.update(labels.copy())  # copied: with every > 1 consecutive frames share one labels array
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="the drive's seed")
     args = parser.parse_args(argv)
 
-    from cityseg.predict import Segmenter
+    from cityseg.engine import Segmenter
     from cityseg.synth.drive import write_drive
 
     with tempfile.TemporaryDirectory() as work:

@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     import av
     import torch
 
+    from cityseg.engine import Segmenter, preprocess
     from cityseg.inference import edge_labels_at_size, labels_at_size
-    from cityseg.predict import Segmenter, preprocess
     from cityseg.video.overlay import Legend, draw_overlay
 
     work = Path(args.work or tempfile.mkdtemp(prefix="video-steps-"))
@@ -133,7 +133,7 @@ def contended_preprocess(model_dir: Path, photos: list, count: int) -> list[str]
     """Preprocessing on 2 OpenMP threads, each call right after an OpenVINO inference (the pipeline before)."""
     import torch
 
-    from cityseg.predict import Segmenter, preprocess
+    from cityseg.engine import Segmenter, preprocess
 
     try:
         model = Segmenter.from_pretrained(model_dir, backend="openvino", threads=2)

@@ -1,10 +1,12 @@
 """Shared fixtures: a tiny model folder, a tiny pair dataset, a tiny Cityscapes release layout, every known
-layout of photos and label images (KITTI, BDD100K, ACDC, Dark Zurich, images/ + labels/) in miniature, and the
-generated scenes and tiny training config of the training tests (:func:`tiny_config`).
+layout of photos and label images (KITTI, BDD100K, ACDC, Dark Zurich, images/ + labels/) in miniature, the
+generated scenes and tiny training config of the training tests, and the pair images of the label tests.
 
-Each is built once per session in a temporary folder; tests that change one copy it first. The helpers
-behind them (:func:`save_tiny_model`, :func:`write_tiny_release`, :func:`write_layouts`) are importable for
-tests that need a variant: ``from conftest import TINY_TEST_MODEL, save_tiny_model``.
+Each dataset is built once per session in a temporary folder; tests that change one copy it first. Tests reach
+the builders behind them through fixtures too, never by importing this file: ``tiny_model_saver`` saves a
+variant of the tiny model, ``release_frame_writer`` writes one release photo, ``layout_truth`` gives a layout
+scene's exact label ids, ``tiny_config_for`` builds a training config, ``pair_images`` draws and writes pair
+images, ``benchmark_loader`` loads a script of benchmarks/.
 """
 
 from __future__ import annotations
@@ -149,7 +151,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_segmenter(tiny_model_dir):
     """The tiny model folder loaded with the torch backend."""
-    from cityseg.predict import Segmenter
+    from cityseg.engine import Segmenter
 
     return Segmenter.from_pretrained(tiny_model_dir)
 
@@ -174,6 +176,57 @@ def tiny_release(tmp_path_factory) -> Path:
 def layouts(tmp_path_factory) -> dict[str, Path]:
     """Every known layout in miniature (:func:`write_layouts`): name -> root; copy one before changing it."""
     return write_layouts(tmp_path_factory.mktemp("layouts"))
+
+
+# ---- the builders behind them, for tests that need a variant -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_test_model() -> dict:
+    """The tiny network's settings: ``create_model(num_classes=..., **tiny_test_model)`` (64x64 inputs)."""
+    return dict(TINY_TEST_MODEL)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_saver():
+    """:func:`save_tiny_model`: ``tiny_model_saver(folder, classes="categories")`` saves a variant of the tiny model."""
+    return save_tiny_model
+
+
+@pytest.fixture(scope="session")
+def release_frame_writer():
+    """:func:`write_release_frame`: ``release_frame_writer(root, split, city, frame, rng)`` writes one release photo."""
+    return write_release_frame
+
+
+@pytest.fixture(scope="session")
+def release_size() -> tuple[int, int]:
+    """(H, W) of the tiny release's photos and truth."""
+    return RELEASE_SIZE
+
+
+@pytest.fixture(scope="session")
+def release_label_ids() -> np.ndarray:
+    """The label ids the tiny release's truth is drawn from, void ones among them."""
+    return RELEASE_LABEL_IDS.copy()
+
+
+@pytest.fixture(scope="session")
+def layout_scene_count() -> int:
+    """Scenes in each layout of :func:`write_layouts`."""
+    return LAYOUT_SCENES
+
+
+@pytest.fixture(scope="session")
+def layout_truth():
+    """:func:`scene_label_ids`: ``layout_truth(layout, split, number)`` is (photo, exact label ids) of a scene."""
+    return scene_label_ids
+
+
+@pytest.fixture(scope="session")
+def benchmark_loader():
+    """:func:`load_benchmark`: ``benchmark_loader("video")`` is benchmarks/video.py as a module."""
+    return load_benchmark
 
 
 # ---- training ----------------------------------------------------------------------------------------
@@ -221,3 +274,98 @@ def tiny_config(root: Path, runs: Path, **settings):
     for key, value in settings.items():
         config.set(key.replace("__", "."), value)
     return config
+
+
+@pytest.fixture(scope="session")
+def history_reader():
+    """:func:`read_history`: ``history_reader(run)`` is a run's history.csv, one dict per epoch."""
+    return read_history
+
+
+@pytest.fixture(scope="session")
+def tiny_config_for():
+    """:func:`tiny_config`: ``tiny_config_for(root, runs, train__max_epochs=3)`` is a config that trains in seconds."""
+    return tiny_config
+
+
+# ---- pair images for the label tests --------------------------------------------------------------------
+
+REAL_PAIRS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cityscapes_pairs" / "train"
+
+
+class PairImages:
+    """Pair images as the label tests need them: drawn scenes in the official colours, JPEG-encoded like the real
+    pairs (quality 95, 4:2:0 chroma)."""
+
+    def __init__(self):
+        from cityseg.classes import LABEL_BY_ID, color_to_label_id
+
+        self.id_colours = np.zeros((256, 3), dtype=np.uint8)  # label id -> its official colour
+        for label_id in range(34):
+            self.id_colours[label_id] = LABEL_BY_ID[label_id].color
+        self.drawable_ids = sorted(set(color_to_label_id().values()))  # ids whose colour maps back to them
+
+    def encode(self, photo: np.ndarray, label_ids: np.ndarray) -> bytes:
+        """A pair JPEG as the real ones are stored: the photo, then the label ids in their colours."""
+        import io
+
+        from PIL import Image
+
+        pair = np.concatenate([photo, self.id_colours[label_ids]], axis=1)
+        buffer = io.BytesIO()
+        Image.fromarray(pair).save(buffer, "JPEG", quality=95, subsampling=2)
+        return buffer.getvalue()
+
+    @staticmethod
+    def decode_mask(data: bytes) -> np.ndarray:
+        """The colour mask (right half) of a pair JPEG's bytes."""
+        import io
+
+        from PIL import Image
+
+        pair = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        return np.ascontiguousarray(pair[:, pair.shape[1] // 2 :])
+
+    def draw(self, rng: np.random.Generator, size: int = 128) -> np.ndarray:
+        """Label ids of a scene of many shapes and edges: sky, road, then 25 random shapes of random classes."""
+        from PIL import Image, ImageDraw
+
+        image = Image.new("L", (size, size), 23)
+        draw = ImageDraw.Draw(image)
+        draw.rectangle([0, size // 2, size, size], fill=7)
+        for _ in range(25):
+            label_id = int(rng.choice(self.drawable_ids))
+            x, y = rng.integers(0, size - 8, 2)
+            w, h = rng.integers(6, size // 3, 2)
+            if rng.random() < 0.5:
+                draw.rectangle([x, y, x + w, y + h], fill=label_id)
+            else:
+                draw.ellipse([x, y, x + w, y + h], fill=label_id)
+        return np.asarray(image)
+
+    def write(self, folder: Path, count: int, seed: int = 0, size: int = 64) -> list[Path]:
+        """``count`` pair images 1.jpg .. in ``folder``: random photo, drawn scene mask."""
+        rng = np.random.default_rng(seed)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for i in range(1, count + 1):
+            ids = self.draw(rng, size)
+            photo = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+            path = folder / f"{i}.jpg"
+            path.write_bytes(self.encode(photo, ids))
+            paths.append(path)
+        return paths
+
+
+@pytest.fixture(scope="session")
+def pair_images() -> PairImages:
+    """:class:`PairImages`: ``pair_images.write(folder, 3)`` writes 3 pair JPEGs; ``.encode``, ``.draw`` ..."""
+    return PairImages()
+
+
+@pytest.fixture(scope="session")
+def real_pairs() -> Path:
+    """The real Cityscapes pairs' train folder (../shared/data/cityscapes_pairs); the test is skipped without it."""
+    if not REAL_PAIRS.is_dir():
+        pytest.skip("real Cityscapes pairs not found at ../shared/data/cityscapes_pairs")
+    return REAL_PAIRS

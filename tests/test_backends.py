@@ -20,14 +20,38 @@ from cityseg.backends import (
     read_model_info,
 )
 from cityseg.errors import CitysegError
-from conftest import save_tiny_model
+from cityseg.extras import available
 
 torch.set_num_threads(1)
 
 
-def test_the_registry_names_every_backend_by_its_own_name():
-    assert list(BACKENDS) == ["torch", "onnx", "openvino"]
-    assert all(backend.name == name for name, backend in BACKENDS.items())
+@pytest.fixture(scope="module")
+def exported_model(tmp_path_factory, tiny_model_saver):
+    """A tiny model folder of the 7 categories with the fp32 ONNX export of its own weights beside them."""
+    from cityseg.models import load_model
+    from cityseg.onnx_graphs import torch_to_onnx
+
+    model = tiny_model_saver(tmp_path_factory.mktemp("exported") / "categories", classes="categories")
+    torch_to_onnx(load_model(model)[0], model / ONNX_FILE, np.zeros((1, 3, 64, 64), dtype=np.float32))
+    return model
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_every_registered_backend_runs_the_model_folder_as_torch_does(name, exported_model):
+    extra = getattr(BACKENDS[name], "extra", None)
+    if extra and not available(extra):  # a backend whose extra is missing says what to install
+        with pytest.raises(CitysegError, match=rf"pip install 'cityseg\[{extra}\]'"):
+            load_backend(name, exported_model)
+        return
+    backend, info = load_backend(name, exported_model, threads=1)
+    assert type(backend) is BACKENDS[name] and backend.name == name
+    assert info == read_model_info(exported_model)
+    batch = np.random.default_rng(0).standard_normal((2, 3, *info.input_size)).astype(np.float32)
+    reference = backend if name == "torch" else load_backend("torch", exported_model)[0]
+    np.testing.assert_allclose(backend(batch), reference(batch), rtol=1e-4, atol=1e-4)
+
+
+def test_an_unknown_backend_is_refused_with_the_registered_names():
     with pytest.raises(CitysegError, match="unknown backend 'tensorrt'; choose one of: torch, onnx, openvino"):
         load_backend("tensorrt", None)
 
@@ -53,16 +77,12 @@ def test_onnx_file_is_int8_then_fp32_or_the_one_named(tmp_path):
         find_onnx_file(tmp_path, "other.onnx")
 
 
-def test_onnx_backend_refuses_a_file_for_other_classes(tiny_model_dir, tmp_path):
-    from cityseg.models import load_model
-    from cityseg.onnx_graphs import torch_to_onnx
-
+def test_onnx_backend_refuses_a_file_for_other_classes(tiny_model_dir, tmp_path, exported_model):
     model = shutil.copytree(tiny_model_dir, tmp_path / "model")
-    other = save_tiny_model(tmp_path / "categories", classes="categories")  # 7 classes, not 19
-    torch_to_onnx(load_model(other)[0], model / ONNX_FILE, np.zeros((1, 3, 64, 64), dtype=np.float32))
+    shutil.copy(exported_model / ONNX_FILE, model / ONNX_FILE)  # 7 classes, not 19
     with pytest.raises(CitysegError, match=r"outputs 7 classes but .* lists 19"):
         OnnxBackend.from_model_dir(model)
-    shutil.copy(other / "cityseg.json", model / "cityseg.json")  # now the info agrees with the file
+    shutil.copy(exported_model / "cityseg.json", model / "cityseg.json")  # now the info agrees with the file
     backend, info = load_backend("onnx", model, threads=1)
     assert isinstance(backend, OnnxBackend) and info.num_classes == backend.num_classes() == 7
 

@@ -133,11 +133,10 @@ def test_train_help_shows_the_config_defaults():
     assert f"(default {defaults.data.size[0]})" in text  # square sizes read as one number
 
 
-def test_label_runs_the_importable_function_and_prints_its_summary(tmp_path, capsys):
+def test_label_runs_the_importable_function_and_prints_its_summary(tmp_path, capsys, pair_images):
     from cityseg.labels import label_folder
-    from label_helpers import write_pairs
 
-    write_pairs(tmp_path / "data" / "train", 2)
+    pair_images.write(tmp_path / "data" / "train", 2)
     assert main(["label", str(tmp_path / "data"), "--no-cache", "--workers", "1", "--classes", "categories"]) == 0
     printed = capsys.readouterr().out
     config = Config().override([f"data.root={tmp_path / 'data'}", "data.workers=1", "labels.classes=categories"])
@@ -158,7 +157,7 @@ def test_choices_are_the_registries():
     from cityseg.config import choices
     from cityseg.export import CALIBRATION_METHODS, FORMATS, QUANTIZE
     from cityseg.labels import LABELLERS
-    from cityseg.predict import ID_KINDS
+    from cityseg.outputs import ID_KINDS
     from cityseg.splits import SPLIT_NAMES, SPLITS
 
     assert tuple(option("train", "--split").choices) == SPLITS == choices("data.split")
@@ -183,10 +182,11 @@ def test_choices_are_the_registries():
 
 def test_defaults_are_the_functions_defaults():
     from cityseg.demo import run_demo
-    from cityseg.evaluation import evaluate_run
-    from cityseg.export import export_onnx
-    from cityseg.predict import predict_files
+    from cityseg.engine import PredictOptions
+    from cityseg.evaluation import EvaluateOptions
+    from cityseg.export import ExportOptions
     from cityseg.synth import write_scenes
+    from cityseg.video import VideoOptions
 
     def assert_same(command: str, function, flags: dict[str, str]) -> None:
         wanted = parameters(function)
@@ -195,20 +195,22 @@ def test_defaults_are_the_functions_defaults():
 
     assert_same("synth", write_scenes, {"--count": "count", "--seed": "seed", "--val-fraction": "val_fraction"})
     assert_same("demo", run_demo, {"--out": "out", "--count": "count", "--seed": "seed"})
-    assert_same("evaluate", evaluate_run, {"--split": "split"})
+    assert_same("evaluate", EvaluateOptions, {"--split": "split"})
     flags = {"--backend": "backend", "--ids": "ids", "--mask-side": "mask_side", "--batch-size": "batch_size"}
-    assert_same("predict", predict_files, {**flags, "--alpha": "overlay_alpha"})
+    assert_same("predict", PredictOptions, {**flags, "--alpha": "overlay_alpha"})
+    assert_same("predict", VideoOptions, {"--every": "every", "--smooth": "smooth", "--frames": "frames"})
     flags = {"--mask-side": "mask_side", "--calibration-images": "calibration_images", "--opset": "opset"}
     flags |= {"--check-images": "check_images", "--calibrate-method": "calibrate_method", "--seed": "seed"}
-    assert_same("export", export_onnx, flags)
-    assert option("export", "--min-agreement").default / 100 == parameters(export_onnx)["min_agreement"]
+    assert_same("export", ExportOptions, flags)
+    assert option("export", "--min-agreement").default / 100 == parameters(ExportOptions)["min_agreement"]
 
 
 def test_serve_defaults_are_the_servers():
     pytest.importorskip("fastapi", reason="cityseg serve needs fastapi")
+    from cityseg.engine import PredictOptions
     from cityseg.serve import ServeSettings, serve
 
-    wanted = parameters(serve)
+    wanted = parameters(serve) | {"backend": parameters(PredictOptions)["backend"]}  # serve's options' backend
     for flag, name in {"--host": "host", "--port": "port", "--backend": "backend", "--log-level": "log_level"}.items():
         assert option("serve", flag).default == wanted[name], flag
     args = build_parser().parse_args(["serve", "MODEL"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from cityseg.classes import IGNORE_INDEX
 from cityseg.config import Config
 from cityseg.datasets import PairDataset, prepare_labels
 from cityseg.errors import CitysegError
@@ -130,3 +131,24 @@ def test_class_pixels_counts_each_image_from_the_label_cache(prepared):
         labels = cache.get(path)
         assert counts[index].sum() == (labels != 255).sum()
         assert counts[index][0] == (labels == 0).sum()
+
+
+# ---- sharding across processes ----------------------------------------------------------------------
+
+
+def test_shard_sampler_splits_without_repeats():
+    from cityseg.datasets import ShardSampler
+
+    shards = [list(ShardSampler(7, rank, 3)) for rank in range(3)]
+    assert sorted(i for shard in shards for i in shard) == list(range(7))
+    assert [len(ShardSampler(7, rank, 3)) for rank in range(3)] == [3, 2, 2]
+    padded = [list(ShardSampler(7, rank, 3, pad=True)) for rank in range(3)]
+    assert padded == [[0, 3, 6], [1, 4, 7], [2, 5, 7]]  # 7 = len: the ignored padding item
+
+
+def test_padding_item_is_scored_nowhere(prepared):
+    _, splits, cache = prepared
+    dataset = PairDataset(splits["val"], cache)
+    photo, labels = dataset[len(dataset)]
+    assert photo.shape == dataset[0][0].shape and (labels == IGNORE_INDEX).all()
+    assert (dataset[0][1] != IGNORE_INDEX).any()

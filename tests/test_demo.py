@@ -8,7 +8,8 @@ import pytest
 
 from cityseg.cli import main
 from cityseg.config import Config
-from cityseg.demo import demo_config, run_demo
+from cityseg.defaults import DEMO_OUT
+from cityseg.demo import DEMO_SCENES, demo_config, run_demo
 from cityseg.files import natural_key
 
 pytestmark = pytest.mark.filterwarnings(
@@ -62,8 +63,22 @@ def test_reduced_demo_runs_every_step(tmp_path, capsys):
     assert str(result.drive) in summary and str(result.segmented_drive) in summary
 
 
-def test_demo_command_is_registered(capsys):
-    with pytest.raises(SystemExit) as exit_info:
+def test_the_demo_command_hands_its_options_to_run_demo(tmp_path, monkeypatch, capsys):
+    import cityseg.demo
+
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")  # the command sets it for the rest of the process otherwise
+    calls = []
+    monkeypatch.setattr(cityseg.demo, "run_demo", lambda out, **options: calls.append((out, options)) or "summary")
+    out = str(tmp_path / "demo")
+    assert main(["demo", "--out", out, "--count", "5", "--seed", "2", "--set", "train.max_epochs=3"]) == 0
+    assert capsys.readouterr().out == "summary\n"  # what run_demo returned, printed
+    [(given_out, options)] = calls
+    assert given_out == out and (options["count"], options["seed"]) == (5, 2)
+    assert options["config"] == Config.from_yaml("demo").override(["train.max_epochs=3"])  # the preset, overridden
+
+    assert main(["demo"]) == 0  # the defaults are the demo module's own
+    assert calls[-1] == (DEMO_OUT, {"count": DEMO_SCENES, "seed": 0, "config": Config.from_yaml("demo")})
+    with pytest.raises(SystemExit):
         main(["demo", "--help"])
-    assert exit_info.value.code == 0
-    assert "--out" in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert f"(default {DEMO_OUT})" in shown and f"(default {DEMO_SCENES})" in shown

@@ -14,9 +14,9 @@ from PIL import Image
 
 from cityseg.backends import onnx_session
 from cityseg.cli import main
+from cityseg.engine import Segmenter
 from cityseg.errors import CitysegError
-from cityseg.export import export_onnx
-from cityseg.predict import Segmenter
+from cityseg.export import ExportOptions, export_onnx
 from cityseg.synth import render_scene
 
 torch.set_num_threads(1)
@@ -40,7 +40,7 @@ def exported(tmp_path_factory, scenes, tiny_model_dir):
     os.chdir(working)
     try:
         options = {"calibration_images": 9, "check_images": 2, "min_agreement": 0}
-        report = export_onnx(model, quantize="int8", calibration=scenes, pairs=True, **options)
+        report = export_onnx(model, ExportOptions(quantize="int8", calibration=scenes, pairs=True, **options))
     finally:
         os.chdir(previous)
     assert not list(working.iterdir()), "export left files in the working folder"
@@ -139,12 +139,14 @@ def test_int8_below_min_agreement_is_refused_and_nothing_is_written(tiny_model_d
     with pytest.raises(CitysegError, match="nothing was written") as info:
         export_onnx(
             model,
-            quantize="int8",
-            calibration=scenes,
-            pairs=True,
-            calibration_images=4,
-            check_images=2,
-            min_agreement=1.0,
+            ExportOptions(
+                quantize="int8",
+                calibration=scenes,
+                pairs=True,
+                calibration_images=4,
+                check_images=2,
+                min_agreement=1.0,
+            ),
         )
     assert "below --min-agreement 100%" in str(info.value) and "\n" not in str(info.value)
     assert sorted(p.name for p in model.iterdir()) == ["README.md", "cityseg.json", "config.json", "model.safetensors"]
@@ -156,26 +158,28 @@ def test_int8_short_of_agreement_tries_again_with_the_encoder_in_fp32(tiny_model
     tried = []
     quantize = cityseg.export.quantize_int8
 
-    def spy(*args, keep_fp32=(), **kwargs):
-        tried.append(keep_fp32)
-        return quantize(*args, keep_fp32=keep_fp32, **kwargs)
+    def spy(fp32_path, int8_path, calibration, options):
+        tried.append(options.keep_fp32)
+        return quantize(fp32_path, int8_path, calibration, options)
 
     monkeypatch.setattr(cityseg.export, "quantize_int8", spy)
     model = shutil.copytree(tiny_model_dir, tmp_path / "model")
     options = {"calibration": scenes, "pairs": True, "calibration_images": 4, "check_images": 2}
     with pytest.raises(CitysegError, match="nothing was written"):
-        export_onnx(model, quantize="int8", min_agreement=1.0, **options)
+        export_onnx(model, ExportOptions(quantize="int8", min_agreement=1.0, **options))
     assert tried == [(), ("/encoder",)]  # every layer first, then the encoder in fp32, then refused
     tried.clear()
     with pytest.raises(CitysegError, match="nothing was written"):
-        export_onnx(model, quantize="int8", min_agreement=1.0, keep_fp32=("/segmentation_head",), **options)
+        export_onnx(
+            model, ExportOptions(quantize="int8", min_agreement=1.0, keep_fp32=("/segmentation_head",), **options)
+        )
     assert tried == [("/segmentation_head",)]  # what the user asked for, and only that
 
 
 def test_keep_fp32_leaves_those_layers_in_float(tiny_model_dir, tmp_path, scenes):
     model = shutil.copytree(tiny_model_dir, tmp_path / "model")
     options = {"calibration": scenes, "pairs": True, "calibration_images": 4, "check_images": 2}
-    report = export_onnx(model, quantize="int8", min_agreement=0, keep_fp32=("/encoder",), **options)
+    report = export_onnx(model, ExportOptions(quantize="int8", min_agreement=0, keep_fp32=("/encoder",), **options))
     assert "with /encoder kept in fp32" in str(report)
     graph = onnx.load(str(model / "model.int8.onnx")).graph
     made_by = {output: node.op_type for node in graph.node for output in node.output}
@@ -190,17 +194,17 @@ def test_keep_fp32_leaves_those_layers_in_float(tiny_model_dir, tmp_path, scenes
 def test_bad_export_requests_are_one_line_errors(exported, tmp_path):
     model, _ = exported
     with pytest.raises(CitysegError, match="needs --calibration"):
-        export_onnx(model, quantize="int8")
+        export_onnx(model, ExportOptions(quantize="int8"))
     with pytest.raises(CitysegError, match="not found"):
-        export_onnx(model, quantize="int8", calibration=tmp_path / "missing")
+        export_onnx(model, ExportOptions(quantize="int8", calibration=tmp_path / "missing"))
     (tmp_path / "one").mkdir()
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "one" / "a.png")
     with pytest.raises(CitysegError, match="at least 2"):
-        export_onnx(model, quantize="int8", calibration=tmp_path / "one")
+        export_onnx(model, ExportOptions(quantize="int8", calibration=tmp_path / "one"))
     with pytest.raises(CitysegError, match="not found"):
         export_onnx(tmp_path / "no-model")
     with pytest.raises(CitysegError, match="percentage"):
-        export_onnx(model, min_agreement=99)
+        export_onnx(model, ExportOptions(min_agreement=99))
 
 
 def test_cli_export_fp32_without_photos_checks_on_noise(tmp_path, exported, capsys):

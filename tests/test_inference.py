@@ -76,7 +76,9 @@ def test_edge_labels_interpolate_only_near_class_edges(monkeypatch):
     logits = blocky_logits(7)
     interpolated = []
     real = inference._interpolate_argmax
-    monkeypatch.setattr(inference, "_interpolate_argmax", lambda *a: interpolated.append(a[2].size) or real(*a))
+    monkeypatch.setattr(
+        inference, "_interpolate_argmax", lambda *a, **k: interpolated.append(a[2].size) or real(*a, **k)
+    )
     monkeypatch.setattr(inference, "EDGE_CHUNK", 500)  # several chunks
     labels = edge_labels_at_size(logits, (96, 128))
     np.testing.assert_array_equal(labels, bilinear_argmax(logits, (96, 128)))

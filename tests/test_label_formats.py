@@ -8,8 +8,9 @@ from PIL import Image
 
 from cityseg.classes import IGNORE_INDEX, class_set
 from cityseg.errors import CitysegError
-from cityseg.label_formats import LABEL_FORMATS, read_label_file, sniff_format, write_label_file
+from cityseg.label_formats import LABEL_FORMATS, read_label_file, sniff_format
 from cityseg.synth import render_scene
+from cityseg.synth.labelled import write_label_file
 
 
 @pytest.fixture(scope="module")

@@ -5,23 +5,33 @@ from __future__ import annotations
 from PIL import Image
 
 from cityseg.cli import main
-from label_helpers import write_pairs
 
 
 def test_every_public_name_is_importable_from_the_package():
-    import cityseg.labels as labels
-    from cityseg.labels import cache, dataset, kmeans, palette, registry, tables
+    import importlib
+    import inspect
+    import pkgutil
 
-    for name in labels.__all__:
-        assert getattr(labels, name) is not None, name
+    import cityseg.labels as labels
+    from cityseg.labels import cache, colour_lookup, dataset, kmeans, palette, registry
+
+    public = {
+        name
+        for name, value in vars(labels).items()
+        if not name.startswith("_") and not inspect.ismodule(value) and type(value).__module__ != "__future__"
+    }
+    assert sorted(labels.__all__) == sorted(public)  # __all__ lists exactly the names the package gives
+    modules = [importlib.import_module(f"{labels.__name__}.{m.name}") for m in pkgutil.iter_modules(labels.__path__)]
+    for name in labels.__all__:  # each is the very object of the module it comes from, not a copy
+        assert any(getattr(module, name, None) is getattr(labels, name) for module in modules), name
     assert labels.PaletteLabeller is palette.PaletteLabeller and labels.KMeansLabeller is kmeans.KMeansLabeller
     assert labels.LabelCache is cache.LabelCache and labels.label_dataset is dataset.label_dataset
-    assert labels.make_labeller is registry.make_labeller and labels.UNCERTAIN == tables.UNCERTAIN
-    assert labels._TABLES is tables._TABLES  # clearing it from the package clears the tables' cache
+    assert labels.make_labeller is registry.make_labeller and labels.UNCERTAIN == colour_lookup.UNCERTAIN
+    assert labels._TABLES is colour_lookup._TABLES  # clearing it from the package clears the tables' cache
 
 
-def test_cli_label(tmp_path, capsys):
-    write_pairs(tmp_path / "data" / "train", 3)
+def test_cli_label(tmp_path, capsys, pair_images):
+    pair_images.write(tmp_path / "data" / "train", 3)
     (tmp_path / "data" / "train" / "9.jpg").write_text("not an image")
     args = ["label", str(tmp_path / "data"), "--cache-dir", str(tmp_path / "cache"), "--workers", "1"]
 
@@ -43,11 +53,11 @@ def test_cli_label(tmp_path, capsys):
     assert "cannot write figure" in capsys.readouterr().err
 
 
-def test_cli_label_does_not_import_torch(tmp_path):
+def test_cli_label_does_not_import_torch(tmp_path, pair_images):
     import subprocess
     import sys
 
-    write_pairs(tmp_path / "data", 2)
+    pair_images.write(tmp_path / "data", 2)
     code = (
         "import sys; from cityseg.cli import main; "
         f"main(['label', {str(tmp_path / 'data')!r}, '--no-cache', '--workers', '1']); "

@@ -11,7 +11,6 @@ import pytest
 from cityseg.errors import CitysegError
 from cityseg.labels.cache import CACHE_FORMAT, LabelCache, default_cache_dir
 from cityseg.labels.palette import PALETTE_VERSION, PaletteLabeller
-from label_helpers import write_pairs
 
 
 class CountingLabeller(PaletteLabeller):
@@ -22,8 +21,8 @@ class CountingLabeller(PaletteLabeller):
         return super().label(mask_rgb, source)
 
 
-def test_cache_reuses_and_recomputes(tmp_path):
-    path = write_pairs(tmp_path / "data", 1)[0]
+def test_cache_reuses_and_recomputes(tmp_path, pair_images):
+    path = pair_images.write(tmp_path / "data", 1)[0]
     CountingLabeller.calls = 0
     cache = LabelCache(CountingLabeller(), tmp_path / "cache")
 
@@ -47,12 +46,12 @@ def test_cache_reuses_and_recomputes(tmp_path):
     assert leftovers == []
 
 
-def test_cache_entries_keep_their_names(tmp_path):
+def test_cache_entries_keep_their_names(tmp_path, pair_images):
     """Existing caches stay valid: the folder and file names depend only on the file and the settings."""
     import hashlib
 
     assert (CACHE_FORMAT, PALETTE_VERSION) == (1, 1)  # bumping either relabels every cache on purpose
-    path = write_pairs(tmp_path / "data", 1)[0]
+    path = pair_images.write(tmp_path / "data", 1)[0]
     labeller = PaletteLabeller()
     assert labeller.key() == "palette-train19-d45-72b595ec47"
     cache = LabelCache(labeller, tmp_path / "cache")
@@ -64,8 +63,8 @@ def test_cache_entries_keep_their_names(tmp_path):
     assert expected.is_file() and np.load(expected).dtype == np.uint8
 
 
-def test_cache_write_is_atomic(tmp_path, monkeypatch):
-    path = write_pairs(tmp_path / "data", 1)[0]
+def test_cache_write_is_atomic(tmp_path, monkeypatch, pair_images):
+    path = pair_images.write(tmp_path / "data", 1)[0]
     cache = LabelCache(PaletteLabeller(), tmp_path / "cache")
 
     def broken_save(file, array):

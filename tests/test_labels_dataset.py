@@ -6,28 +6,27 @@ import numpy as np
 import pytest
 
 from cityseg.errors import CitysegError
-from cityseg.labels.dataset import label_dataset, label_splits
+from cityseg.labels.dataset import LabellingOptions, label_dataset, label_splits
 from cityseg.labels.palette import PaletteLabeller
-from label_helpers import decode_mask, write_pairs
 
 
-def test_label_dataset_counts_and_workers(tmp_path):
-    paths = write_pairs(tmp_path / "data", 5)
+def test_label_dataset_counts_and_workers(tmp_path, pair_images):
+    paths = pair_images.write(tmp_path / "data", 5)
     labeller = PaletteLabeller()
     one = label_dataset(paths, labeller, cache_dir=tmp_path / "c1", workers=1, progress=False)
     two = label_dataset(paths, labeller, cache_dir=tmp_path / "c2", workers=2, progress=False)
 
     expected = np.zeros(256, dtype=np.int64)
     for path in paths:
-        expected += np.bincount(labeller.label(decode_mask(path.read_bytes())).ravel(), minlength=256)
+        expected += np.bincount(labeller.label(pair_images.decode_mask(path.read_bytes())).ravel(), minlength=256)
     assert one.count == 5 and one.skipped == [] and one.sets == {}
     assert (one.pixel_counts == expected[:19]).all() and one.ignored_pixels == expected[19:].sum()
     assert (two.pixel_counts == one.pixel_counts).all() and (two.image_counts == one.image_counts).all()
     assert one.total_pixels == 5 * 64 * 64 and "road" in one.table()
 
 
-def test_label_dataset_bad_files(tmp_path):
-    paths = write_pairs(tmp_path / "data", 3)
+def test_label_dataset_bad_files(tmp_path, pair_images):
+    paths = pair_images.write(tmp_path / "data", 3)
     bad = tmp_path / "data" / "4.jpg"
     bad.write_bytes(b"")
     with pytest.raises(CitysegError, match=r"4\.jpg"):
@@ -36,18 +35,18 @@ def test_label_dataset_bad_files(tmp_path):
     assert report.count == 3 and [p for p, _ in report.skipped] == [bad] and "empty" in report.skipped[0][1]
 
 
-def test_label_splits_counts_each_set(tmp_path):
+def test_label_splits_counts_each_set(tmp_path, pair_images):
     """Per-set class counts (class weights need the train set's) equal labelling each set on its own."""
     splits = {
-        "train": write_pairs(tmp_path / "train", 4, seed=1),
-        "val": write_pairs(tmp_path / "val", 2, seed=2),
+        "train": pair_images.write(tmp_path / "train", 4, seed=1),
+        "val": pair_images.write(tmp_path / "val", 2, seed=2),
         "test": [],
     }
     bad = tmp_path / "val" / "9.jpg"
     bad.write_bytes(b"")
     splits["val"].append(bad)
     labeller = PaletteLabeller()
-    report = label_splits(splits, labeller, use_cache=False, skip_bad=True, progress=False, workers=2)
+    report = label_splits(splits, labeller, LabellingOptions(use_cache=False, skip_bad=True, progress=False, workers=2))
 
     assert list(report.sets) == ["train", "val", "test"]
     for name, paths in splits.items():

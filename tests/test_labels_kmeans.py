@@ -9,14 +9,13 @@ from cityseg.classes import LABEL_BY_ID, color_to_label_id
 from cityseg.errors import CitysegError
 from cityseg.labels.kmeans import KMeansLabeller
 from cityseg.labels.palette import PaletteLabeller
-from label_helpers import ID_COLOURS, decode_mask, encode_pair, write_pairs
 
 
-def test_kmeans_is_deterministic_and_named(tmp_path):
-    paths = write_pairs(tmp_path, 6, size=64)
+def test_kmeans_is_deterministic_and_named(tmp_path, pair_images):
+    paths = pair_images.write(tmp_path, 6, size=64)
     first = KMeansLabeller.fit(paths, k=6, seed=1, pixels=6000)
     second = KMeansLabeller.fit(paths, k=6, seed=1, pixels=6000)
-    mask = decode_mask(paths[0].read_bytes())
+    mask = pair_images.decode_mask(paths[0].read_bytes())
 
     assert np.allclose(first.centers, second.centers)
     assert (first.label(mask) == second.label(mask)).all()
@@ -27,7 +26,7 @@ def test_kmeans_is_deterministic_and_named(tmp_path):
     assert first.label(mask).max() < 6
 
 
-def test_kmeans_names_absorbed_and_save_load(tmp_path):
+def test_kmeans_names_absorbed_and_save_load(tmp_path, pair_images):
     road, sidewalk, car = (128, 64, 128), (244, 35, 232), (0, 0, 142)
     labeller = KMeansLabeller([road, (130, 60, 130), sidewalk, car])
 
@@ -41,7 +40,7 @@ def test_kmeans_names_absorbed_and_save_load(tmp_path):
 
     path = labeller.save(tmp_path / "kmeans.json")
     loaded = KMeansLabeller.load(path)
-    mask = ID_COLOURS[np.array([[7, 8], [26, 27]], dtype=np.uint8)]
+    mask = pair_images.id_colours[np.array([[7, 8], [26, 27]], dtype=np.uint8)]
     assert (loaded.label(mask) == labeller.label(mask)).all() and loaded.key() == labeller.key()
     assert (labeller.label(mask) == [[0, 2], [3, 3]]).all()
 
@@ -50,10 +49,10 @@ def test_kmeans_names_absorbed_and_save_load(tmp_path):
         KMeansLabeller.load(palette_file)
 
 
-def test_kmeans_refuses_impossible_fits(tmp_path):
+def test_kmeans_refuses_impossible_fits(tmp_path, pair_images):
     with pytest.raises(CitysegError, match="empty"):
         KMeansLabeller.fit([], k=3)
     road_only = tmp_path / "road.jpg"
-    road_only.write_bytes(encode_pair(np.zeros((32, 32, 3), np.uint8), np.full((32, 32), 7, np.uint8)))
+    road_only.write_bytes(pair_images.encode(np.zeros((32, 32, 3), np.uint8), np.full((32, 32), 7, np.uint8)))
     with pytest.raises(CitysegError, match="fewer than k"):
         KMeansLabeller.fit([road_only], k=5, pixels=500)

@@ -7,9 +7,8 @@ import pytest
 
 from cityseg.classes import IGNORE_INDEX, class_set
 from cityseg.errors import CitysegError
+from cityseg.labels.colour_lookup import PALETTE_COLORS, PALETTE_IDS_BY_CODE, UNCERTAIN, to_ycbcr
 from cityseg.labels.palette import PaletteLabeller
-from cityseg.labels.tables import PALETTE_COLORS, PALETTE_IDS_BY_CODE, UNCERTAIN, to_ycbcr
-from label_helpers import DRAWABLE_IDS, ID_COLOURS, REAL_DATA, decode_mask, drawn_scene, encode_pair
 
 
 @pytest.fixture(scope="module")
@@ -17,10 +16,11 @@ def palette():
     return PaletteLabeller().prepare()  # builds the 16 MiB table once for the module
 
 
-def test_exact_colours_give_exact_ids(palette):
-    ids = np.repeat(np.repeat(np.array(DRAWABLE_IDS, dtype=np.uint8).reshape(-1, 1), 6, 0), 36, 1)  # 6-row bands
+def test_exact_colours_give_exact_ids(palette, pair_images):
+    drawable = np.array(pair_images.drawable_ids, dtype=np.uint8).reshape(-1, 1)
+    ids = np.repeat(np.repeat(drawable, 6, 0), 36, 1)  # 6-row bands
     ids = np.ascontiguousarray(np.concatenate([ids, ids[::-1]], axis=1))  # (174, 72): every colour, two sides
-    mask = ID_COLOURS[ids]
+    mask = pair_images.id_colours[ids]
 
     assert (palette.label_ids(mask) == ids).all()
     train19 = class_set("train19")
@@ -40,50 +40,51 @@ def test_bad_settings_are_one_line_errors():
         PaletteLabeller().label(np.zeros((4, 4), np.uint8))
 
 
-def agreement(labeller: PaletteLabeller, scenes) -> float:
+def agreement(labeller: PaletteLabeller, scenes, pair_images) -> float:
     train19 = class_set("train19")
     same = total = 0
     for photo, ids in scenes:
-        got = labeller.label(decode_mask(encode_pair(photo, ids)))
+        got = labeller.label(pair_images.decode_mask(pair_images.encode(photo, ids)))
         same += int((got == train19.from_label_ids(ids)).sum())
         total += ids.size
     return same / total
 
 
-def test_jpeg_synthetic_scenes_agree_with_exact_ids(palette):
+def test_jpeg_synthetic_scenes_agree_with_exact_ids(palette, pair_images):
     synth = pytest.importorskip("cityseg.synth")
     rng = np.random.default_rng(7)
     scenes = [synth.render_scene(rng) for _ in range(8)]
-    assert agreement(palette, scenes) >= 0.995
+    assert agreement(palette, scenes, pair_images) >= 0.995
 
 
-def test_jpeg_drawn_masks_agree_with_exact_ids(palette):
+def test_jpeg_drawn_masks_agree_with_exact_ids(palette, pair_images):
     rng = np.random.default_rng(3)
-    scenes = [(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), drawn_scene(rng)) for _ in range(8)]
-    result = agreement(palette, scenes)
+    scenes = [(rng.integers(0, 255, (128, 128, 3), dtype=np.uint8), pair_images.draw(rng)) for _ in range(8)]
+    result = agreement(palette, scenes, pair_images)
     assert result >= 0.995
     # the plain nearest colour (no slivers, no luma test) is measurably worse on the same masks
-    assert agreement(PaletteLabeller(max_distance=1000, luma_tolerance=None, slivers=False), scenes) < result
+    plain = PaletteLabeller(max_distance=1000, luma_tolerance=None, slivers=False)
+    assert agreement(plain, scenes, pair_images) < result
 
 
-def test_blend_sliver_is_not_a_third_class(palette):
+def test_blend_sliver_is_not_a_third_class(palette, pair_images):
     ids = np.zeros((32, 32), dtype=np.uint8)  # black (unlabeled) above a car
     ids[16:] = 26
-    mask = ID_COLOURS[ids].copy()
+    mask = pair_images.id_colours[ids].copy()
     mask[15:17] = (0, 0, 71)  # two rows of the car|black blend, nearest to truck (0, 0, 70)
     got = palette.label_ids(mask)
     assert not (got == 27).any()
     assert (got[:14] == 0).all() and (got[18:] == 26).all()
 
 
-def test_unknown_colour_is_an_error(palette):
-    mask = ID_COLOURS[np.full((64, 64), 7, dtype=np.uint8)].copy()
+def test_unknown_colour_is_an_error(palette, pair_images):
+    mask = pair_images.id_colours[np.full((64, 64), 7, dtype=np.uint8)].copy()
     mask[:16, :16] = (255, 255, 255)  # 6% of the mask in a colour of no class
     with pytest.raises(CitysegError) as error:
         palette.label(mask, source="pairs/7.jpg")
     assert "pairs/7.jpg" in str(error.value) and "(255, 255, 255)" in str(error.value)
     assert palette.unknown_share(mask) == pytest.approx(16 * 16 / 64**2)
-    mask[:] = ID_COLOURS[7]
+    mask[:] = pair_images.id_colours[7]
     mask[:8, :8] = (255, 255, 255)  # 1.6%: too small to be another palette's class, labelled from neighbours
     assert (palette.label_ids(mask) == 7).all()
 
@@ -176,25 +177,25 @@ def reference_label_ids(labeller: PaletteLabeller, mask: np.ndarray) -> np.ndarr
         {"slivers": False, "max_distance": 35, "chroma_weight": 0.5},
     ],
 )
-def test_palette_labeller_follows_its_rules(options):
+def test_palette_labeller_follows_its_rules(options, pair_images):
     rng = np.random.default_rng(11)
-    masks = [decode_mask(encode_pair(rng.integers(0, 255, (72, 72, 3), np.uint8), drawn_scene(rng, 72)))]
-    lonely = ID_COLOURS[np.full((64, 64), 7, dtype=np.uint8)].copy()
+    photo = rng.integers(0, 255, (72, 72, 3), np.uint8)
+    masks = [pair_images.decode_mask(pair_images.encode(photo, pair_images.draw(rng, 72)))]
+    lonely = pair_images.id_colours[np.full((64, 64), 7, dtype=np.uint8)].copy()
     lonely[20:28, 40:48] = (255, 255, 255)  # no class colour 4 pixels deep: 1.6%, not another palette
-    lonely[:, :16] = ID_COLOURS[26]
+    lonely[:, :16] = pair_images.id_colours[26]
     masks += [lonely, np.ascontiguousarray(masks[0][5:8, :, :]), masks[0][:, ::2]]  # thin, and a strided view
     labeller = PaletteLabeller(**options)
     for mask in masks:
         assert (labeller.label_ids(mask) == reference_label_ids(labeller, mask)).all()
 
 
-@pytest.mark.skipif(not REAL_DATA.is_dir(), reason="real Cityscapes pairs not found at ../shared/data/cityscapes_pairs")
-def test_real_pairs_are_plausible(palette):
+def test_real_pairs_are_plausible(palette, real_pairs):
     from cityseg.pairs import read_pair
 
     counts = np.zeros(256, dtype=np.int64)
     for i in range(1, 13):
-        _, mask = read_pair(REAL_DATA / f"{i}.jpg")
+        _, mask = read_pair(real_pairs / f"{i}.jpg")
         assert palette.unknown_share(mask) < 0.01  # no colour of another palette
         counts += np.bincount(palette.label(mask).ravel(), minlength=256)
     share = counts / counts.sum()

@@ -9,11 +9,10 @@ from cityseg.errors import CitysegError
 from cityseg.labels.kmeans import KMeansLabeller
 from cityseg.labels.palette import PaletteLabeller
 from cityseg.labels.registry import labeller_from_dict, load_labeller, make_labeller
-from label_helpers import write_pairs
 
 
-def test_make_labeller_reuses_fitted_kmeans(tmp_path, monkeypatch):
-    paths = write_pairs(tmp_path / "data", 4, size=32)
+def test_make_labeller_reuses_fitted_kmeans(tmp_path, monkeypatch, pair_images):
+    paths = pair_images.write(tmp_path / "data", 4, size=32)
     config = LabelConfig(method="kmeans", k=4, kmeans_pixels=2000)
     first = make_labeller(config, paths, cache_dir=tmp_path / "cache")
     monkeypatch.setattr(KMeansLabeller, "fit", lambda *a, **k: pytest.fail("refitted"))

@@ -14,11 +14,10 @@ from cityseg.classes import class_set
 from cityseg.cli import main
 from cityseg.config import Config
 from cityseg.errors import CitysegError
-from cityseg.label_formats import write_label_file
 from cityseg.layouts import LAYOUTS, NAME_SUFFIXES, LabelSource, find_layout, label_source, name_key, open_labelled
 from cityseg.pairs import discover
 from cityseg.splits import split_dataset
-from conftest import LAYOUT_SCENES, scene_label_ids
+from cityseg.synth.labelled import write_label_file
 
 
 def _number(layout: str, photo: Path) -> int:
@@ -32,18 +31,18 @@ def _number(layout: str, photo: Path) -> int:
 
 
 @pytest.mark.parametrize("name", list(LAYOUTS))
-def test_each_layout_is_recognised_and_reads_the_exact_classes(layouts, name):
+def test_each_layout_is_recognised_and_reads_the_exact_classes(layouts, name, layout_truth, layout_scene_count):
     root = layouts[name]
     assert find_layout(root).name == name
     found = discover(root)
     expected_splits = {"all"} if name == "kitti" else {"train", "val"}
-    assert set(found) == expected_splits and sum(len(v) for v in found.values()) == LAYOUT_SCENES
+    assert set(found) == expected_splits and sum(len(v) for v in found.values()) == layout_scene_count
     source = label_source(root)
     train19 = class_set("train19")
     for split, photos in found.items():
         for photo_path in photos:
             photo, labels = source.read(photo_path, train19)
-            exact_photo, exact_ids = scene_label_ids(name, split, _number(name, photo_path))
+            exact_photo, exact_ids = layout_truth(name, split, _number(name, photo_path))
             np.testing.assert_array_equal(labels, train19.from_label_ids(exact_ids))  # every pixel's class
             if photo_path.suffix == ".png":
                 np.testing.assert_array_equal(photo, exact_photo)

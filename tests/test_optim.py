@@ -38,3 +38,16 @@ def test_schedules_decay_from_one_to_zero():
     assert poly(0) == pytest.approx(0.01) and poly(10) == 1.0 and poly(110) == 0.0
     assert poly(60) == pytest.approx(0.5**0.9)
     assert LRSchedule("none", 10)(9) == 1.0
+
+
+def test_cosine_and_poly_fall_warmup_rises_and_the_total_can_change():
+    cosine = LRSchedule("cosine", total_steps=100)
+    assert cosine(0) == 1.0 and cosine(50) == pytest.approx(0.5) and cosine(100) == pytest.approx(0.0)
+    assert cosine(150) == pytest.approx(0.0)
+    poly = LRSchedule("poly", total_steps=10)
+    values = [poly(step) for step in range(11)]
+    assert values == sorted(values, reverse=True) and values[-1] == 0.0
+    warm = LRSchedule("none", total_steps=10, warmup_steps=4)
+    assert warm(0) == pytest.approx(0.01) and warm(2) < warm(3) < 1.0 and warm(4) == 1.0 and warm(9) == 1.0
+    poly.total_steps = 20  # the budget planner stretches or shrinks a running schedule
+    assert poly(10) == pytest.approx(0.5**0.9)

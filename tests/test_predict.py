@@ -14,16 +14,11 @@ from PIL import Image
 
 from cityseg.classes import class_set
 from cityseg.cli import main
+from cityseg.engine import PredictOptions, Segmenter, StageTimes, preprocess
 from cityseg.errors import CitysegError
 from cityseg.models import ModelInfo
-from cityseg.predict import (
-    Segmenter,
-    StageTimes,
-    ids_encoder,
-    output_stems,
-    predict_files,
-    preprocess,
-)
+from cityseg.outputs import ids_encoder, output_stems
+from cityseg.predict import predict_files
 
 torch.set_num_threads(1)
 SIZE = (64, 64)  # the tiny model's input
@@ -115,7 +110,7 @@ def test_8000x8000_jpeg_is_processed_without_a_full_size_float_tensor(tiny_segme
     assert photo.size == (8000, 8000)
     assert max(photo.image.size) <= 1000  # JPEG draft decoding at 1/8
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    summary = predict_files(tiny_segmenter, [path], tmp_path / "out", progress=False)
+    summary = predict_files(tiny_segmenter, [path], tmp_path / "out", PredictOptions(progress=False))
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     # a float (19, 8000, 8000) tensor alone would be 4.6 GiB; photo, colours and overlay at full size ~1 GiB
     assert grown_mib < 1500
@@ -197,7 +192,7 @@ def test_cli_predict_pairs_and_label_ids(tiny_model_dir, tmp_path):
 def test_skip_bad_keeps_going_and_lists_the_bad_file(tiny_segmenter, tmp_path):
     Image.fromarray(street(20, 20)).save(tmp_path / "good.png")
     (tmp_path / "broken.png").write_bytes(b"\x89PNG broken")
-    summary = predict_files(tiny_segmenter, [tmp_path], tmp_path / "out", skip_bad=True, progress=False)
+    summary = predict_files(tiny_segmenter, [tmp_path], tmp_path / "out", PredictOptions(skip_bad=True, progress=False))
     assert summary.images == 1
     assert [source for source, _ in summary.skipped] == [str(tmp_path / "broken.png")]
     assert "broken.png" in str(summary)

@@ -1,6 +1,7 @@
 """Reading the official Cityscapes release: layout, truth files, labels, non-square crops, sliding windows, training.
 
-Every test runs on a tiny release generated in a temporary folder (2 train cities, 1 val city, 128x64 photos).
+Every test runs on conftest's tiny release (``tiny_release``: 2 train cities, 1 val city, 128x64 photos) or on
+frames written with its ``release_frame_writer``.
 """
 
 from __future__ import annotations
@@ -24,14 +25,6 @@ pytestmark = pytest.mark.filterwarnings(
     "ignore:.*LeafSpec.*",  # Lightning's own deprecations
 )
 
-# real label ids, void ones (0 unlabeled, 1 ego vehicle, 4 static) among them
-LABEL_IDS = np.array([0, 1, 4, 7, 8, 11, 17, 21, 23, 24, 26, 33], dtype=np.uint8)
-HEIGHT, WIDTH = 64, 128  # the release's 1:2 shape, tiny
-FRAMES = {  # split -> city -> frames; written out of order so the listing's order is discover's own
-    "train": {"bochum": ["000010_000019", "000002_000019"], "aachen": ["000000_000100", "000000_000019"]},
-    "val": {"frankfurt": ["000001_000077", "000000_000294"]},
-}
-
 
 @pytest.fixture(autouse=True)
 def one_thread():
@@ -39,32 +32,6 @@ def one_thread():
     torch.set_num_threads(1)  # a benchmark shares this machine
     yield
     torch.set_num_threads(threads)
-
-
-def _write_frame(root: Path, split: str, city: str, frame: str, rng: np.random.Generator, ids: np.ndarray | None):
-    photo_dir, truth_dir = root / "leftImg8bit" / split / city, root / "gtFine" / split / city
-    photo_dir.mkdir(parents=True, exist_ok=True)
-    truth_dir.mkdir(parents=True, exist_ok=True)
-    photo = rng.integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-    Image.fromarray(photo).save(photo_dir / f"{city}_{frame}_leftImg8bit.png")
-    if ids is None:  # blocks of 8x8 pixels, each a random real label id
-        blocks = rng.choice(LABEL_IDS, size=(HEIGHT // 8, WIDTH // 8))
-        ids = np.kron(blocks, np.ones((8, 8), dtype=np.uint8)).astype(np.uint8)
-    Image.fromarray(ids, mode="L").save(truth_dir / f"{city}_{frame}_gtFine_labelIds.png")
-
-
-@pytest.fixture(scope="module")
-def release(tmp_path_factory) -> Path:
-    """A tiny release: 4 train photos in 2 cities, 2 val photos, and a test split whose truth is all unlabelled."""
-    root = tmp_path_factory.mktemp("cityscapes")
-    rng = np.random.default_rng(0)
-    for split, cities in FRAMES.items():
-        for city, frames in cities.items():
-            for frame in frames:
-                _write_frame(root, split, city, frame, rng, None)
-    # the public test split: photos, and gtFine files holding no label (as the release ships them)
-    _write_frame(root, "test", "berlin", "000000_000019", rng, np.zeros((HEIGHT, WIDTH), np.uint8))
-    return root
 
 
 def _photo(root: Path, split: str, city: str, frame: str) -> Path:
@@ -78,8 +45,8 @@ def _ids(photo: Path) -> np.ndarray:
 # ---- layout -----------------------------------------------------------------------------------------
 
 
-def test_discover_lists_release_photos_in_natural_order_and_skips_unlabelled_test(release):
-    found = discover(release)
+def test_discover_lists_release_photos_in_natural_order_and_skips_unlabelled_test(tiny_release):
+    found = discover(tiny_release)
     assert list(found) == ["train", "val"]  # the test split's truth is all void: left out
     assert [p.name for p in found["train"]] == [
         "aachen_000000_000019_leftImg8bit.png",
@@ -91,53 +58,55 @@ def test_discover_lists_release_photos_in_natural_order_and_skips_unlabelled_tes
         "frankfurt_000000_000294_leftImg8bit.png",
         "frankfurt_000001_000077_leftImg8bit.png",
     ]
-    assert discover(release, "val") == {"val": found["val"]}
+    assert discover(tiny_release, "val") == {"val": found["val"]}
     with pytest.raises(CitysegError, match="test"):
-        discover(release, "test")
+        discover(tiny_release, "test")
 
 
-def test_discover_keeps_a_labelled_test_split_and_drops_one_without_truth(tmp_path):
+def test_discover_keeps_a_labelled_test_split_and_drops_one_without_truth(tmp_path, release_frame_writer):
     rng = np.random.default_rng(1)
-    _write_frame(tmp_path, "train", "aachen", "000000_000019", rng, None)
-    _write_frame(tmp_path, "test", "berlin", "000000_000019", rng, None)  # labelled: kept
+    release_frame_writer(tmp_path, "train", "aachen", "000000_000019", rng)
+    release_frame_writer(tmp_path, "test", "berlin", "000000_000019", rng)  # labelled: kept
     assert list(discover(tmp_path)) == ["train", "test"]
     release_truth_path(_photo(tmp_path, "test", "berlin", "000000_000019")).unlink()  # no truth: left out
     assert list(discover(tmp_path)) == ["train"]
 
 
-def test_truth_paths_and_photo_recognition(release):
-    photo = _photo(release, "val", "frankfurt", "000000_294")
+def test_truth_paths_and_photo_recognition(tiny_release):
+    photo = _photo(tiny_release, "val", "frankfurt", "000000_294")
     assert is_release_photo(photo)
-    assert release_truth_path(photo) == release / "gtFine/val/frankfurt/frankfurt_000000_294_gtFine_labelIds.png"
-    assert not is_release_photo(release / "train" / "1.jpg")
-    assert not is_release_photo(release / "frankfurt_000000_294_leftImg8bit.png")  # outside the layout
+    assert release_truth_path(photo) == tiny_release / "gtFine/val/frankfurt/frankfurt_000000_294_gtFine_labelIds.png"
+    assert not is_release_photo(tiny_release / "train" / "1.jpg")
+    assert not is_release_photo(tiny_release / "frankfurt_000000_294_leftImg8bit.png")  # outside the layout
     with pytest.raises(CitysegError, match="not a Cityscapes release photo"):
-        release_truth_path(release / "1.jpg")
+        release_truth_path(tiny_release / "1.jpg")
 
 
 # ---- reading ----------------------------------------------------------------------------------------
 
 
-def test_read_release_returns_the_photo_and_its_label_ids(release):
-    path = _photo(release, "train", "aachen", "000000_000019")
+def test_read_release_returns_the_photo_and_its_label_ids(tiny_release, release_size, release_label_ids):
+    height, width = release_size
+    path = _photo(tiny_release, "train", "aachen", "000000_000019")
     photo, ids = read_release(path)
-    assert photo.shape == (HEIGHT, WIDTH, 3) and photo.dtype == np.uint8
-    assert ids.shape == (HEIGHT, WIDTH) and ids.dtype == np.uint8
+    assert photo.shape == (height, width, 3) and photo.dtype == np.uint8
+    assert ids.shape == (height, width) and ids.dtype == np.uint8
     np.testing.assert_array_equal(photo, np.asarray(Image.open(path)))
     np.testing.assert_array_equal(ids, _ids(path))
-    assert set(np.unique(ids)) <= set(LABEL_IDS.tolist()) and len(np.unique(ids)) > 3
+    assert set(np.unique(ids)) <= set(release_label_ids.tolist()) and len(np.unique(ids)) > 3
 
 
-def test_missing_or_mismatched_truth_is_a_one_line_error(tmp_path):
+def test_missing_or_mismatched_truth_is_a_one_line_error(tmp_path, release_size, release_frame_writer):
+    height, width = release_size
     rng = np.random.default_rng(2)
-    _write_frame(tmp_path, "train", "aachen", "000000_000019", rng, None)
+    release_frame_writer(tmp_path, "train", "aachen", "000000_000019", rng)
     photo = _photo(tmp_path, "train", "aachen", "000000_000019")
     truth = release_truth_path(photo)
-    Image.fromarray(np.zeros((HEIGHT // 2, WIDTH // 2), np.uint8)).save(truth)
+    Image.fromarray(np.zeros((height // 2, width // 2), np.uint8)).save(truth)
     with pytest.raises(CitysegError, match="64x32 but its photo is 128x64") as info:
         read_release(photo)
     assert "\n" not in str(info.value)
-    Image.new("RGB", (WIDTH, HEIGHT)).save(truth)  # a colour image, e.g. *_color.png saved in its place
+    Image.new("RGB", (width, height)).save(truth)  # a colour image, e.g. *_color.png saved in its place
     with pytest.raises(CitysegError, match="labelIds"):
         read_release(photo)
     truth.unlink()
@@ -157,14 +126,15 @@ def _config(root: Path, tmp: Path, *settings: str) -> Config:
     return config.override(["data.workers=0", "data.val_fraction=0.25", "train.threads=1", *settings])
 
 
-def test_datasets_serve_release_photos_with_their_true_classes(release, tmp_path):
+def test_datasets_serve_release_photos_with_their_true_classes(tiny_release, tmp_path, release_size):
     from cityseg.datasets import PairDataset, prepare_labels
     from cityseg.splits import split_dataset
 
-    config = _config(release, tmp_path)
+    height, width = release_size
+    config = _config(tiny_release, tmp_path)
     splits, _ = split_dataset(config)
     assert {name: len(paths) for name, paths in splits.items()} == {"train": 3, "val": 1, "test": 2}
-    assert splits["test"] == discover(release)["val"]  # official split: the val folder is the test set
+    assert splits["test"] == discover(tiny_release)["val"]  # official split: the val folder is the test set
     splits, cache, _ = prepare_labels(config, splits, progress=False)
     train19 = class_set("train19")
     dataset = PairDataset(splits["test"], cache)
@@ -172,53 +142,55 @@ def test_datasets_serve_release_photos_with_their_true_classes(release, tmp_path
         photo, labels = dataset[index]
         np.testing.assert_array_equal(photo, np.asarray(Image.open(path)))
         np.testing.assert_array_equal(labels, train19.from_label_ids(_ids(path)))
-    assert cache.get(splits["train"][0]).shape == (HEIGHT, WIDTH)
+    assert cache.get(splits["train"][0]).shape == (height, width)
     assert not any(cache.folder.iterdir())  # the PNG is the label: nothing cached
 
-    categories = _config(release, tmp_path, "labels.classes=categories")
+    categories = _config(tiny_release, tmp_path, "labels.classes=categories")
     _, category_cache, _ = prepare_labels(categories, splits, progress=False)
     path = splits["val"][0]
     np.testing.assert_array_equal(category_cache.get(path), class_set("categories").from_label_ids(_ids(path)))
 
 
-def test_kmeans_labelling_is_refused_for_the_release(release, tmp_path):
+def test_kmeans_labelling_is_refused_for_the_release(tiny_release, tmp_path):
     from cityseg.datasets import prepare_labels
     from cityseg.splits import split_dataset
 
-    config = _config(release, tmp_path, "labels.method=kmeans")
+    config = _config(tiny_release, tmp_path, "labels.method=kmeans")
     with pytest.raises(CitysegError, match=r"labels\.method=kmeans .* Cityscapes release"):
         prepare_labels(config, split_dataset(config)[0], progress=False)
 
 
-def test_training_crops_of_a_non_square_size_keep_the_photo_scale():
+def test_training_crops_of_a_non_square_size_keep_the_photo_scale(release_size):
     from cityseg.transforms import eval_transform, train_transform
 
-    photo = np.random.default_rng(3).integers(0, 256, (HEIGHT, WIDTH, 3), dtype=np.uint8)
-    labels = np.zeros((HEIGHT, WIDTH), np.uint8)
-    augment = AugmentConfig(scale=(1.0, 1.0), crop=(HEIGHT, WIDTH), hflip=False, color_jitter=0.0)
-    image, mask = train_transform((HEIGHT, WIDTH), augment, (0.0,) * 3, (1.0,) * 3)(photo, labels)
-    assert image.shape == (3, HEIGHT, WIDTH)
+    height, width = release_size
+    photo = np.random.default_rng(3).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    labels = np.zeros((height, width), np.uint8)
+    augment = AugmentConfig(scale=(1.0, 1.0), crop=(height, width), hflip=False, color_jitter=0.0)
+    image, mask = train_transform((height, width), augment, (0.0,) * 3, (1.0,) * 3)(photo, labels)
+    assert image.shape == (3, height, width)
     assert int((mask == IGNORE_INDEX).sum()) == 0  # not shrunk and padded: the photo fills the crop at scale 1
     np.testing.assert_allclose(image.permute(1, 2, 0).numpy(), photo / 255.0, atol=1e-6)
 
-    augment = AugmentConfig(scale=(0.5, 2.0), crop=(HEIGHT // 2, WIDTH // 2))
-    image, mask = train_transform((2 * HEIGHT, 2 * WIDTH), augment, (0.5,) * 3, (0.25,) * 3)(photo, labels)
-    assert image.shape == (3, HEIGHT // 2, WIDTH // 2) and mask.shape == (HEIGHT // 2, WIDTH // 2)
-    image, mask = eval_transform((2 * HEIGHT, 2 * WIDTH), (0.5,) * 3, (0.25,) * 3)(photo, labels)
-    assert image.shape == (3, 2 * HEIGHT, 2 * WIDTH) and mask.shape == (HEIGHT, WIDTH)
+    augment = AugmentConfig(scale=(0.5, 2.0), crop=(height // 2, width // 2))
+    image, mask = train_transform((2 * height, 2 * width), augment, (0.5,) * 3, (0.25,) * 3)(photo, labels)
+    assert image.shape == (3, height // 2, width // 2) and mask.shape == (height // 2, width // 2)
+    image, mask = eval_transform((2 * height, 2 * width), (0.5,) * 3, (0.25,) * 3)(photo, labels)
+    assert image.shape == (3, 2 * height, 2 * width) and mask.shape == (height, width)
 
 
 # ---- sliding windows --------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_train_on_the_release_with_sliding_window_evaluation(release, tmp_path):
+def test_train_on_the_release_with_sliding_window_evaluation(tiny_release, tmp_path, release_size):
     from cityseg.training import train
 
+    height, width = release_size
     config = _config(
-        release,
+        tiny_release,
         tmp_path,
-        f"data.size={HEIGHT},{WIDTH}",
+        f"data.size={height},{width}",
         "data.batch_size=2",
         "data.eval_window=32,64",
         "data.eval_overlap=0.5",
@@ -240,30 +212,32 @@ def test_train_on_the_release_with_sliding_window_evaluation(release, tmp_path):
     assert metrics["aAcc"] == pytest.approx(hits.sum() / confmat.sum())
     # scored at the labels' own size: every labelled pixel of both test images, and none of the void ones
     labelled = sum(
-        int((class_set("train19").from_label_ids(_ids(p)) != IGNORE_INDEX).sum()) for p in discover(release)["val"]
+        int((class_set("train19").from_label_ids(_ids(p)) != IGNORE_INDEX).sum()) for p in discover(tiny_release)["val"]
     )
     assert int(np.asarray(metrics["confmat"]).sum()) == labelled
     assert Config.from_yaml(run / "config.yaml").data.eval_window == (32, 64)
     # cityseg evaluate scores the run the way its test did: sliding windows and flip, the same confusion matrix
-    from cityseg.evaluation import evaluate_run
+    from cityseg.evaluation import EvaluateOptions, evaluate_run
 
-    again = evaluate_run(run, out=tmp_path / "evaluated", progress=False)
+    again = evaluate_run(run, options=EvaluateOptions(progress=False), out=tmp_path / "evaluated")
     assert np.array_equal(np.asarray(again["confmat"]), np.asarray(metrics["confmat"]))
     assert again["flip"] is True  # metrics.json says how it was scored
     assert (run / "plots" / "labels.png").is_file()  # the label figure shows the truth ids' colours
 
 
-def test_label_figure_shows_the_truth_ids_in_their_colours(release, tmp_path, capsys):
+def test_label_figure_shows_the_truth_ids_in_their_colours(tiny_release, tmp_path, capsys, release_size):
     from cityseg.cli import main
     from cityseg.labels import LabelCache, PaletteLabeller, label_figure_rows
 
-    photo_path = discover(release)["train"][0]
+    height, width = release_size
+    photo_path = discover(tiny_release)["train"][0]
     [(photo, mask, labels)] = label_figure_rows([photo_path], LabelCache(PaletteLabeller(), tmp_path / "cache"))
     ids = _ids(photo_path)
     every_id = class_set("labelids")
-    assert photo.shape == (HEIGHT, WIDTH, 3) and np.array_equal(mask, every_id.colorize(every_id.from_label_ids(ids)))
+    assert photo.shape == (height, width, 3) and np.array_equal(mask, every_id.colorize(every_id.from_label_ids(ids)))
     assert np.array_equal(labels, class_set("train19").from_label_ids(ids))
 
     figure = tmp_path / "labels.png"
-    assert main(["label", str(release), "--cache-dir", str(tmp_path / "c"), "--show", "2", "--out", str(figure)]) == 0
+    argv = ["label", str(tiny_release), "--cache-dir", str(tmp_path / "c"), "--show", "2", "--out", str(figure)]
+    assert main(argv) == 0
     assert figure.is_file() and capsys.readouterr().out.splitlines()[-1] == f"figure: {figure}"

@@ -22,8 +22,8 @@ from PIL import Image
 
 from cityseg.classes import class_set
 from cityseg.cli import main
+from cityseg.engine import Segmenter
 from cityseg.errors import CitysegError
-from cityseg.predict import Segmenter
 from cityseg.serve import InferenceWorker, ServeSettings, bind_socket, create_app, make_server
 from cityseg.synth import render_scene
 
@@ -361,7 +361,7 @@ def test_serve_command_passes_its_flags_on(tiny_model_dir, monkeypatch):
     assert main(["serve", str(tiny_model_dir), *flags, "--max-upload-mb", "1.5", "--max-megapixels", "2"]) == 0
     (model, options), settings = calls[0], calls[0][1]["settings"]
     assert model == str(tiny_model_dir)
-    assert (options["backend"], options["host"], options["port"]) == ("onnx", "0.0.0.0", 0)
+    assert (options["options"].backend, options["host"], options["port"]) == ("onnx", "0.0.0.0", 0)
     assert (settings.queue_size, settings.max_batch) == (3, 2)
     assert (settings.max_upload_bytes, settings.max_pixels) == (int(1.5 * 2**20), 2_000_000)
 

@@ -12,7 +12,7 @@ import torch
 from fastapi.testclient import TestClient
 
 import cityseg.video
-from cityseg.predict import Segmenter
+from cityseg.engine import Segmenter
 from cityseg.serve import ServeSettings, create_app
 from video_helpers import FPS, FRAMES, HEIGHT, WIDTH, read_video, street_frames, write_video
 
@@ -54,7 +54,7 @@ def test_the_answer_is_the_video_predict_video_writes(client, tiny_segmenter, dr
     served.write_bytes(response.content)
     frames, rate, size = read_video(served)
     assert len(frames) == FRAMES and rate == FPS and size == (WIDTH, HEIGHT)
-    summary = tiny_segmenter.predict_video(drive, out=tmp_path / "cli")
+    summary = cityseg.video.predict_video(tiny_segmenter, drive, tmp_path / "cli")
     expected, _, _ = read_video(summary.overlay)
     for got, want in zip(frames, expected, strict=True):
         np.testing.assert_array_equal(got, want)  # same labels, same overlay, same encoder

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import socket
 import time
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -16,12 +13,9 @@ import torch
 
 from cityseg.config import Config
 from cityseg.errors import CitysegError
-from cityseg.evaluation import evaluate_run
-from cityseg.models import network_options
-from cityseg.optim import LRSchedule
-from cityseg.runs import resolve_run, update_latest
-from cityseg.training import BudgetPlanner, SegmentationLoss, SegModule, class_weights, train, write_history
-from conftest import read_history, tiny_config
+from cityseg.evaluation import EvaluateOptions, evaluate_run
+from cityseg.run_folders import resolve_run
+from cityseg.training import SegModule, class_weights, train
 
 pytestmark = pytest.mark.filterwarnings(
     "ignore::UserWarning",
@@ -31,17 +25,17 @@ pytestmark = pytest.mark.filterwarnings(
 
 
 @pytest.fixture(scope="module")
-def finished_run(scenes, tmp_path_factory):
+def finished_run(scenes, tmp_path_factory, tiny_config_for):
     runs = tmp_path_factory.mktemp("runs")
-    return train(tiny_config(scenes, runs))
+    return train(tiny_config_for(scenes, runs))
 
 
 # ---- a finished run ---------------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_two_epochs_and_the_loss_falls(finished_run):
-    history = read_history(finished_run)
+def test_two_epochs_and_the_loss_falls(finished_run, history_reader):
+    history = history_reader(finished_run)
     assert [row["epoch"] for row in history] == ["0", "1"]
     assert float(history[1]["train_loss"]) < float(history[0]["train_loss"])
     for column in ("val_loss", "train_acc", "val_acc", "train_mIoU", "val_mIoU", "lr"):
@@ -94,7 +88,7 @@ def test_saved_model_reloads_offline_with_identical_outputs(finished_run, monkey
 @pytest.mark.slow
 def test_evaluate_scores_the_test_split_and_the_untrained_baseline(finished_run, tmp_path):
     metrics = json.loads((finished_run / "metrics.json").read_text())
-    result = evaluate_run(finished_run, baseline=True, out=tmp_path, progress=False)
+    result = evaluate_run(finished_run, options=EvaluateOptions(baseline=True, progress=False), out=tmp_path)
     assert result["images"] == 4
     assert result["mIoU"] == pytest.approx(metrics["mIoU"], abs=1e-6)  # same model, same test images
     assert result["baseline"]["aAcc"] != result["aAcc"]
@@ -102,7 +96,8 @@ def test_evaluate_scores_the_test_split_and_the_untrained_baseline(finished_run,
     assert written["mIoU"] == result["mIoU"] and "baseline" in written
     assert (tmp_path / "plots" / "confusion.png").is_file()
     # a bare model folder works too, on data given explicitly
-    from_model = evaluate_run(finished_run / "model", data=metrics_root(finished_run), out=tmp_path, progress=False)
+    quiet = EvaluateOptions(progress=False)
+    from_model = evaluate_run(finished_run / "model", metrics_root(finished_run), quiet, out=tmp_path)
     assert from_model["mIoU"] == pytest.approx(result["mIoU"], abs=1e-6)
 
 
@@ -132,8 +127,8 @@ class CrashAtEpoch:
 
 
 @pytest.mark.slow
-def test_interrupted_run_resumes_at_the_next_epoch(scenes, tmp_path):
-    config = tiny_config(scenes, tmp_path, train__max_epochs=3)
+def test_interrupted_run_resumes_at_the_next_epoch(scenes, tmp_path, history_reader, tiny_config_for):
+    config = tiny_config_for(scenes, tmp_path, train__max_epochs=3)
     with pytest.raises(Crash):
         train(config, callbacks=[CrashAtEpoch(1)])
     run = next(p for p in tmp_path.iterdir() if (p / "checkpoints" / "last.ckpt").is_file())
@@ -143,7 +138,7 @@ def test_interrupted_run_resumes_at_the_next_epoch(scenes, tmp_path):
 
     resumed = Config.from_yaml(run / "config.yaml").override(["train.max_epochs=2"])
     assert train(resumed, resume=run) == run
-    history = read_history(run)
+    history = history_reader(run)
     assert [row["epoch"] for row in history] == ["0", "1"]
     assert int(history[1]["step"]) == 2 * steps_per_epoch - 1  # the step counter went on, not from zero
     assert len(list((run / "csv").glob("version_*"))) == 2  # one logger session per start
@@ -158,9 +153,9 @@ def test_resume_needs_a_checkpoint(tmp_path):
 
 
 @pytest.mark.slow
-def test_budget_ends_training_and_keeps_the_best_checkpoint(scenes, tmp_path):
+def test_budget_ends_training_and_keeps_the_best_checkpoint(scenes, tmp_path, tiny_config_for):
     budget_minutes = 0.1  # 6 seconds
-    config = tiny_config(scenes, tmp_path, train__max_epochs=500, train__budget_minutes=budget_minutes)
+    config = tiny_config_for(scenes, tmp_path, train__max_epochs=500, train__budget_minutes=budget_minutes)
     config.override(["optim.schedule=cosine", "train.budget_probe_steps=2", "train.patience=500"])
     started = time.monotonic()
     run = train(config)
@@ -181,7 +176,7 @@ def test_budget_ends_training_and_keeps_the_best_checkpoint(scenes, tmp_path):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_run_writes_one_run_with_exact_test_metrics(scenes, tmp_path):
+def test_two_process_ddp_run_writes_one_run_with_exact_test_metrics(scenes, tmp_path, history_reader):
     """Scale out: 2 CPU processes (gloo), one run folder written by rank 0, test images each scored once."""
     import os
     import subprocess
@@ -201,23 +196,23 @@ def test_two_process_ddp_run_writes_one_run_with_exact_test_metrics(scenes, tmp_
     assert len(runs) == 1  # both processes wrote into the same run folder
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     assert metrics["images"] == 4
-    single = evaluate_run(runs[0], out=tmp_path / "eval", progress=False)
+    single = evaluate_run(runs[0], options=EvaluateOptions(progress=False), out=tmp_path / "eval")
     assert single["pixels"] == metrics["pixels"]  # no test image repeated to even out the shards
     assert single["mIoU"] == pytest.approx(metrics["mIoU"], abs=1e-9)
     # 3 validation images on 2 processes: the short shard was padded with an ignored item, not a repeat
-    validated = evaluate_run(runs[0], split="val", out=tmp_path / "eval-val", progress=False)
+    validated = evaluate_run(runs[0], options=EvaluateOptions(split="val", progress=False), out=tmp_path / "eval-val")
     assert validated["images"] == 3
-    assert float(read_history(runs[0])[-1]["val_mIoU"]) == pytest.approx(validated["mIoU"], abs=1e-6)
+    assert float(history_reader(runs[0])[-1]["val_mIoU"]) == pytest.approx(validated["mIoU"], abs=1e-6)
 
     # the 2-process checkpoint resumes in a single process, at the next epoch
     config = Config.from_yaml(runs[0] / "config.yaml")
     config.override(["train.devices=1", "train.strategy=auto", "train.max_epochs=2"])
     train(config, resume=runs[0])
-    assert [row["epoch"] for row in read_history(runs[0])] == ["0", "1"]
+    assert [row["epoch"] for row in history_reader(runs[0])] == ["0", "1"]
 
 
 @pytest.mark.slow
-def test_a_bad_file_met_by_one_ddp_rank_is_one_line_from_the_command(scenes, tmp_path):
+def test_a_bad_file_met_by_one_ddp_rank_is_one_line_from_the_command(scenes, tmp_path, tiny_config_for):
     """Rank 1 (the process Lightning starts beside the user's) meets a damaged photo: one line, exit 2, no traceback."""
     import os
     import shutil
@@ -228,7 +223,7 @@ def test_a_bad_file_met_by_one_ddp_rank_is_one_line_from_the_command(scenes, tmp
     from cityseg.splits import split_dataset
 
     root = shutil.copytree(scenes, tmp_path / "scenes")
-    config = tiny_config(root, tmp_path)
+    config = tiny_config_for(root, tmp_path)
     splits = split_dataset(config)[0]
     prepare_labels(config, splits, progress=False)  # labels cached, so only reading the photo meets the damage
     # validation shards go image by image (ShardSampler): the second validation photo is rank 1's, read in
@@ -297,72 +292,7 @@ def test_outside_launchers_run_the_same_command(launcher, scenes, tmp_path):
     assert json.loads((runs[0] / "metrics.json").read_text())["images"] == 4
 
 
-def test_shard_sampler_splits_without_repeats():
-    from cityseg.datasets import ShardSampler
-
-    shards = [list(ShardSampler(7, rank, 3)) for rank in range(3)]
-    assert sorted(i for shard in shards for i in shard) == list(range(7))
-    assert [len(ShardSampler(7, rank, 3)) for rank in range(3)] == [3, 2, 2]
-    padded = [list(ShardSampler(7, rank, 3, pad=True)) for rank in range(3)]
-    assert padded == [[0, 3, 6], [1, 4, 7], [2, 5, 7]]  # 7 = len: the ignored padding item
-
-
-def test_padding_item_is_scored_nowhere(scenes, tmp_path):
-    from cityseg.classes import IGNORE_INDEX
-    from cityseg.datasets import PairDataset, prepare_labels
-    from cityseg.splits import split_dataset
-
-    config = tiny_config(scenes, tmp_path)
-    splits, cache, _ = prepare_labels(config, split_dataset(config)[0], progress=False)
-    dataset = PairDataset(splits["val"], cache)
-    photo, labels = dataset[len(dataset)]
-    assert photo.shape == dataset[0][0].shape and (labels == IGNORE_INDEX).all()
-    assert (dataset[0][1] != IGNORE_INDEX).any()
-
-
 # ---- pieces -----------------------------------------------------------------------------------------
-
-
-def test_schedules():
-    cosine = LRSchedule("cosine", total_steps=100)
-    assert cosine(0) == 1.0 and cosine(50) == pytest.approx(0.5) and cosine(100) == pytest.approx(0.0)
-    assert cosine(150) == pytest.approx(0.0)
-    poly = LRSchedule("poly", total_steps=10)
-    values = [poly(step) for step in range(11)]
-    assert values == sorted(values, reverse=True) and values[-1] == 0.0
-    warm = LRSchedule("none", total_steps=10, warmup_steps=4)
-    assert warm(0) == pytest.approx(0.01) and warm(2) < warm(3) < 1.0 and warm(4) == 1.0 and warm(9) == 1.0
-    poly.total_steps = 20  # the budget planner stretches or shrinks a running schedule
-    assert poly(10) == pytest.approx(0.5**0.9)
-
-
-def test_budget_planner_fits_the_schedule_to_the_time_left():
-    class FakeTimer:
-        def time_elapsed(self, stage):
-            return 30.0
-
-    class FakeStrategy:
-        def broadcast(self, value):
-            return value
-
-    class FakeTrainer:
-        strategy = FakeStrategy()
-        global_step = 100
-        estimated_stepping_batches = 10_000
-        callbacks: ClassVar[list] = []
-
-    class FakeModule:
-        lr_schedule = LRSchedule("cosine", 10_000)
-
-    from lightning.pytorch.callbacks import Timer
-
-    trainer, module = FakeTrainer(), FakeModule()
-    trainer.callbacks = [type("T", (Timer,), {"time_elapsed": FakeTimer.time_elapsed})(duration="00:00:01:30")]
-    planner = BudgetPlanner(budget_s=90.0, probe_steps=5)
-    planner._plan(trainer, module, seconds_per_step=0.5)  # 60 s left at 0.5 s a step: 120 more steps
-    assert module.lr_schedule.total_steps == 220
-    planner._plan(trainer, module, seconds_per_step=0.001)  # never past max_epochs worth of steps
-    assert module.lr_schedule.total_steps == 10_000
 
 
 def test_seed_preset_builds_the_documented_model():
@@ -380,27 +310,6 @@ def test_seed_preset_builds_the_documented_model():
     assert module.criterion.terms == ["ce"]
 
 
-def test_losses_leave_out_ignored_pixels_and_weigh_classes():
-    logits = torch.randn(2, 3, 8, 8)
-    masks = torch.randint(0, 3, (2, 8, 8))
-    ignored = masks.clone()
-    ignored[:, :4] = 255
-    plain = SegmentationLoss("ce")
-    expected = torch.nn.functional.cross_entropy(
-        logits.permute(0, 2, 3, 1)[:, 4:].reshape(-1, 3), masks[:, 4:].reshape(-1)
-    )
-    assert torch.allclose(plain(logits, ignored), expected)
-    weighted = SegmentationLoss("ce", class_weights=[0.0, 0.0, 1.0])
-    only_two = masks == 2
-    assert torch.allclose(
-        weighted(logits, masks),
-        torch.nn.functional.cross_entropy(logits.permute(0, 2, 3, 1)[only_two], masks[only_two]),
-    )
-    assert SegmentationLoss("ce+dice")(logits, ignored) > plain(logits, ignored)
-    with pytest.raises(CitysegError, match="unknown loss 'focal'"):
-        SegmentationLoss("focal")
-
-
 def test_class_weights_favour_rare_classes():
     import numpy as np
 
@@ -409,54 +318,3 @@ def test_class_weights_favour_rare_classes():
     assert weights[1] > 5 * weights[0]
     assert weights[2] == 1.0
     assert (weights[0] + weights[1]) / 2 == pytest.approx(1.0)
-
-
-def test_network_options():
-    config = Config()
-    assert network_options(config.model) == {}
-    config.override(["model.encoder_depth=3", "model.decoder_width=64"])
-    assert network_options(config.model) == {"encoder_depth": 3, "decoder_channels": (64, 32, 16)}
-    config.set("model.decoder_width", 32)
-    assert network_options(config.model)["decoder_channels"] == (32, 16, 8)
-    config.override(["model.arch=deeplabv3plus", "model.encoder_depth=0", "model.decoder_width=64"])
-    assert network_options(config.model) == {"decoder_channels": 64}
-    config.override(["model.arch=fpn", "model.decoder_width=128"])  # FPN: pyramid width, segmentation half of it
-    assert network_options(config.model) == {"decoder_pyramid_channels": 128, "decoder_segmentation_channels": 64}
-    config.override(["model.arch=linknet"])
-    with pytest.raises(CitysegError, match="decoder width"):
-        network_options(config.model)
-
-
-def test_latest_falls_back_to_a_text_file_without_symlinks(tmp_path, monkeypatch):
-    first, second = tmp_path / "a", tmp_path / "b"
-    first.mkdir()
-    second.mkdir()
-    update_latest(first)
-    assert (tmp_path / "latest").is_symlink() and resolve_run(tmp_path / "latest") == first.resolve()
-    update_latest(second)  # replaced, not stacked
-    assert resolve_run(tmp_path / "latest") == second.resolve()
-
-    def no_symlinks(self, *args, **kwargs):
-        raise OSError("symlinks not supported")
-
-    monkeypatch.setattr(Path, "symlink_to", no_symlinks)
-    update_latest(first)
-    assert not (tmp_path / "latest").is_symlink()
-    assert (tmp_path / "latest").read_text().strip() == "a"
-    assert resolve_run(tmp_path / "latest") == first.resolve()
-
-
-def test_history_merges_logger_sessions_by_epoch(tmp_path):
-    for version, rows in enumerate(
-        [
-            "epoch,step,train_loss,val_loss,val_mIoU\n0,4,,1.5,0.2\n0,4,1.9,,\n1,9,,1.4,",  # epoch 1 unfinished
-            "epoch,step,train_loss,val_loss,val_mIoU\n1,9,,1.3,0.3\n1,9,1.6,,\n2,14,,1.2,0.35\n2,14,1.4,,",
-        ]
-    ):
-        folder = tmp_path / "csv" / f"version_{version}"
-        folder.mkdir(parents=True)
-        (folder / "metrics.csv").write_text(rows + "\n")
-    rows = list(csv.DictReader(write_history(tmp_path).open()))
-    assert [r["epoch"] for r in rows] == ["0", "1", "2"]
-    assert [float(r["val_loss"]) for r in rows] == [1.5, 1.3, 1.2]  # the resumed session's epoch 1 wins
-    assert math.isclose(float(rows[2]["val_mIoU"]), 0.35)

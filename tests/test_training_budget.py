@@ -1,13 +1,17 @@
-"""The time budget's plan follows the pace of each epoch (whole-photo epochs step slower than crop epochs)."""
+"""The time budget (cityseg.training.budget): the plan fits the schedule to the time left, at each epoch's own pace
+(whole-photo epochs step slower than crop epochs)."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
+from typing import ClassVar
 
 from lightning.pytorch.callbacks import Timer
 
+from cityseg.config import Config
 from cityseg.optim import LRSchedule
 from cityseg.training import BudgetPlanner
+from cityseg.training.trainer import budget_planner, make_callbacks
 
 
 class Clock:
@@ -54,3 +58,43 @@ def test_the_plan_is_redone_at_each_epochs_own_pace(monkeypatch):
     steps(1, 2.0)  # 4 steps at 2 s: 892 s left at 2 s a step
     assert planner.planned_steps == 104 + 446
     assert module.lr_schedule.total_steps == planner.planned_steps
+
+
+def test_the_trainer_runs_the_very_budget_the_data_module_is_given(tmp_path):
+    assert budget_planner(Config()) is None  # no train.budget_minutes: no budget, no plan
+    config = Config()
+    config.override(["train.budget_minutes=2", "train.budget_probe_steps=7"])
+    budget = budget_planner(config)
+    assert (budget.budget_s, budget.probe_steps) == (120, 7)
+    callbacks = make_callbacks(config, tmp_path, budget)
+    assert [c for c in callbacks if isinstance(c, BudgetPlanner)] == [budget]  # one object: its plan is the one read
+    assert any(isinstance(c, Timer) for c in callbacks)  # the hard limit beside it
+    built = make_callbacks(config, tmp_path)  # none given: the config's own, as before
+    assert sum(isinstance(c, BudgetPlanner) for c in built) == 1
+
+
+def test_budget_planner_fits_the_schedule_to_the_time_left():
+    class FakeTimer:
+        def time_elapsed(self, stage):
+            return 30.0
+
+    class FakeStrategy:
+        def broadcast(self, value):
+            return value
+
+    class FakeTrainer:
+        strategy = FakeStrategy()
+        global_step = 100
+        estimated_stepping_batches = 10_000
+        callbacks: ClassVar[list] = []
+
+    class FakeModule:
+        lr_schedule = LRSchedule("cosine", 10_000)
+
+    trainer, module = FakeTrainer(), FakeModule()
+    trainer.callbacks = [type("T", (Timer,), {"time_elapsed": FakeTimer.time_elapsed})(duration="00:00:01:30")]
+    planner = BudgetPlanner(budget_s=90.0, probe_steps=5)
+    planner._plan(trainer, module, seconds_per_step=0.5)  # 60 s left at 0.5 s a step: 120 more steps
+    assert module.lr_schedule.total_steps == 220
+    planner._plan(trainer, module, seconds_per_step=0.001)  # never past max_epochs worth of steps
+    assert module.lr_schedule.total_steps == 10_000

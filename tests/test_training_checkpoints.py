@@ -16,7 +16,6 @@ import torch
 
 from cityseg.errors import CitysegError
 from cityseg.training.checkpoints import AtomicCheckpointIO, check_checkpoint, checkpoint_path
-from conftest import read_history
 
 
 def lightning_like(step: int, size: int = 200_000) -> dict:
@@ -132,7 +131,7 @@ def _kill_during_a_save(command: list[str], runs: Path, saves_first: int, delay_
 
 
 @pytest.mark.slow
-def test_a_training_run_killed_during_checkpoint_saves_resumes_every_time(scenes, tmp_path):
+def test_a_training_run_killed_during_checkpoint_saves_resumes_every_time(scenes, tmp_path, history_reader):
     """kill -9 of `cityseg train` in the middle of a checkpoint save, 10 times, each kill followed by --resume."""
     runs = tmp_path / "runs"
     command = [sys.executable, "-m", "cityseg.cli", "train", str(scenes), "--runs-dir", str(runs), "--epochs", "40"]
@@ -154,6 +153,6 @@ def test_a_training_run_killed_during_checkpoint_saves_resumes_every_time(scenes
     assert steps == sorted(steps) and steps[-1] > steps[0]  # the resumed runs went on between the kills
     finished = subprocess.run([*command[:4], "--resume", str(run)], capture_output=True, text=True, check=False)
     assert finished.returncode == 0, finished.stderr[-2000:]
-    assert [row["epoch"] for row in read_history(run)] == [str(epoch) for epoch in range(40)]  # each epoch once
+    assert [row["epoch"] for row in history_reader(run)] == [str(epoch) for epoch in range(40)]  # each epoch once
     assert (run / "model" / "model.safetensors").is_file()
     assert not list((run / "checkpoints").glob(".*.tmp.ckpt"))  # the cut-short saves were cleared on resume

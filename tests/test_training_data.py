@@ -12,31 +12,34 @@ from cityseg.config import Config
 from cityseg.splits import split_dataset
 from cityseg.training import train
 from cityseg.training.data import SegDataModule
-from conftest import read_history, tiny_config
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore:.*LeafSpec.*")
 
 
-def _datamodule(scenes, tmp_path, **settings):
-    config = tiny_config(scenes, tmp_path, augment__enabled=True, augment__crop=(32, 32), **settings)
-    datamodule = SegDataModule(config, split_dataset(config)[0])
-    datamodule.setup("fit")
-    return datamodule
+@pytest.fixture
+def datamodule_for(scenes, tmp_path, tiny_config_for):
+    """``datamodule_for(**settings)``: the scenes' data module, set up for fitting on 32x32 crops."""
+
+    def build(**settings) -> SegDataModule:
+        config = tiny_config_for(scenes, tmp_path, augment__enabled=True, augment__crop=(32, 32), **settings)
+        datamodule = SegDataModule(config, split_dataset(config)[0])
+        datamodule.setup("fit")
+        return datamodule
+
+    return build
 
 
 def _first_batch_shape(datamodule, global_step: int, max_steps: int = -1, planned_steps=None) -> tuple[int, ...]:
-    budget = SimpleNamespace(planned_steps=planned_steps)
-    datamodule.trainer = SimpleNamespace(
-        global_step=global_step, max_steps=max_steps, world_size=1, global_rank=0, callbacks=[budget]
-    )
+    datamodule.step_plan = SimpleNamespace(planned_steps=planned_steps)
+    datamodule.trainer = SimpleNamespace(global_step=global_step, max_steps=max_steps, world_size=1, global_rank=0)
     images, masks = next(iter(datamodule.train_dataloader()))
     assert images.shape[-2:] == masks.shape[-2:]
     return tuple(images.shape[-2:])
 
 
-def test_final_epochs_train_on_whole_photos(scenes, tmp_path):
+def test_final_epochs_train_on_whole_photos(datamodule_for):
     # 9 training scenes in batches of 3: 3 steps an epoch; 2 epochs (6 steps) planned
-    datamodule = _datamodule(scenes, tmp_path, augment__final_epochs=1)
+    datamodule = datamodule_for(augment__final_epochs=1)
     assert _first_batch_shape(datamodule, global_step=0) == (32, 32)  # crops while more than an epoch is left
     assert _first_batch_shape(datamodule, global_step=3) == (64, 64)  # the last epoch: whole photos at data.size
     # a step limit or a time budget shortens the plan, and the switch comes earlier
@@ -47,17 +50,17 @@ def test_final_epochs_train_on_whole_photos(scenes, tmp_path):
     assert _first_batch_shape(datamodule, global_step=0, planned_steps=4) == (64, 64)
 
 
-def test_without_final_epochs_every_epoch_trains_on_crops(scenes, tmp_path):
-    datamodule = _datamodule(scenes, tmp_path)
+def test_without_final_epochs_every_epoch_trains_on_crops(datamodule_for):
+    datamodule = datamodule_for()
     assert _first_batch_shape(datamodule, global_step=5) == (32, 32)
 
 
-def test_max_steps_ends_the_run_and_spans_the_schedule(scenes, tmp_path):
-    config = tiny_config(scenes, tmp_path, train__max_epochs=50, train__max_steps=4, optim__schedule="poly")
+def test_max_steps_ends_the_run_and_spans_the_schedule(scenes, tmp_path, history_reader, tiny_config_for):
+    config = tiny_config_for(scenes, tmp_path, train__max_epochs=50, train__max_steps=4, optim__schedule="poly")
     run = train(config)
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 4
-    assert len(read_history(run)) == 2  # 3 steps an epoch: the run ends one step into the second epoch
+    assert len(history_reader(run)) == 2  # 3 steps an epoch: the run ends one step into the second epoch
     # the poly schedule spans the 4 steps: it reached 0 at the last one
     assert checkpoint["lr_schedulers"][0]["_last_lr"][0] == pytest.approx(0.0, abs=1e-9)
 
@@ -77,19 +80,19 @@ class CrashAtStep(Callback):
             raise Crash(f"simulated crash at step {self.step}")
 
 
-def test_run_killed_mid_epoch_resumes_to_its_step_limit(scenes, tmp_path):
-    config = tiny_config(scenes, tmp_path, train__max_epochs=1000, train__max_steps=8, train__patience=1000)
+def test_run_killed_mid_epoch_resumes_to_its_step_limit(scenes, tmp_path, history_reader, tiny_config_for):
+    config = tiny_config_for(scenes, tmp_path, train__max_epochs=1000, train__max_steps=8, train__patience=1000)
     with pytest.raises(Crash):
         train(config, callbacks=[CrashAtStep(4)])  # one step into the second epoch: last.ckpt holds the first
     run = next(p for p in tmp_path.iterdir() if (p / "checkpoints" / "last.ckpt").is_file())
     assert train(Config.from_yaml(run / "config.yaml"), resume=run) == run
-    assert [row["epoch"] for row in read_history(run)] == ["0", "1", "2"]  # 3 + 3 + 2 steps
+    assert [row["epoch"] for row in history_reader(run)] == ["0", "1", "2"]  # 3 + 3 + 2 steps
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 8
 
 
-def test_rare_class_sampling_feeds_the_training_loader(scenes, tmp_path):
-    datamodule = _datamodule(scenes, tmp_path, data__rare_class_temperature=0.01)
+def test_rare_class_sampling_feeds_the_training_loader(datamodule_for):
+    datamodule = datamodule_for(data__rare_class_temperature=0.01)
     datamodule.trainer = SimpleNamespace(global_step=0, max_steps=-1, world_size=1, global_rank=0, callbacks=[])
     loader = datamodule.train_dataloader()
     assert loader.sampler is datamodule.train_dataloader().sampler  # one stream of draws for the whole run

@@ -13,10 +13,10 @@ from PIL import Image
 
 from cityseg.classes import IGNORE_INDEX, class_set
 from cityseg.cli import main
+from cityseg.evaluation import EvaluateOptions
 from cityseg.label_formats import read_label_file
 from cityseg.metrics import metrics_report
 from cityseg.transfer import TransferTable, evaluate_transfer, transfer_column
-from conftest import load_benchmark
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def _check_column(column, metrics_file: Path) -> None:
 @pytest.mark.slow
 def test_one_model_on_three_datasets_in_one_table(trained, layouts):
     datasets = [layouts["images"], layouts["kitti"], layouts["bdd100k"]]
-    table = evaluate_transfer(trained, datasets, progress=False)
+    table = evaluate_transfer(trained, datasets, EvaluateOptions(progress=False))
     assert [c.name for c in table.columns] == ["images", "kitti", "bdd100k"]
     assert [c.own for c in table.columns] == [True, False, False]  # its own data: its own test split
     assert [c.images for c in table.columns] == [2, 1, 2]  # val folders; KITTI has none: a seeded share
@@ -125,7 +125,8 @@ def test_a_dataset_of_photos_of_several_sizes_is_evaluated_in_batches(trained, l
     for folder in ("image_2", "semantic"):  # KITTI's photos are not all one size: make one 8 pixels narrower
         path = kitti / "training" / folder / "000000_10.png"
         Image.open(path).crop((0, 0, 152, 48)).save(path)
-    report = evaluate_run(trained, data=kitti, split="all", batch_size=3, progress=False, out=tmp_path / "e")
+    options = EvaluateOptions(split="all", batch_size=3, progress=False)
+    report = evaluate_run(trained, data=kitti, options=options, out=tmp_path / "e")
     labels = [read_label_file(p, "labelids", class_set("train19")) for p in (kitti / "training/semantic").iterdir()]
     assert report["images"] == 6 and report["pixels"] == sum(int((lab != IGNORE_INDEX).sum()) for lab in labels)
 
@@ -142,8 +143,10 @@ def test_validation_scores_labels_of_several_sizes_in_one_batch():
 
 
 @pytest.mark.slow
-def test_the_benchmark_scores_every_model_on_the_same_held_out_images(trained, layouts, tmp_path, capsys):
-    benchmark = load_benchmark("transfer")
+def test_the_benchmark_scores_every_model_on_the_same_held_out_images(
+    trained, layouts, tmp_path, capsys, benchmark_loader
+):
+    benchmark = benchmark_loader("transfer")
     saved = tmp_path / "result.json"
     argv = ["--model", f"tiny={trained}", "--data", f"own={layouts['images']}", "--data", f"kitti={layouts['kitti']}"]
     assert benchmark.main([*argv, "--out", str(saved)]) == 0

@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from cityseg.cli import main
+from cityseg.engine import PredictOptions
 from cityseg.errors import CitysegError
 from cityseg.predict import predict_files
 from cityseg.video import (
@@ -18,12 +19,14 @@ from cityseg.video import (
     FlickerMeter,
     Legend,
     VideoCutShortError,
+    VideoOptions,
     check_video_settings,
     choose_encoder,
+    iter_video,
+    predict_video,
     split_video_inputs,
 )
 from cityseg.video import pipeline as video_pipeline
-from conftest import load_benchmark
 from video_helpers import FPS, FRAMES, HEIGHT, WIDTH, noise_frames, read_video, street_frames, write_video
 
 
@@ -48,7 +51,7 @@ def drive(tmp_path_factory) -> Path:
 
 
 def test_predict_video_keeps_frames_rate_and_size(tiny_segmenter, drive, tmp_path):
-    summary = tiny_segmenter.predict_video(drive, out=tmp_path)
+    summary = predict_video(tiny_segmenter, drive, tmp_path)
     frames, rate, size = read_video(tmp_path / "drive_overlay.mp4")
     assert summary.frames == len(frames) == FRAMES
     assert rate == FPS and summary.fps == FPS
@@ -65,7 +68,7 @@ def test_predict_video_keeps_frames_rate_and_size(tiny_segmenter, drive, tmp_pat
 
 def test_odd_size_is_padded_by_one_pixel_and_said(tiny_segmenter, tmp_path):
     odd = write_video(tmp_path / "odd.mkv", street_frames(4, 63, 95), codec="ffv1", pix_fmt="yuv444p")
-    summary = tiny_segmenter.predict_video(odd, out=tmp_path / "out", frames=True)
+    summary = predict_video(tiny_segmenter, odd, tmp_path / "out", VideoOptions(frames=True))
     frames, _, size = read_video(tmp_path / "out" / "odd_overlay.mp4")
     assert size == (96, 64) and len(frames) == 4
     assert summary.size == (95, 63) and any("odd" in note for note in summary.notes)
@@ -76,16 +79,16 @@ def test_odd_size_is_padded_by_one_pixel_and_said(tiny_segmenter, tmp_path):
 def test_rotated_phone_video_comes_out_upright(tiny_segmenter, tmp_path):
     stored = street_frames(3)  # 96 wide, 64 high as stored; the display matrix turns it to portrait
     path = write_video(tmp_path / "phone.mp4", stored, rotation=90)
-    frame, labels = next(iter(tiny_segmenter.iter_video(path)))
+    frame, labels = next(iter(iter_video(tiny_segmenter, path)))
     assert frame.shape == (WIDTH, HEIGHT, 3) and labels.shape == (WIDTH, HEIGHT)
-    summary = tiny_segmenter.predict_video(path, out=tmp_path)
+    summary = predict_video(tiny_segmenter, path, tmp_path)
     assert summary.size == (HEIGHT, WIDTH) and read_video(tmp_path / "phone_overlay.mp4")[2] == (HEIGHT, WIDTH)
 
 
 def test_variable_frame_rate_keeps_every_frame_and_says_so(tiny_segmenter, tmp_path):
     times = [0, 100, 140, 240, 280, 380, 420, 520]  # 100 ms and 40 ms apart, alternately
     path = write_video(tmp_path / "vfr.mp4", street_frames(8), frame_times=times)
-    summary = tiny_segmenter.predict_video(path, out=tmp_path)
+    summary = predict_video(tiny_segmenter, path, tmp_path)
     assert summary.frames == 8 == len(read_video(tmp_path / "vfr_overlay.mp4")[0])
     assert any("variable frame rate" in note for note in summary.notes)
 
@@ -94,9 +97,9 @@ def test_variable_frame_rate_keeps_every_frame_and_says_so(tiny_segmenter, tmp_p
 
 
 def test_iter_video_yields_what_predict_video_writes(tiny_segmenter, drive, tmp_path):
-    summary = tiny_segmenter.predict_video(drive, out=tmp_path, frames=True)
+    summary = predict_video(tiny_segmenter, drive, tmp_path, VideoOptions(frames=True))
     pngs = sorted((tmp_path / "drive_frames").glob("*_trainIds.png"))
-    yielded = list(tiny_segmenter.iter_video(drive))
+    yielded = list(iter_video(tiny_segmenter, drive))
     assert len(pngs) == len(yielded) == summary.label_pngs == FRAMES
     for png, (frame, labels) in zip(pngs, yielded, strict=True):
         assert frame.shape == (HEIGHT, WIDTH, 3) and frame.dtype == np.uint8
@@ -105,31 +108,33 @@ def test_iter_video_yields_what_predict_video_writes(tiny_segmenter, drive, tmp_
 
 def test_frames_go_through_the_photo_path(tiny_segmenter, drive):
     """A frame's labels are those of the same RGB array segmented as a photo (the resize back near edges only)."""
-    frame, labels = next(iter(tiny_segmenter.iter_video(drive)))
+    frame, labels = next(iter(iter_video(tiny_segmenter, drive)))
     np.testing.assert_array_equal(labels, tiny_segmenter.predict(frame))
 
 
 def test_every_n_holds_labels_in_between(tiny_segmenter, drive):
-    every_frame = [labels for _, labels in tiny_segmenter.iter_video(drive)]
-    held = [labels for _, labels in tiny_segmenter.iter_video(drive, every=3)]
+    every_frame = [labels for _, labels in iter_video(tiny_segmenter, drive)]
+    held = [labels for _, labels in iter_video(tiny_segmenter, drive, every=3)]
     assert len(held) == FRAMES
     for index, labels in enumerate(held):
         np.testing.assert_array_equal(labels, every_frame[index - index % 3])
 
 
 def test_every_n_with_batches_matches_batch_one(tiny_segmenter, drive, tmp_path):
-    one = [labels for _, labels in tiny_segmenter.iter_video(drive, every=2)]
-    batched = [labels for _, labels in tiny_segmenter.iter_video(drive, every=2, batch_size=3)]
+    one = [labels for _, labels in iter_video(tiny_segmenter, drive, every=2)]
+    batched = [labels for _, labels in iter_video(tiny_segmenter, drive, every=2, batch_size=3)]
     for a, b in zip(one, batched, strict=True):
         assert np.mean(a == b) > 0.99  # batched convolutions may round differently
-    summary = tiny_segmenter.predict_video(drive, out=tmp_path, every=2, batch_size=3)
+    summary = predict_video(
+        tiny_segmenter, drive, tmp_path, VideoOptions(every=2), PredictOptions(batch_size=3, progress=False)
+    )
     assert summary.segmented == (FRAMES + 1) // 2 and summary.frames == FRAMES and "1 in 2" in str(summary)
 
 
 def test_smoothing_reduces_flicker(tiny_segmenter, tmp_path):
     noisy = write_video(tmp_path / "noisy.mp4", noise_frames(8))
-    plain = tiny_segmenter.predict_video(noisy, out=tmp_path / "plain")
-    smooth = tiny_segmenter.predict_video(noisy, out=tmp_path / "smooth", smooth=0.2)
+    plain = predict_video(tiny_segmenter, noisy, tmp_path / "plain")
+    smooth = predict_video(tiny_segmenter, noisy, tmp_path / "smooth", VideoOptions(smooth=0.2))
     assert plain.flicker > 0.05
     assert smooth.flicker < 0.6 * plain.flicker
     assert "smoothing" in str(smooth)
@@ -172,7 +177,7 @@ def test_without_h264_another_codec_is_used_and_named(tiny_segmenter, drive, tmp
     monkeypatch.setitem(ENCODERS, "libx264", Encoder("no-such-encoder", "missing"))
     chosen = choose_encoder(("libx264", "mpeg4"))
     assert chosen.name == "mpeg4"
-    summary = tiny_segmenter.predict_video(drive, out=tmp_path, encoder=chosen)
+    summary = predict_video(tiny_segmenter, drive, tmp_path, VideoOptions(encoder=chosen))
     assert "MPEG-4" in str(summary) and len(read_video(tmp_path / "drive_overlay.mp4")[0]) == FRAMES
 
 
@@ -186,7 +191,7 @@ def test_truncated_video_keeps_the_good_frames_and_fails(tiny_segmenter, tmp_pat
     cut.write_bytes(data[: len(data) * 6 // 10])
     out = tmp_path / "out"
     with pytest.raises(VideoCutShortError) as caught:
-        tiny_segmenter.predict_video(cut, out=out)
+        predict_video(tiny_segmenter, cut, out)
     message = one_line_naming(caught, cut)
     written = caught.value.summary.frames
     assert 0 < written < 12 and f"{written} good frames" in message
@@ -248,18 +253,18 @@ def test_bad_videos_give_one_line_errors_naming_the_file(tiny_segmenter, tmp_pat
     path = make(tmp_path)
     out = tmp_path / "out"
     with pytest.raises(CitysegError) as caught:
-        tiny_segmenter.predict_video(path, out=out)
+        predict_video(tiny_segmenter, path, out)
     assert words in one_line_naming(caught, path)
     assert list(out.iterdir()) == []  # no output, no temporary file
     with pytest.raises(CitysegError):
-        next(iter(tiny_segmenter.iter_video(path)))
+        next(iter(iter_video(tiny_segmenter, path)))
 
 
 def test_unwritable_output_folder(tiny_segmenter, drive, tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file, not a folder")
     with pytest.raises(CitysegError) as caught:
-        tiny_segmenter.predict_video(drive, out=blocker / "out")
+        predict_video(tiny_segmenter, drive, blocker / "out")
     one_line_naming(caught, blocker / "out")
 
 
@@ -275,7 +280,7 @@ def test_interrupted_run_leaves_nothing_behind(tiny_segmenter, drive, tmp_path, 
     real = video_pipeline.edge_labels_at_size
     monkeypatch.setattr(video_pipeline, "edge_labels_at_size", interrupt_on_the_fourth)
     with pytest.raises(KeyboardInterrupt):
-        tiny_segmenter.predict_video(drive, out=tmp_path, frames=True)
+        predict_video(tiny_segmenter, drive, tmp_path, VideoOptions(frames=True))
     assert not (tmp_path / "drive_overlay.mp4").exists() and leftovers(tmp_path) == []
 
 
@@ -297,7 +302,9 @@ def test_split_video_inputs(tmp_path, drive):
 def test_predict_files_takes_photos_and_videos(tiny_model_dir, drive, tmp_path):
     photo = tmp_path / "street.png"
     Image.fromarray(street_frames(1)[0]).save(photo)
-    summary = predict_files(tiny_model_dir, [photo, drive], tmp_path / "out", progress=False, every=2)
+    summary = predict_files(
+        tiny_model_dir, [photo, drive], tmp_path / "out", PredictOptions(progress=False), VideoOptions(every=2)
+    )
     assert summary.images == 1 and len(summary.videos) == 1
     assert (tmp_path / "out" / "street_overlay.jpg").is_file() and (tmp_path / "out" / "drive_overlay.mp4").is_file()
     assert "predicted 1 image(s)" in str(summary) and "drive.mp4" in str(summary)
@@ -305,7 +312,9 @@ def test_predict_files_takes_photos_and_videos(tiny_model_dir, drive, tmp_path):
 
 def test_skip_bad_lists_a_bad_video_and_goes_on(tiny_model_dir, drive, tmp_path):
     bad = _not_a_video(tmp_path)
-    summary = predict_files(tiny_model_dir, [bad, drive], tmp_path / "out", progress=False, skip_bad=True)
+    summary = predict_files(
+        tiny_model_dir, [bad, drive], tmp_path / "out", PredictOptions(progress=False, skip_bad=True)
+    )
     assert [source for source, _ in summary.skipped] == [str(bad)] and len(summary.videos) == 1
     assert "skipped 1 unreadable file(s)" in str(summary)
 
@@ -326,10 +335,12 @@ def test_cli_bad_video_exits_nonzero_with_one_line(tiny_model_dir, tmp_path, cap
 
 
 @pytest.mark.slow
-def test_the_video_benchmark_runs_the_recipes_network_in_a_folder_it_cleans_up(tmp_path, monkeypatch, capsys):
+def test_the_video_benchmark_runs_the_recipes_network_in_a_folder_it_cleans_up(
+    tmp_path, monkeypatch, capsys, benchmark_loader
+):
     from cityseg.config import Config
 
-    benchmark = load_benchmark("video")
+    benchmark = benchmark_loader("video")
     monkeypatch.setattr("tempfile.tempdir", str(tmp_path))  # where its temporary work folder goes
     quick = ["--seconds", "0.5", "--fps", "10", "--size", "160x96", "--backends", "torch", "--every", "0"]
     benchmark.main([*quick, "--light", "", "--memory-seconds", ""])

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from cityseg.errors import CitysegError, first_line
 from cityseg.extras import require
-from cityseg.runs import INFO_FILE
+from cityseg.run_folders import INFO_FILE
 
 if TYPE_CHECKING:  # numpy and torch are imported where they run: the CLI reads BACKENDS without them
     import numpy as np

@@ -226,7 +226,7 @@ def _schedule_names() -> tuple[str, ...]:
 
 
 def _loss_names() -> tuple[str, ...]:
-    from cityseg.losses import loss_names
+    from cityseg.loss_registry import loss_names
 
     return loss_names()
 
@@ -269,6 +269,14 @@ def _sections(config: Config) -> list[str]:
     return [f.name for f in dataclasses.fields(config)]
 
 
+# the number types a setting can have: what the error says is expected, and the values refused outright (a
+# bool is an int to Python, 2.5 is no integer, but 3.0 is)
+_NUMBERS = {
+    int: ("an integer", lambda value: isinstance(value, bool) or (isinstance(value, float) and not value.is_integer())),
+    float: ("a number", lambda value: isinstance(value, bool)),
+}
+
+
 def _coerce(key: str, value: Any, hint: Any) -> Any:
     """Convert ``value`` (possibly a string from the command line) to ``hint`` or raise a clear error."""
     origin = typing.get_origin(hint)
@@ -294,20 +302,14 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             if text in ("0", "false", "no", "off"):
                 return False
             raise ValueError("expected true or false")
-        if hint is int:
-            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                raise ValueError("expected an integer")
+        if hint in _NUMBERS:
+            expected, refused = _NUMBERS[hint]
+            if refused(value):
+                raise ValueError(f"expected {expected}")
             try:
-                return int(value)
+                return hint(value)
             except ValueError:
-                raise ValueError("expected an integer") from None
-        if hint is float:
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            try:
-                return float(value)
-            except ValueError:
-                raise ValueError("expected a number") from None
+                raise ValueError(f"expected {expected}") from None
         if hint is str:
             if isinstance(value, dict | list):
                 raise ValueError("expected text")

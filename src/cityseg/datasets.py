@@ -56,7 +56,7 @@ def prepare_labels(
         ``(splits, label_cache, reports)``: the splits without skipped images, the cache the datasets read
         from, and each split's :class:`~cityseg.labels.LabelReport` (class pixel counts, skipped images).
     """
-    from cityseg.labels import LabelCache, label_splits, make_labeller
+    from cityseg.labels import LabelCache, LabellingOptions, label_splits, make_labeller
     from cityseg.layouts import label_source
 
     data = config.data
@@ -65,16 +65,8 @@ def prepare_labels(
     if labeller is None:
         exact = source is not None
         labeller = make_labeller(config.labels, splits.get("train", []), data.mask_side, cache_dir, exact=exact)
-    report = label_splits(
-        {name: splits[name] for name in SPLIT_NAMES if splits.get(name)},
-        labeller,
-        cache_dir=cache_dir,
-        workers=max(1, data.workers),
-        skip_bad=data.skip_bad,
-        progress=progress,
-        mask_side=data.mask_side,
-        source=source,
-    )
+    options = LabellingOptions(cache_dir, max(1, data.workers), data.skip_bad, progress, data.mask_side, source=source)
+    report = label_splits({name: splits[name] for name in SPLIT_NAMES if splits.get(name)}, labeller, options)
     skipped = {Path(p) for p, _ in report.skipped}
     if skipped:
         for path, reason in report.skipped:

@@ -29,7 +29,7 @@ DEMO_OUT = "demo-output"  # the demo's output folder
 
 # ---- predict -----------------------------------------------------------------------------------
 DEFAULT_BACKEND = "torch"  # of cityseg.backends.BACKENDS
-ID_KINDS = ("classes", "trainids", "labelids")  # what the label PNG holds; see predict.ids_encoder()
+ID_KINDS = ("classes", "trainids", "labelids")  # what the label PNG holds; see outputs.ids_encoder()
 PREDICT_BATCH = 1  # images per forward pass
 OVERLAY_ALPHA = 0.5  # weight of the class colours over the photo
 

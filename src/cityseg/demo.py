@@ -6,10 +6,10 @@
     cache/      their labels (palette labelling of the colour masks)
     runs/<t>/   a training run with the packaged ``demo`` preset: checkpoints, model/, metrics.json,
                 plots/ and report.html (runs/latest points at it)
-    predictions/  a few test photos segmented by the saved model (cityseg.predict), when that module exists
+    predictions/  a few test photos segmented by the saved model (cityseg.engine.Segmenter)
     drive.mp4   a few seconds of a generated drive down one street (cityseg synth --video), with the exact
                 label ids of every frame in drive_labelIds/
-    drive-segmented/  that drive segmented by the saved model (``Segmenter.predict_video``): drive_overlay.mp4
+    drive-segmented/  that drive segmented by the saved model (``cityseg.video.predict_video``): drive_overlay.mp4
 
 The ``demo`` preset (``cityseg/configs/demo.yaml``) is a U-Net with an EfficientNet-Lite0 encoder (ImageNet
 weights that work offline), trained on 128x128 crops of the 256x256 scenes to recognise the 7 Cityscapes
@@ -119,7 +119,6 @@ def run_demo(
 
     out = ensure_writable_dir(out)
     seconds: dict[str, float] = {}
-    notes: list[str] = []
 
     started = time.monotonic()
     summary = write_scenes(out / "data", count=count, seed=seed, val_fraction=DEMO_TEST_FRACTION)
@@ -132,11 +131,11 @@ def run_demo(
     seconds["label+train+evaluate"] = time.monotonic() - started
 
     started = time.monotonic()
-    predictions = _predict_examples(run_dir, out / "predictions", notes)
+    predictions = _predict_examples(run_dir, out / "predictions")
     seconds["predict"] = time.monotonic() - started
 
     started = time.monotonic()
-    drive, segmented_drive = _segment_drive(run_dir, out, tuple(config.data.size), seed, notes)
+    drive, segmented_drive = _segment_drive(run_dir, out, tuple(config.data.size), seed)
     seconds["drive"] = time.monotonic() - started
 
     import json
@@ -154,22 +153,17 @@ def run_demo(
         drive=drive.video,
         drive_labels=drive.labels,
         segmented_drive=segmented_drive,
-        notes=notes,
     )
 
 
-def _predict_examples(run_dir: Path, folder: Path, notes: list[str]) -> list[Path]:
-    """Segment a few test photos with the saved model through cityseg.predict, as a user would."""
-    try:
-        from cityseg.predict import Segmenter
-    except ImportError:
-        notes.append("cityseg.predict is not available: skipped the prediction step")
-        return []
+def _predict_examples(run_dir: Path, folder: Path) -> list[Path]:
+    """Segment a few test photos with the saved model through cityseg.engine, as a user would."""
     import json
 
     import numpy as np
     from PIL import Image
 
+    from cityseg.engine import Segmenter
     from cityseg.files import atomic_path
     from cityseg.pairs import read_pair
 
@@ -190,28 +184,20 @@ def _predict_examples(run_dir: Path, folder: Path, notes: list[str]) -> list[Pat
     return written
 
 
-def _segment_drive(
-    run_dir: Path, out: Path, size: tuple[int, int], seed: int, notes: list[str]
-) -> tuple[DriveSummary, Path | None]:
+def _segment_drive(run_dir: Path, out: Path, size: tuple[int, int], seed: int) -> tuple[DriveSummary, Path]:
     """Write a few seconds of a generated drive at the model's size and segment it with the saved model.
 
     Returns:
-        (what the drive wrote, the segmented overlay video or None when it could not be segmented).
+        (what the drive wrote, the segmented overlay video).
     """
+    from cityseg.engine import Segmenter
     from cityseg.synth import write_drive
+    from cityseg.video import predict_video
 
     even = (max(32, size[0] - size[0] % 2), max(32, size[1] - size[1] % 2))  # H.264 wants even sides
     drive = write_drive(out / "drive.mp4", seconds=DRIVE_SECONDS, fps=DRIVE_FPS, size=even, seed=seed)
     print(f"cityseg demo: {drive}".splitlines()[0])
-    try:
-        from cityseg.predict import Segmenter
-    except ImportError:
-        notes.append("cityseg.predict is not available: the generated drive was not segmented")
-        return drive, None
     segmenter = Segmenter.from_pretrained(run_dir / "model")
-    if not hasattr(segmenter, "predict_video"):
-        notes.append("this Segmenter has no predict_video: the generated drive was not segmented")
-        return drive, None
-    summary = segmenter.predict_video(drive.video, out=out / "drive-segmented")
+    summary = predict_video(segmenter, drive.video, out / "drive-segmented")
     print(f"cityseg demo: {summary}".splitlines()[0])
-    return drive, getattr(summary, "overlay", None)
+    return drive, summary.overlay

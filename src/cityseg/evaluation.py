@@ -1,8 +1,10 @@
 """Scoring a trained model: a network over a loader (:func:`evaluate_model`), or a whole run (:func:`evaluate_run`).
 
-The scores are :mod:`cityseg.metrics`' (one confusion matrix over the whole set). :func:`evaluate_run` is
-what ``cityseg evaluate`` runs: it finds the model (:func:`cityseg.runs.find_model`), rebuilds the run's
-splits and labels, and evaluates as the run validated (sliding windows, flip: :func:`cityseg.inference.eval_net`).
+The scores are :mod:`cityseg.metrics`' (one confusion matrix over the whole set, filled by
+:func:`cityseg.metrics.update_confusion`, as training's validation fills its own). :func:`evaluate_run` is
+what ``cityseg evaluate`` runs: it finds the model (:func:`cityseg.run_folders.find_model`), rebuilds the run's
+splits and labels, and evaluates as the run validated (sliding windows, flip: :func:`cityseg.inference.eval_net`);
+what the caller chooses is one :class:`EvaluateOptions`.
 """
 
 from __future__ import annotations
@@ -10,8 +12,9 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,11 +25,56 @@ from cityseg.config import Config
 from cityseg.devices import configure_threads, pick_device
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_write_text, natural_key
-from cityseg.metrics import SegmentationMetrics, metrics_report
-from cityseg.runs import CONFIG_FILE, find_model
+from cityseg.metrics import SegmentationMetrics, metrics_report, update_confusion
+from cityseg.run_folders import CONFIG_FILE, find_model
+
+if TYPE_CHECKING:
+    from cityseg.models import ModelInfo
 
 EVALUATIONS_DIR = "evaluations"  # RUN/evaluations/<name>/: one folder per evaluation (evaluation_name)
 SPLITS_FILE = "splits.json"  # the run's train/val/test lists (cityseg.splits.save_splits)
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """What a caller chooses for an evaluation (``cityseg evaluate``'s flags); None keeps the run's setting.
+
+    Args:
+        split: ``test`` (default), ``val``, ``train``, or ``all`` (every labelled image of the data).
+        baseline: also score the untrained network: same architecture and encoder weights, same init seed.
+        batch_size, workers, accelerator: the run's ``data.batch_size``, ``data.workers`` and
+            ``train.accelerator``, overridden.
+        progress: show progress bars.
+        flip: also segment each mirror image and average the logits (default: the run's ``data.eval_flip``).
+        scales: also segment each image rescaled by these factors and average the logits at its size
+            (multi-scale test-time augmentation, e.g. :data:`cityseg.inference.TTA_SCALES`; default: the
+            run's ``data.eval_scales``).
+        label_format: what the data's labels are (``data.label_format``; default: the run's for its own data,
+            ``auto`` for other data).
+        skip_bad: leave out unreadable images and unmatched photos and labels, listed (default: the run's).
+    """
+
+    split: str = "test"
+    baseline: bool = False
+    batch_size: int | None = None
+    workers: int | None = None
+    accelerator: str | None = None
+    progress: bool = True
+    flip: bool | None = None
+    scales: tuple[float, ...] | None = None
+    label_format: str | None = None
+    skip_bad: bool | None = None
+
+
+@dataclass(frozen=True)
+class _Evaluation:
+    """What the steps of one :func:`evaluate_run` share."""
+
+    config: Config  # the run's, with the evaluation's overrides
+    info: ModelInfo
+    run_dir: Path | None  # None: a bare model folder
+    own: bool  # the data is the run's own, so its splits.json applies
+    options: EvaluateOptions
 
 
 def evaluate_model(
@@ -59,7 +107,6 @@ def evaluate_model(
     Returns:
         (:func:`metrics_report` dict, (C, C) int64 confusion matrix).
     """
-    import torch.nn.functional as F
     from tqdm.auto import tqdm
 
     device = torch.device(device)
@@ -73,12 +120,7 @@ def evaluate_model(
                 images, masks = _images_and_masks(batch)
                 logits = net(images.to(device))  # (B, C, h, w)
                 # masks: (B, H, W), or a list of (H, W) when the labels differ in size (datasets.collate_pairs)
-                for index, mask in enumerate(masks if isinstance(masks, list) else [masks]):
-                    mask = (mask if mask.ndim == 3 else mask[None]).to(device).long()
-                    one = logits if not isinstance(masks, list) else logits[index : index + 1]
-                    if one.shape[-2:] != mask.shape[-2:]:
-                        one = F.interpolate(one, size=mask.shape[-2:], mode="bilinear", align_corners=False)
-                    metric.update(one.argmax(dim=1), mask)
+                update_confusion(metric, logits, masks)
     finally:
         net.train(was_training)
     confmat = metric.compute()["confmat"].cpu().numpy()
@@ -100,18 +142,8 @@ def _images_and_masks(batch: Any) -> tuple[Tensor, Tensor]:
 def evaluate_run(
     target: str | os.PathLike,
     data: str | os.PathLike | None = None,
-    split: str = "test",
-    baseline: bool = False,
-    batch_size: int | None = None,
-    workers: int | None = None,
-    accelerator: str | None = None,
+    options: EvaluateOptions | None = None,
     out: str | os.PathLike | None = None,
-    progress: bool = True,
-    flip: bool | None = None,
-    scales: tuple[float, ...] | None = None,
-    *,
-    label_format: str | None = None,
-    skip_bad: bool | None = None,
     images: Sequence[str | os.PathLike] | None = None,
 ) -> dict[str, Any]:
     """Score a trained model on one split: what ``cityseg evaluate`` runs.
@@ -119,48 +151,48 @@ def evaluate_run(
     The split is the run's own (splits.json) when the data is the run's. Other data (any dataset cityseg
     reads: pairs, the release, KITTI, BDD100K ...) is split as ``data.split=official`` does with the run's
     seed: its own val folder is the test set, else a seeded ``data.test_fraction`` of it; its labels are read
-    in its own format (``label_format`` to say otherwise), and classes it does not annotate are reported as
+    in its own format (``options.label_format`` to say otherwise), and classes it does not annotate are reported as
     absent, not as 0. Labels come from the labeller the run saved (labeller.json), so the classes match.
 
     Args:
         target: a run folder (``runs/latest``) or a model folder (``runs/<run>/model``).
         data: dataset folder (default: the run's ``data.root``).
-        split: ``test`` (default), ``val``, ``train``, or ``all`` (every labelled image of the data).
-        baseline: also score the untrained network: same architecture and encoder weights, same init seed.
-        batch_size, workers, accelerator: override the run's settings.
+        options: the split, a baseline, overrides of the run's settings, flip and scales ... (default:
+            ``EvaluateOptions()``: the test split as the run validated).
         out: folder for metrics.json and plots/ (default: ``RUN/evaluations/<split, data, options>/``, see
             :func:`evaluation_name`, so the run's own test scores are never overwritten; ``out=RUN`` merges
             the new scores into the run's metrics.json and report on purpose).
-        flip: also segment each mirror image and average the logits (default: the run's ``data.eval_flip``).
-        scales: also segment each image rescaled by these factors and average the logits at its size
-            (multi-scale test-time augmentation, e.g. :data:`cityseg.inference.TTA_SCALES`; default: the
-            run's ``data.eval_scales``).
-        label_format: what the data's labels are (``data.label_format``; default: the run's for its own data,
-            ``auto`` for other data).
-        skip_bad: leave out unreadable images and unmatched photos and labels, listed (default: the run's).
         images: score exactly these photos of ``data`` (e.g. another run's test list), instead of a split.
 
     Returns:
         The :func:`~cityseg.evaluation.metrics_report` plus ``split``, ``images``, ``data``, ``model``,
-        ``baseline`` (a report, with ``baseline=True``) and ``written`` (the metrics.json path).
+        ``baseline`` (a report, with ``options.baseline``) and ``written`` (the metrics.json path).
     """
     from cityseg.models import load_model
 
+    options = options or EvaluateOptions()
     model_dir, run_dir = find_model(target)
     net, info = load_model(model_dir)
     own = _own_data(run_dir, data)
-    overrides = {"data.root": data, "data.batch_size": batch_size, "data.workers": workers}
-    overrides.update({"train.accelerator": accelerator, "data.skip_bad": skip_bad, "data.label_format": label_format})
+    overrides = {"data.root": data, "data.batch_size": options.batch_size, "data.workers": options.workers}
+    overrides.update(
+        {
+            "train.accelerator": options.accelerator,
+            "data.skip_bad": options.skip_bad,
+            "data.label_format": options.label_format,
+        }
+    )
     if not own:  # another dataset: its own format and its own val folder (or a seeded share) as the test set
-        overrides = {"data.split": "official", **overrides, "data.label_format": label_format or "auto"}
-    config = _evaluation_config(run_dir, model_dir, info, overrides, flip, scales)
+        overrides = {"data.split": "official", **overrides, "data.label_format": options.label_format or "auto"}
+    config = _evaluation_config(run_dir, model_dir, info, overrides, options)
     configure_threads(config)
-    paths, cache = _scored_images(config, run_dir, info, split, own, images, progress)
-    report, confmat = _score(net, info, config, paths, cache, baseline, own, progress)
+    evaluation = _Evaluation(config, info, run_dir, own, options)
+    paths, cache = _scored_images(evaluation, images)
+    report, confmat = _score(net, evaluation, paths, cache)
     d = config.data
     report.update(
         {
-            "split": split if images is None else "given",
+            "split": options.split if images is None else "given",
             "images": len(paths),
             "data": str(d.root),
             "model": str(model_dir.resolve()),
@@ -168,12 +200,13 @@ def evaluate_run(
             "scales": list(d.eval_scales),  # and at which scales
         }
     )
+    split = options.split
     out_dir = Path(out) if out else (run_dir or model_dir) / EVALUATIONS_DIR / evaluation_name(config, split, data)
-    report["written"] = str(_write_scores(report, confmat, info.names, out_dir, run_dir, baseline))
+    report["written"] = str(_write_scores(report, confmat, evaluation, out_dir))
     return report
 
 
-def _score(net, info, config: Config, paths, cache, baseline: bool, own: bool, progress: bool):
+def _score(net, evaluation: _Evaluation, paths: list[Path], cache) -> tuple[dict[str, Any], np.ndarray]:
     """(report, confusion matrix) of ``net`` on ``paths``, as the run validated and tested (``data.eval_*``)."""
     from torch.utils.data import DataLoader
 
@@ -181,25 +214,29 @@ def _score(net, info, config: Config, paths, cache, baseline: bool, own: bool, p
     from cityseg.inference import eval_net
     from cityseg.transforms import eval_transform
 
+    config, info, options = evaluation.config, evaluation.info, evaluation.options
     d = config.data
     dataset = PairDataset(paths, cache, eval_transform(info.input_size, info.mean, info.std), d.mask_side)
     loader = DataLoader(dataset, batch_size=d.batch_size, num_workers=d.workers, collate_fn=collate_pairs)
     device = pick_device(config.train.accelerator)
     # sliding windows, the mirror image, the scales
-    net = eval_net(net, d.eval_window, d.eval_overlap, d.eval_flip, info.num_classes, tuple(d.eval_scales))
-    score = {"names": info.names, "progress": progress, "annotated_only": not own}
+    net = eval_net(
+        net, d.eval_window, d.eval_overlap, flip=d.eval_flip, num_classes=info.num_classes, scales=tuple(d.eval_scales)
+    )
+    score = {"names": info.names, "progress": options.progress, "annotated_only": not evaluation.own}
     report, confmat = evaluate_model(net.to(device), loader, info.num_classes, device, **score)
-    if baseline:
+    if options.baseline:
         untrained = _untrained_net(config, info.num_classes).to(device)
         report["baseline"] = evaluate_model(untrained, loader, info.num_classes, device, **score)[0]
     return report, confmat
 
 
-def _scored_images(config: Config, run_dir: Path | None, info, split: str, own: bool, images, progress: bool):
+def _scored_images(evaluation: _Evaluation, images: Sequence[str | os.PathLike] | None):
     """(the photos to score, the label cache they are read through): a split, every image, or those given."""
     from cityseg.datasets import prepare_labels
 
-    splits = _run_splits(config, run_dir, own)
+    config, run_dir, split = evaluation.config, evaluation.run_dir, evaluation.options.split
+    splits = _run_splits(config, run_dir, evaluation.own)
     if images is not None:
         chosen = [Path(p) for p in images]
     elif split == "all":
@@ -208,8 +245,8 @@ def _scored_images(config: Config, run_dir: Path | None, info, split: str, own: 
         chosen = splits.get(split, [])
     if not chosen:
         raise CitysegError(f"the {split} split of {config.data.root} is empty; choose another split or dataset")
-    labeller = _run_labeller(config, run_dir, splits, info)
-    labelled, cache, _ = prepare_labels(config, {"test": chosen}, labeller, progress=progress)
+    labeller = _run_labeller(config, run_dir, splits, evaluation.info)
+    labelled, cache, _ = prepare_labels(config, {"test": chosen}, labeller, progress=evaluation.options.progress)
     return labelled["test"], cache
 
 
@@ -235,11 +272,13 @@ def evaluation_name(config: Config, split: str, data: str | os.PathLike | None =
     return "-".join(parts)
 
 
-def _evaluation_config(run_dir: Path | None, model_dir: Path, info, overrides: dict, flip, scales) -> Config:
+def _evaluation_config(
+    run_dir: Path | None, model_dir: Path, info: ModelInfo, overrides: dict, options: EvaluateOptions
+) -> Config:
     """The run's config (a bare model folder: what its ModelInfo says) with the evaluation's overrides."""
     config = Config.from_yaml(run_dir / CONFIG_FILE) if run_dir else Config()
     if run_dir is None:
-        from cityseg.class_tables import TABLE_FILE
+        from cityseg.user_classes import TABLE_FILE
 
         config.model.arch, config.model.encoder = info.arch, info.encoder
         config.data.size = tuple(info.input_size)
@@ -248,10 +287,10 @@ def _evaluation_config(run_dir: Path | None, model_dir: Path, info, overrides: d
     for key, value in overrides.items():
         if value is not None:
             config.set(key, value)
-    if flip is not None:
-        config.data.eval_flip = flip
-    if scales is not None:
-        config.data.eval_scales = tuple(float(s) for s in scales)
+    if options.flip is not None:
+        config.data.eval_flip = options.flip
+    if options.scales is not None:
+        config.data.eval_scales = tuple(float(s) for s in options.scales)
     return config
 
 
@@ -294,9 +333,11 @@ def _run_labeller(config: Config, run_dir: Path | None, splits: dict, info):
     return labeller
 
 
-def _write_scores(report: dict, confmat, names, out_dir: Path, run_dir: Path | None, baseline: bool) -> Path:
+def _write_scores(report: dict, confmat, evaluation: _Evaluation, out_dir: Path) -> Path:
     """metrics.json (merged into the one there), the confusion and per-class IoU plots, the run's report."""
     from cityseg import plots
+
+    names, run_dir = evaluation.info.names, evaluation.run_dir
 
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -307,7 +348,7 @@ def _write_scores(report: dict, confmat, names, out_dir: Path, run_dir: Path | N
     # --out RUN on purpose: the new scores go beside the run's facts (epochs, fit time) in its metrics.json
     previous = json.loads(metrics_file.read_text()) if in_run and metrics_file.is_file() else {}
     merged = {**previous, **report}
-    if not baseline:
+    if not evaluation.options.baseline:
         merged.pop("baseline", None)
     atomic_write_text(metrics_file, json.dumps(merged, indent=1) + "\n")
     plot_dir = out_dir / "plots"

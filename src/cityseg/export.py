@@ -1,10 +1,11 @@
 """Export: a saved model as ONNX, fp32 and int8, each checked against its reference before it is written.
 
-``export_onnx(model)`` writes ``model.onnx`` into the model folder (see :mod:`cityseg.predict` for the
+``export_onnx(model)`` writes ``model.onnx`` into the model folder (see :mod:`cityseg.backends` for the
 layout): an fp32 graph with dynamic batch, height and width, exported in eval mode so every BatchNorm
 is folded into the convolution before it. With ``quantize="int8"`` it also writes ``model.int8.onnx``:
 static int8 quantisation by ONNX Runtime (per-channel weights, QDQ format, uint8 activations and int8
-weights, the pairing x86 kernels run fastest), calibrated on real photos. If quantising every layer
+weights, the pairing x86 kernels run fastest), calibrated on real photos. What the caller chooses is one
+:class:`ExportOptions`. If quantising every layer
 costs too much agreement, the export tries again with the encoder left in fp32: on the cpu-hour model the
 encoder's int8 layers cost 2.6% of the pixels and the decoder's, where most of the arithmetic is, 0.2%
 (BENCHMARKS.md, inference).
@@ -20,7 +21,7 @@ Nothing is written until the checks pass, and then each file appears whole (temp
 The held-out images never take part in calibration: the folder is shuffled (seeded) and split.
 
 Example:
-    >>> report = export_onnx("runs/latest", quantize="int8", calibration="photos/")  # doctest: +SKIP
+    >>> report = export_onnx("runs/latest", ExportOptions(quantize="int8", calibration="photos/"))  # doctest: +SKIP
     >>> print(report)  # doctest: +SKIP
 """
 
@@ -44,20 +45,75 @@ from cityseg.defaults import (
     CALIBRATION_METHODS,
     CHECK_IMAGES,
     DEFAULT_OPSET,
+    MASK_SIDES,
     MIN_AGREEMENT,
     QUANT_FORMATS,
     QUANTIZE,
 )
 from cityseg.defaults import FORMATS as FORMATS  # not used here; importable from cityseg.export as before
+from cityseg.engine import preprocess
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_path
 from cityseg.images import decode_image, expand_inputs
 from cityseg.inference import labels_at_size
-from cityseg.onnx_graphs import quantize_int8, torch_to_onnx
-from cityseg.predict import preprocess
-from cityseg.runs import resolve_model_dir
+from cityseg.onnx_graphs import QuantOptions, quantize_int8, torch_to_onnx
+from cityseg.run_folders import resolve_model_dir
 
 ENCODER_NODES = ("/encoder",)  # node-name prefix of an smp network's encoder in the exported graph
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What a caller chooses for an export (``cityseg export``'s flags).
+
+    Args:
+        quantize: ``None`` or ``"int8"``.
+        calibration: a folder of photos (or of pair images with ``pairs=True``); needed for int8.
+        pairs: the calibration images are pairs; their photo half is used and their masks give true labels.
+        mask_side: which half of a pair is the mask.
+        calibration_images: how many images calibrate the int8 ranges.
+        check_images: how many held-out images the checks run on.
+        min_agreement: least pixel agreement (fraction) with the reference model; below it nothing is written.
+        opset: ONNX opset.
+        per_channel: one int8 scale per output channel of each weight (else one per tensor).
+        reduce_range: 7-bit weights (for CPUs whose u8 x s8 products can overflow: pre-VNNI x86).
+        quant_format: ``qdq`` (QuantizeLinear/DequantizeLinear pairs, fused by ONNX Runtime) or ``qoperator``.
+        calibrate_method: ``minmax``, ``percentile`` or ``entropy``.
+        keep_fp32: node-name prefixes left in fp32 (e.g. ``/encoder``, ``/segmentation_head``). None (the
+            default) quantises every layer and, if that agrees on fewer than ``min_agreement`` of the pixels,
+            tries again with the encoder in fp32 (``ENCODER_NODES``): its layers, depthwise convolutions above
+            all, are the ones int8 hurts most, while most of the arithmetic is in the decoder.
+        seed: shuffles the folder before it is split into calibration and held-out images.
+    """
+
+    quantize: str | None = None
+    calibration: str | os.PathLike | None = None
+    pairs: bool = False
+    mask_side: str = MASK_SIDES[0]
+    calibration_images: int = CALIBRATION_IMAGES
+    check_images: int = CHECK_IMAGES
+    min_agreement: float = MIN_AGREEMENT
+    opset: int = DEFAULT_OPSET
+    per_channel: bool = True
+    reduce_range: bool = False
+    quant_format: str = QUANT_FORMATS[0]
+    calibrate_method: str = CALIBRATION_METHODS[0]
+    keep_fp32: tuple[str, ...] | None = None
+    seed: int = 0
+
+    def quant_options(self, keep_fp32: tuple[str, ...] = ()) -> QuantOptions:
+        """The quantiser's options, with ``keep_fp32`` (one plan of layers kept in fp32) left unquantised."""
+        return QuantOptions(
+            per_channel=self.per_channel,
+            reduce_range=self.reduce_range,
+            quant_format=self.quant_format,
+            calibrate_method=self.calibrate_method,
+            keep_fp32=keep_fp32,
+        )
+
+    def fp32_plans(self) -> list[tuple[str, ...]]:
+        """The layers kept in fp32, plan by plan: ``keep_fp32`` alone, else every layer int8 then the encoder fp32."""
+        return [tuple(self.keep_fp32)] if self.keep_fp32 is not None else [(), ENCODER_NODES]
 
 
 @dataclass
@@ -152,30 +208,22 @@ def _labeller_for(model_dir: Path | None, info):
     return None  # k-means clusters without their fitted centres
 
 
-def load_calibration_set(
-    folder: str | os.PathLike | None,
-    info,
-    model_dir: Path | None = None,
-    pairs: bool = False,
-    mask_side: str = "right",
-    calibration_images: int = CALIBRATION_IMAGES,
-    check_images: int = CHECK_IMAGES,
-    seed: int = 0,
-) -> CalibrationSet:
+def load_calibration_set(info, options: ExportOptions | None = None, model_dir: Path | None = None) -> CalibrationSet:
     """Images to calibrate and check with: the folder shuffled (seeded), the first held out for the checks.
 
     Unreadable images are skipped (listed) and replaced by the next ones. At most a quarter of the folder
     is held out, so a small folder still leaves most of its images for calibration.
 
     Args:
-        folder: photos, or pair images with ``pairs=True``; None gives two seeded noise images to check
-            fp32 against PyTorch (no calibration possible).
         info: the model's ModelInfo (input size and normalisation).
+        options: the folder (``calibration``: photos, or pair images with ``pairs``, whose masks give the true
+            labels; None gives two seeded noise images to check fp32 against PyTorch, no calibration
+            possible), ``mask_side``, ``calibration_images`` and ``check_images`` (how many of each) and the
+            shuffle's ``seed``.
         model_dir: the model folder; ``model_dir/../labeller.json`` (a run's labeller) labels pair masks.
-        pairs, mask_side: pair images and which half is the mask; their masks give the true labels.
-        calibration_images, check_images: how many of each.
-        seed: the shuffle.
     """
+    options = options or ExportOptions()
+    folder, pairs, seed = options.calibration, options.pairs, options.seed
     size = tuple(info.input_size)
     if folder is None:  # fp32-only export without photos: seeded noise images still compare the two runtimes
         noise = np.random.default_rng(seed).standard_normal((2, 3, *size)).astype(np.float32)
@@ -184,20 +232,20 @@ def load_calibration_set(
     if len(paths) < 2:
         raise CitysegError(f"{folder} holds {len(paths)} image(s); export needs at least 2 (to calibrate and check)")
     random.Random(seed).shuffle(paths)
-    wanted_check = max(1, min(check_images, len(paths) // 4))
+    wanted_check = max(1, min(options.check_images, len(paths) // 4))
     labeller = _labeller_for(model_dir, info) if pairs else None  # no labeller: no truth, int8 vs fp32 only
     check: list[np.ndarray] = []
     calibrate: list[np.ndarray] = []
     truths: list[np.ndarray] = []
     skipped: list[str] = []
     for path in paths:
-        if len(check) == wanted_check and len(calibrate) == calibration_images:
+        if len(check) == wanted_check and len(calibrate) == options.calibration_images:
             break
         try:
             if pairs:
                 from cityseg.pairs import read_pair
 
-                photo, mask = read_pair(path, mask_side)
+                photo, mask = read_pair(path, options.mask_side)
             else:
                 photo, mask = decode_image(path, size).image, None
             if len(check) < wanted_check and labeller is not None:
@@ -233,14 +281,18 @@ def agreement(logits: np.ndarray, reference: np.ndarray) -> float:
 
 
 def miou(predictions: list[np.ndarray], truths: list[np.ndarray], num_classes: int) -> float:
-    """mIoU of (H, W) class-index maps against truths (IGNORE_INDEX left out), over the whole set."""
+    """mIoU of (H, W) class-index maps against truths (IGNORE_INDEX left out), over the whole set.
+
+    The maps are scored by :func:`cityseg.metrics.update_confusion`, as evaluation and training score logits.
+    """
     import torch
 
-    from cityseg.metrics import SegmentationMetrics
+    from cityseg.metrics import SegmentationMetrics, update_confusion
 
     metric = SegmentationMetrics(num_classes=num_classes)
-    for prediction, truth in zip(predictions, truths, strict=True):
-        metric.update(torch.from_numpy(prediction[None]).long(), torch.from_numpy(truth[None]).long())
+    update_confusion(
+        metric, [torch.from_numpy(p[None]) for p in predictions], [torch.from_numpy(t[None]) for t in truths]
+    )  # (1, H, W) each
     value = float(metric.compute()["mIoU"])
     return 0.0 if np.isnan(value) else value
 
@@ -254,79 +306,43 @@ def _other_size(size: tuple[int, int]) -> tuple[int, int]:
 
 
 def export_onnx(
-    model: str | os.PathLike,
-    out: str | os.PathLike | None = None,
-    quantize: str | None = None,
-    calibration: str | os.PathLike | None = None,
-    pairs: bool = False,
-    mask_side: str = "right",
-    calibration_images: int = CALIBRATION_IMAGES,
-    check_images: int = CHECK_IMAGES,
-    min_agreement: float = MIN_AGREEMENT,
-    opset: int = DEFAULT_OPSET,
-    per_channel: bool = True,
-    reduce_range: bool = False,
-    quant_format: str = QUANT_FORMATS[0],
-    calibrate_method: str = CALIBRATION_METHODS[0],
-    keep_fp32: tuple[str, ...] | None = None,
-    seed: int = 0,
+    model: str | os.PathLike, options: ExportOptions | None = None, out: str | os.PathLike | None = None
 ) -> ExportReport:
     """Export a model to ONNX (and int8), check it, and write it only if it agrees with its reference.
 
     Args:
         model: a model folder, run folder or ``runs/latest``.
+        options: int8 or not, the calibration photos, the checks' threshold, the quantiser's settings ...
+            (default: ``ExportOptions()``, an fp32 export).
         out: the fp32 file (default ``MODEL/model.onnx``); the int8 one goes beside it as ``*.int8.onnx``.
-        quantize: ``None`` or ``"int8"``.
-        calibration: a folder of photos (or of pair images with ``pairs=True``); needed for int8.
-        pairs: the calibration images are pairs; their photo half is used and their masks give true labels.
-        mask_side: which half of a pair is the mask.
-        calibration_images: how many images calibrate the int8 ranges.
-        check_images: how many held-out images the checks run on.
-        min_agreement: least pixel agreement (fraction) with the reference model; below it nothing is written.
-        opset: ONNX opset.
-        per_channel: one int8 scale per output channel of each weight (else one per tensor).
-        reduce_range: 7-bit weights (for CPUs whose u8 x s8 products can overflow: pre-VNNI x86).
-        quant_format: ``qdq`` (QuantizeLinear/DequantizeLinear pairs, fused by ONNX Runtime) or ``qoperator``.
-        calibrate_method: ``minmax``, ``percentile`` or ``entropy``.
-        keep_fp32: node-name prefixes left in fp32 (e.g. ``/encoder``, ``/segmentation_head``). None (the
-            default) quantises every layer and, if that agrees on fewer than ``min_agreement`` of the pixels,
-            tries again with the encoder in fp32 (``ENCODER_NODES``): its layers, depthwise convolutions above
-            all, are the ones int8 hurts most, while most of the arithmetic is in the decoder.
-        seed: shuffles the folder before it is split into calibration and held-out images.
 
     Returns:
         An :class:`ExportReport`; its ``str`` is the printed summary. It is also saved as ``export.json``.
 
     Raises:
         CitysegError: bad settings or images, an export or quantisation failure, or a model below
-            ``min_agreement``.
+            ``options.min_agreement``.
     """
     from cityseg.models import load_model
 
-    quant_options = dict(
-        per_channel=per_channel, reduce_range=reduce_range, quant_format=quant_format, calibrate_method=calibrate_method
-    )
-    _check_settings(quantize, calibration, min_agreement, quant_options, (calibration_images, check_images))
+    options = options or ExportOptions()
+    _check_settings(options)
     model_dir = resolve_model_dir(model)
     net, info = load_model(model_dir)
     fp32_path, int8_path = _output_paths(out, model_dir)
-    images = load_calibration_set(
-        calibration, info, model_dir, pairs, mask_side, calibration_images, check_images, seed
-    )  # fmt: skip
-
+    images = load_calibration_set(info, options, model_dir)
     work_dir = Path(tempfile.mkdtemp(prefix=".export-", dir=_writable_parent(fp32_path)))
     try:
         fp32_tmp, int8_tmp = work_dir / "model.onnx", work_dir / "model.int8.onnx"
-        report, fp32_logits = _export_fp32(net, info, fp32_tmp, images, opset, seed)
+        report, fp32_logits = _export_fp32(net, info, fp32_tmp, images, options)
         report.model_dir, report.onnx = str(model_dir), str(fp32_path)  # where it goes once checked
-        _require(report.fp32_agreement, min_agreement, "fp32 ONNX", "PyTorch", len(images.check))
-        if quantize:
-            report.int8, report.calibration = str(int8_path), str(calibration)
-            plans = [tuple(keep_fp32)] if keep_fp32 is not None else [(), ENCODER_NODES]
-            _export_int8(report, (fp32_tmp, int8_tmp), fp32_logits, images, plans, min_agreement, **quant_options)
+        _require(report.fp32_agreement, options.min_agreement, "fp32 ONNX", "PyTorch", len(images.check))
+        if options.quantize:
+            report.int8, report.calibration = str(int8_path), str(options.calibration)
+            _export_int8(report, (fp32_tmp, int8_tmp), fp32_logits, images, options)
 
         _install(fp32_tmp, fp32_path)
-        if quantize:
+        if options.quantize:
             _install(int8_tmp, int8_path)
         _record(fp32_path.parent / EXPORT_REPORT_FILE, report)
         return report
@@ -342,18 +358,13 @@ def _output_paths(out: str | os.PathLike | None, model_dir: Path) -> tuple[Path,
     return fp32_path, fp32_path.with_name(f"{fp32_path.stem}.int8.onnx")
 
 
-def _check_settings(
-    quantize: str | None,
-    calibration,
-    min_agreement: float,
-    quant_options: dict[str, Any],
-    image_counts: tuple[int, int],
-) -> None:
-    """Refuse bad export settings before anything is loaded; ``image_counts`` (calibration, check)."""
+def _check_settings(options: ExportOptions) -> None:
+    """Refuse bad export settings before anything is loaded."""
     from cityseg.extras import require
 
     require("onnx", "ONNX export")  # before any work: the quicker mistake to fix
-    calibrate_method, quant_format = quant_options["calibrate_method"], quant_options["quant_format"]
+    quantize, calibration, min_agreement = options.quantize, options.calibration, options.min_agreement
+    calibrate_method, quant_format = options.calibrate_method, options.quant_format
     if quantize not in (None, *QUANTIZE):
         raise CitysegError(f"unknown --quantize {quantize!r}; choose: {', '.join(QUANTIZE)}")
     if quantize and calibration is None:
@@ -364,14 +375,15 @@ def _check_settings(
         raise CitysegError(f"unknown calibration method {calibrate_method!r}; choose: {', '.join(CALIBRATION_METHODS)}")
     if quant_format not in QUANT_FORMATS:
         raise CitysegError(f"unknown quantisation format {quant_format!r}; choose: {', '.join(QUANT_FORMATS)}")
-    if min(image_counts) < 1:
+    if min(options.calibration_images, options.check_images) < 1:
         raise CitysegError("--calibration-images and --check-images must be at least 1")
 
 
 def _export_fp32(
-    net, info, fp32_tmp: Path, images: CalibrationSet, opset: int, seed: int
+    net, info, fp32_tmp: Path, images: CalibrationSet, options: ExportOptions
 ) -> tuple[ExportReport, np.ndarray]:
     """Write the fp32 graph to ``fp32_tmp`` and compare it with PyTorch: (the report so far, its logits)."""
+    opset, seed = options.opset, options.seed
     torch_to_onnx(net, fp32_tmp, images.check[:1], opset)
     fp32 = OnnxBackend(fp32_tmp)
     reference = _torch_logits(net, images.check)  # (M, C, h, w)
@@ -397,17 +409,16 @@ def _export_int8(
     files: tuple[Path, Path],
     fp32_logits: np.ndarray,
     images: CalibrationSet,
-    plans: list[tuple[str, ...]],
-    min_agreement: float,
-    **options: Any,
+    options: ExportOptions,
 ) -> None:
     """Quantise ``files`` (fp32, int8) by each plan of layers kept in fp32 until one agrees well enough.
 
     The last plan tried is kept and scored (:func:`_score_int8`); below ``min_agreement`` it is refused.
     """
     fp32_tmp, int8_tmp = files
+    plans, min_agreement = options.fp32_plans(), options.min_agreement
     for plan in plans:
-        report.quantization = quantize_int8(fp32_tmp, int8_tmp, images.calibration, keep_fp32=plan, **options)
+        report.quantization = quantize_int8(fp32_tmp, int8_tmp, images.calibration, options.quant_options(plan))
         int8_logits = _run(OnnxBackend(int8_tmp), images.check)
         share = agreement(int8_logits, fp32_logits)
         if share >= min_agreement or plan is plans[-1]:

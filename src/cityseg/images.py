@@ -40,7 +40,7 @@ from cityseg.files import natural_key
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".avi", ".mov", ".webm")  # what cityseg predict reads as a video (cityseg.video)
-TRUTH_SUFFIX = "_labelids.png"  # exact label ids written beside generated pairs (cityseg synth), lower case
+LABEL_ID_SUFFIX = "_labelids.png"  # label-id images (X_labelIds.png, X_gtFine_labelIds.png): never photos; lower case
 EXIF_ORIENTATION = 0x0112
 TURNED = (5, 6, 7, 8)  # EXIF orientations rotated by 90 degrees: the upright photo is height x width
 SKIP_ADVICE = "replace or remove it (or pass --skip-bad)"
@@ -98,14 +98,14 @@ class TruncatedImageError(CorruptImageError):
 
 
 def is_image_name(path: str | os.PathLike) -> bool:
-    """True for a name with an image suffix that is not hidden and not a ``*_labelIds.png`` truth file.
+    """True for a name with an image suffix that is not hidden and not a ``*_labelIds.png`` label-id image.
 
     Example:
         >>> is_image_name("frames/10.JPG"), is_image_name("7_labelIds.png"), is_image_name(".1.jpg")
         (True, False, False)
     """
     name = Path(path).name.lower()
-    return name.endswith(IMAGE_SUFFIXES) and not name.endswith(TRUTH_SUFFIX) and not name.startswith(".")
+    return name.endswith(IMAGE_SUFFIXES) and not name.endswith(LABEL_ID_SUFFIX) and not name.startswith(".")
 
 
 def expand_inputs(inputs: Sequence[str | os.PathLike]) -> list[Path]:

@@ -136,7 +136,7 @@ def edge_labels_at_size(
     table = logits.reshape(channels, -1).T.copy()  # (h * w, C): a source pixel's scores side by side
     for start in range(0, edges.size, EDGE_CHUNK):
         chunk = edges[start : start + EDGE_CHUNK]
-        flat[chunk] = _interpolate_argmax(table, in_w, chunk // mid_w, chunk % mid_w, rows, cols)
+        flat[chunk] = _interpolate_argmax(table, in_w, chunk // mid_w, chunk % mid_w, rows=rows, cols=cols)
     return _nearest_to(labels, (out_h, out_w))
 
 
@@ -151,7 +151,7 @@ def _argmax_uint8(logits: np.ndarray) -> np.ndarray:
     return labels
 
 
-def _interpolate_argmax(table, in_w, out_rows, out_cols, rows, cols) -> np.ndarray:
+def _interpolate_argmax(table, in_w, out_rows, out_cols, *, rows, cols) -> np.ndarray:
     """Top class of the bilinear logits at pixels (out_rows, out_cols): between rows first, then along the width."""
     top, bottom, row_weight = (part[out_rows] for part in rows)
     left, right, col_weight = (part[out_cols] for part in cols)

@@ -18,11 +18,10 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from cityseg.classes import IGNORE_INDEX, ClassSet, class_set
+from cityseg.classes import IGNORE_INDEX, ClassSet
 from cityseg.errors import CitysegError
 from cityseg.images import decode_raw, pack_rgb
 
@@ -31,19 +30,17 @@ FORMAT_HINT = "--label-format (data.label_format)"
 
 @dataclass(frozen=True)
 class LabelFormat:
-    """What one kind of label image holds, how it is read into classes and written from label ids.
+    """What one kind of label image holds, and how it is read into classes.
 
     Attributes:
         name: the ``data.label_format`` value.
         what: what the values are, for messages.
         decode: (pixels of the file, class set, file name) -> (H, W) uint8 class indices.
-        encode: (H, W) official label ids -> the pixels to write (``cityseg synth --layout``).
     """
 
     name: str
     what: str
     decode: Callable[[np.ndarray, ClassSet, str], np.ndarray]
-    encode: Callable[[np.ndarray], np.ndarray]
 
 
 def _values_to_classes(values: np.ndarray, lookup: np.ndarray, source: str, what: str, hint: str) -> np.ndarray:
@@ -95,18 +92,10 @@ def _decode_colors(pixels: np.ndarray, classes: ClassSet, source: str) -> np.nda
     return mapped.astype(np.uint8)[inverse].reshape(packed.shape)
 
 
-def _encode_train_ids(label_ids: np.ndarray) -> np.ndarray:
-    return class_set("train19").from_label_ids(label_ids)
-
-
-def _encode_colors(label_ids: np.ndarray) -> np.ndarray:
-    return class_set("labelids").colorize(label_ids)
-
-
 LABEL_FORMATS: dict[str, LabelFormat] = {
-    "labelids": LabelFormat("labelids", "label ids", _decode_label_ids, lambda ids: ids),
-    "trainids": LabelFormat("trainids", "train ids", _decode_train_ids, _encode_train_ids),
-    "color": LabelFormat("color", "colours", _decode_colors, _encode_colors),
+    "labelids": LabelFormat("labelids", "label ids", _decode_label_ids),
+    "trainids": LabelFormat("trainids", "train ids", _decode_train_ids),
+    "color": LabelFormat("color", "colours", _decode_colors),
 }
 _ID_MODES = ("L", "P", "I;16", "I")  # one value per pixel; a "P" file's indices are the values, not its colours
 
@@ -179,10 +168,3 @@ def sniff_format(path: str | os.PathLike) -> str:
             return "color" if image.mode in ("RGB", "RGBA") else "labelids"
     except (OSError, ValueError):
         return "labelids"  # unreadable: reading it as labels will name the problem
-
-
-def write_label_file(path: Path, label_ids: np.ndarray, format_name: str) -> None:
-    """Write (H, W) official label ids as a lossless PNG of ``format_name`` (an open file or a path)."""
-    from PIL import Image
-
-    Image.fromarray(label_format(format_name).encode(label_ids)).save(path, format="PNG")

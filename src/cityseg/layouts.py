@@ -80,10 +80,7 @@ class Layout:
         photos: the photos' folder under the root.
         labels: (label format, folder under the root) of each kind of label it ships, its own format first.
         marker: when given, one of these folders lies directly in ``photos`` (tells ACDC from Dark Zurich).
-        photo_name: where ``cityseg synth`` puts scene ``i`` of ``split`` (under ``photos``): keys ``split``,
-            ``i``, ``seq`` (a sequence number), ``condition``.
         label_suffixes: the label-name suffix of each format (the photo's suffix replaced; ``""``: same name).
-        synth_size: (H, W) of the scenes ``cityseg synth --layout`` draws, the dataset's shape, small.
         split_folders: ``always`` (photos lie in train/val folders), ``never`` (one pool, split by seed) or
             ``optional`` (either).
     """
@@ -92,10 +89,8 @@ class Layout:
     title: str
     photos: str
     labels: tuple[tuple[str, str], ...]
-    photo_name: str
     marker: tuple[str, ...] = ()
     label_suffixes: tuple[tuple[str, str], ...] = ()
-    synth_size: tuple[int, int] = (144, 256)
     split_folders: str = "always"
 
     @property
@@ -115,38 +110,33 @@ class Layout:
         return dict(self.label_suffixes).get(label_format, "")
 
 
-_CONDITION_NAME = "{condition}/{split}/GOPR{seq:04d}/GOPR{seq:04d}_frame_{i:06d}_rgb_anon.png"
-_ZURICH_NAME = "{split}/night/GOPR{seq:04d}/GOPR{seq:04d}_frame_{i:06d}_rgb_anon.png"
+CONDITIONS = ("fog", "night", "rain", "snow")  # ACDC's weather conditions: the first folders of its photos
 _GT_SUFFIXES = (("labelids", "_gt_labelIds"), ("trainids", "_gt_labelTrainIds"), ("color", "_gt_labelColor"))
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
     for layout in (
         Layout(
             "kitti", "KITTI semantics", "training/image_2",
-            (("labelids", "training/semantic"), ("color", "training/semantic_rgb")),
-            "{i:06d}_10.png", synth_size=(96, 320), split_folders="never",
+            (("labelids", "training/semantic"), ("color", "training/semantic_rgb")), split_folders="never",
         ),
         Layout(
             "bdd100k", "BDD100K semantic segmentation", "images/10k",
             (("trainids", "labels/sem_seg/masks"), ("color", "labels/sem_seg/colormaps")),
-            "{split}/{i:08x}-5ca1ab1e.jpg",
         ),
         Layout(
             "acdc", "ACDC", "rgb_anon", (("labelids", "gt"), ("trainids", "gt"), ("color", "gt")),
-            _CONDITION_NAME, marker=("fog", "night", "rain", "snow"), label_suffixes=_GT_SUFFIXES,
+            marker=CONDITIONS, label_suffixes=_GT_SUFFIXES,
         ),
         Layout(
             "darkzurich", "Dark Zurich", "rgb_anon", (("labelids", "gt"), ("trainids", "gt"), ("color", "gt")),
-            _ZURICH_NAME, marker=SPLIT_FOLDERS, label_suffixes=_GT_SUFFIXES,
+            marker=SPLIT_FOLDERS, label_suffixes=_GT_SUFFIXES,
         ),
         Layout(
             "images", "images/ + labels/ (GTA5, WildDash, your own)", "images",
-            (("labelids", "labels"), ("trainids", "labels"), ("color", "labels")),
-            "{split}/{i:05d}.png", split_folders="optional",
+            (("labelids", "labels"), ("trainids", "labels"), ("color", "labels")), split_folders="optional",
         ),
     )
 }  # fmt: skip
-CONDITIONS = ("fog", "night", "rain", "snow")  # ACDC's, in the order cityseg synth cycles through them
 
 
 def find_layout(root: str | os.PathLike) -> Layout | None:

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassConfusionMatrix
 
@@ -86,6 +87,52 @@ class SegmentationMetrics(MulticlassConfusionMatrix):
     def compute(self) -> dict[str, Tensor]:
         """``aAcc``, ``mAcc``, ``mIoU``, ``iou`` (C,), ``acc`` (C,) and the summed ``confmat`` (C, C)."""
         return {**confusion_scores(self.confmat), "confmat": self.confmat.clone()}
+
+
+def update_confusion(
+    metric: SegmentationMetrics, predictions: Tensor | Sequence[Tensor], masks: Tensor | Sequence[Tensor]
+) -> list[Tensor]:
+    """The scoring step that training's validation, evaluation and the export's checks share: each
+    prediction at its mask's size, then its classes, into ``metric``'s confusion matrix.
+
+    Logits smaller or larger than their mask are resized to it (bilinear, ``align_corners=False``) before
+    the argmax, so a model run at its input size is scored at the labels' own resolution, never on resized
+    labels. Class indices are scored as they are: they must be at their mask's size.
+
+    Args:
+        metric: the confusion matrix to add to.
+        predictions: (B, C, h, w) floating-point logits or (B, H, W) integer class indices; or, beside a
+            list of masks, one such batch of one per mask.
+        masks: (B, H, W) class indices (``IGNORE_INDEX`` left out of the scores), or a list of masks of
+            different sizes, (H, W) or (1, H, W) each (:func:`cityseg.datasets.collate_pairs`); with one
+            batched tensor of predictions, mask ``i`` scores item ``i``.
+
+    Returns:
+        The logits scored, at their masks' size: one tensor per mask, or one for a batched mask (none
+        for class indices).
+
+    Example:
+        >>> metric = SegmentationMetrics(num_classes=2)
+        >>> logits = torch.tensor([[[[2.0, 0.0]], [[0.0, 2.0]]]])  # (1, 2, 1, 2): class 0 left, 1 right
+        >>> update_confusion(metric, logits, torch.tensor([[[0, 0, 1, 1]]]))[0].shape  # scored at (1, 4)
+        torch.Size([1, 2, 1, 4])
+    """
+    if isinstance(masks, Tensor):
+        pairs = [(predictions, masks)]
+    elif isinstance(predictions, Tensor):  # one batch, labels of different sizes: each item at its own
+        pairs = [(predictions[index : index + 1], mask) for index, mask in enumerate(masks)]
+    else:
+        pairs = list(zip(predictions, masks, strict=True))
+    scored = []
+    for prediction, mask in pairs:
+        mask = (mask if mask.ndim == 3 else mask[None]).to(prediction.device).long()  # (B, H, W)
+        if prediction.is_floating_point():  # (B, C, h, w) logits
+            if prediction.shape[-2:] != mask.shape[-2:]:
+                prediction = F.interpolate(prediction, size=mask.shape[-2:], mode="bilinear", align_corners=False)
+            scored.append(prediction)
+            prediction = prediction.argmax(dim=1)  # (B, H, W)
+        metric.update(prediction.long(), mask)
+    return scored
 
 
 def metrics_report(

@@ -13,6 +13,7 @@ import os
 import shutil
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -60,17 +61,35 @@ def torch_to_onnx(net, path: str | os.PathLike, sample: np.ndarray, opset: int =
             raise CitysegError(f"ONNX export failed: {first_line(exc)}; try another --opset") from None
 
 
+@dataclass(frozen=True)
+class QuantOptions:
+    """How :func:`quantize_int8` quantises (``cityseg export``'s choices, see :class:`cityseg.export.ExportOptions`).
+
+    Args:
+        per_channel: one int8 scale per output channel of each weight (else one per tensor).
+        reduce_range: 7-bit weights (for CPUs whose u8 x s8 products can overflow: pre-VNNI x86).
+        quant_format: ``qdq`` (QuantizeLinear/DequantizeLinear pairs, fused by ONNX Runtime) or ``qoperator``.
+        calibrate_method: ``minmax``, ``percentile`` or ``entropy``.
+        keep_fp32: node-name prefixes left unquantised.
+        op_types: operator types to quantise (None: every type ONNX Runtime can).
+        fp32_outputs: operator types whose outputs stay fp32 (their inputs and weights are still int8).
+            OpenVINO runs such convolutions in int8; ONNX Runtime fuses only fully quantised ones.
+    """
+
+    per_channel: bool = True
+    reduce_range: bool = False
+    quant_format: str = QUANT_FORMATS[0]
+    calibrate_method: str = CALIBRATION_METHODS[0]
+    keep_fp32: tuple[str, ...] = ()
+    op_types: tuple[str, ...] | None = None
+    fp32_outputs: tuple[str, ...] = ()
+
+
 def quantize_int8(
     fp32_path: str | os.PathLike,
     int8_path: str | os.PathLike,
     calibration: np.ndarray,
-    per_channel: bool = True,
-    reduce_range: bool = False,
-    quant_format: str = QUANT_FORMATS[0],
-    calibrate_method: str = CALIBRATION_METHODS[0],
-    keep_fp32: tuple[str, ...] = (),
-    op_types: tuple[str, ...] | None = None,
-    fp32_outputs: tuple[str, ...] = (),
+    options: QuantOptions | None = None,
 ) -> dict[str, Any]:
     """Static int8 quantisation of an fp32 ONNX file, calibrated on real images.
 
@@ -81,16 +100,15 @@ def quantize_int8(
         fp32_path: the fp32 model (input ``image``).
         int8_path: where the int8 model goes (not checked: :func:`export_onnx` checks before installing).
         calibration: (N, 3, h, w) float32 preprocessed images; the activation ranges are measured on them.
-        per_channel, reduce_range, quant_format, calibrate_method: see :func:`export_onnx`.
-        keep_fp32: node-name prefixes left unquantised.
-        op_types: operator types to quantise (None: every type ONNX Runtime can).
-        fp32_outputs: operator types whose outputs stay fp32 (their inputs and weights are still int8).
-            OpenVINO runs such convolutions in int8; ONNX Runtime fuses only fully quantised ones.
+        options: per-channel scales, format, calibration method, layers kept in fp32 ... (default: ``QuantOptions()``).
 
     Returns:
         The settings used, for ``export.json``.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    options = options or QuantOptions()
+    keep_fp32, op_types, fp32_outputs = options.keep_fp32, options.op_types, options.fp32_outputs
 
     methods = {
         "minmax": CalibrationMethod.MinMax,
@@ -111,12 +129,12 @@ def quantize_int8(
                 str(prepared),
                 str(int8_path),
                 _calibration_reader(calibration),
-                quant_format=QuantFormat.QDQ if quant_format == "qdq" else QuantFormat.QOperator,
-                per_channel=per_channel,
-                reduce_range=reduce_range,
+                quant_format=QuantFormat.QDQ if options.quant_format == "qdq" else QuantFormat.QOperator,
+                per_channel=options.per_channel,
+                reduce_range=options.reduce_range,
                 activation_type=QuantType.QUInt8,  # u8 activations x s8 weights: the x86 (AVX2/VNNI) int8 kernels
                 weight_type=QuantType.QInt8,
-                calibrate_method=methods[calibrate_method],
+                calibrate_method=methods[options.calibrate_method],
                 nodes_to_exclude=excluded,
                 op_types_to_quantize=list(op_types) if op_types else None,
                 extra_options={"OpTypesToExcludeOutputQuantization": list(fp32_outputs)} if fp32_outputs else None,
@@ -128,12 +146,12 @@ def quantize_int8(
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
     return {
-        "format": quant_format.upper() if quant_format == "qdq" else "QOperator",
-        "per_channel": per_channel,
-        "reduce_range": reduce_range,
+        "format": options.quant_format.upper() if options.quant_format == "qdq" else "QOperator",
+        "per_channel": options.per_channel,
+        "reduce_range": options.reduce_range,
         "activations": "uint8",
         "weights": "int8",
-        "calibration_method": calibrate_method,
+        "calibration_method": options.calibrate_method,
         "kept_fp32_prefixes": list(keep_fp32),
         "kept_fp32": excluded,
         "op_types": list(op_types) if op_types else "all",

@@ -16,10 +16,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from cityseg.evaluation import EvaluateOptions
 
 TRANSFER_FILE = "transfer.json"
 TRANSFER_FIGURE = "transfer.png"
@@ -129,28 +132,30 @@ def dataset_names(datasets: Sequence[str | os.PathLike]) -> list[str]:
 def evaluate_transfer(
     target: str | os.PathLike,
     datasets: Sequence[str | os.PathLike],
-    split: str = "test",
+    options: EvaluateOptions | None = None,
     out: str | os.PathLike | None = None,
     images: dict[int, Sequence[Path]] | None = None,
-    **options: Any,
 ) -> TransferTable:
     """Score one model on several datasets and write the transfer table (``cityseg evaluate RUN --data A --data B``).
 
     Args:
         target: a run folder or a model folder.
         datasets: dataset folders (any layout cityseg reads).
-        split: the split scored on each (``test``, ``val``, ``train`` or ``all``; on the run's own data, its own).
+        options: how each dataset is scored (:class:`cityseg.evaluation.EvaluateOptions`: the split scored on
+            each, ``test``, ``val``, ``train`` or ``all``, on the run's own data its own; flip, scales,
+            batch_size, label_format ...).
         out: folder for the table (default ``RUN/evaluations/transfer-<split>-<names>/``); each dataset's
             evaluation goes to ``OUT/<name>/`` then, else to its usual ``RUN/evaluations/`` folder.
         images: for some datasets (by position), exactly the photos to score (``evaluate_run(images=...)``).
-        options: passed on to :func:`cityseg.evaluation.evaluate_run` (flip, scales, batch_size, label_format ...).
 
     Returns:
         The :class:`TransferTable`, also written as ``transfer.json`` beside ``plots/transfer.png``.
     """
-    from cityseg.evaluation import EVALUATIONS_DIR, evaluate_run
-    from cityseg.runs import find_model
+    from cityseg.evaluation import EVALUATIONS_DIR, EvaluateOptions, evaluate_run
+    from cityseg.run_folders import find_model
 
+    options = options or EvaluateOptions()
+    split = options.split
     if not datasets:
         raise CitysegError("no dataset to evaluate on: pass --data DATA (once per dataset)")
     model_dir, run_dir = find_model(target)
@@ -160,7 +165,7 @@ def evaluate_transfer(
     for index, (name, data) in enumerate(zip(names, datasets, strict=True)):
         given = (images or {}).get(index)
         where = folder / name if out else None
-        report = evaluate_run(target, data=data, split=split, out=where, images=given, **options)
+        report = evaluate_run(target, data, options, out=where, images=given)
         table.names = table.names or list(report["per_class"])
         table.columns.append(transfer_column(name, report))
     write_transfer(table, folder)

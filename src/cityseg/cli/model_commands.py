@@ -5,9 +5,14 @@ from __future__ import annotations
 import argparse
 
 from cityseg import defaults
-from cityseg.cli.registry import add_backend, add_mask_side, add_tta, command
+from cityseg.cli.registry import add_backend, add_mask_side, add_tta, command, options_from_args
 
 # ---- predict, export (predict/export helper) ---------------------------------------------------
+
+
+def _add_count(parser: argparse.ArgumentParser, flag: str, default: int, help: str) -> None:
+    """A whole-number flag (``N`` in the usage line)."""
+    parser.add_argument(flag, type=int, default=default, metavar="N", help=help)
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
@@ -26,13 +31,7 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--pairs", action="store_true", help="inputs are pair images: segment their photo half")
     add_mask_side(parser)
-    parser.add_argument(
-        "--batch-size",
-        type=int,
-        default=defaults.PREDICT_BATCH,
-        metavar="N",
-        help="images per forward pass (default %(default)s)",
-    )
+    _add_count(parser, "--batch-size", defaults.PREDICT_BATCH, "images per forward pass (default %(default)s)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: all cores; video: all but 1)")
     parser.add_argument(
         "--alpha",
@@ -58,28 +57,26 @@ def _add_predict(parser: argparse.ArgumentParser) -> None:
 
 @command("predict", "segment photos (label and colour PNG, overlay JPEG) and videos (overlay MP4)", _add_predict)
 def _run_predict(args: argparse.Namespace) -> int:
+    from cityseg.engine import PredictOptions
     from cityseg.predict import predict_files
+    from cityseg.video import VideoOptions
 
-    summary = predict_files(
-        args.model,
-        args.inputs,
-        args.out,
+    options = PredictOptions(
         backend=args.backend,
+        onnx_file=args.onnx,
+        threads=args.threads,
+        flip=args.flip or args.tta,
+        scales=defaults.TTA_SCALES if args.tta else (1.0,),
+        batch_size=args.batch_size,
         ids=args.ids,
         pairs=args.pairs,
         mask_side=args.mask_side,
-        batch_size=args.batch_size,
-        threads=args.threads,
-        onnx_file=args.onnx,
         skip_bad=args.skip_bad,
         progress=not args.no_progress,
-        flip=args.flip or args.tta,
-        scales=defaults.TTA_SCALES if args.tta else (1.0,),
         overlay_alpha=args.alpha,
-        frames=args.frames,
-        every=args.every,
-        smooth=args.smooth,
     )
+    video = VideoOptions(frames=args.frames, every=args.every, smooth=args.smooth)
+    summary = predict_files(args.model, args.inputs, args.out, options, video)
     print(summary)
     return 0
 
@@ -96,16 +93,8 @@ def _add_export(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration", metavar="DIR", help="real photos to calibrate int8 on (or pairs with --pairs)")
     parser.add_argument("--pairs", action="store_true", help="DIR holds pair images: photo half used, masks scored")
     add_mask_side(parser)
-    parser.add_argument(
-        "--calibration-images", type=int, default=defaults.CALIBRATION_IMAGES, metavar="N", help="default %(default)s"
-    )
-    parser.add_argument(
-        "--check-images",
-        type=int,
-        default=defaults.CHECK_IMAGES,
-        metavar="N",
-        help="held-out images (default %(default)s)",
-    )
+    _add_count(parser, "--calibration-images", defaults.CALIBRATION_IMAGES, "default %(default)s")
+    _add_count(parser, "--check-images", defaults.CHECK_IMAGES, "held-out images (default %(default)s)")
     parser.add_argument(
         "--min-agreement",
         type=float,
@@ -139,26 +128,17 @@ def _run_export(args: argparse.Namespace) -> int:
     from cityseg.extras import require
 
     require("onnx", "cityseg export")
-    from cityseg.export import export_onnx
+    from cityseg.export import ExportOptions, export_onnx
 
-    report = export_onnx(
-        args.model,
-        out=args.out,
-        quantize=args.quantize,
-        calibration=args.calibration,
-        pairs=args.pairs,
-        mask_side=args.mask_side,
-        calibration_images=args.calibration_images,
-        check_images=args.check_images,
+    options = options_from_args(
+        ExportOptions,
+        args,
         min_agreement=args.min_agreement / 100,
-        opset=args.opset,
         per_channel=not args.per_tensor,
-        reduce_range=args.reduce_range,
         quant_format="qoperator" if args.qoperator else "qdq",
-        calibrate_method=args.calibrate_method,
         keep_fp32=tuple(args.keep_fp32) if args.keep_fp32 else None,
-        seed=args.seed,
     )
+    report = export_onnx(args.model, options, out=args.out)
     print(report)
     return 0
 
@@ -202,6 +182,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     from cityseg.extras import require
 
     require("serve", "cityseg serve")  # before importing it: the app module needs FastAPI at import
+    from cityseg.engine import PredictOptions
     from cityseg.serve import ServeSettings, serve
 
     settings = ServeSettings(
@@ -215,9 +196,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         args.model,
         host=args.host,
         port=args.port,
-        backend=args.backend,
-        onnx_file=args.onnx,
-        threads=args.threads,
+        options=PredictOptions(backend=args.backend, onnx_file=args.onnx, threads=args.threads),
         settings=settings,
         log_level=args.log_level,
         token=args.token,

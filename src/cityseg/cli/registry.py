@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVar
 
 from cityseg import defaults
 from cityseg.backends import BACKENDS
@@ -18,6 +19,17 @@ class Command(NamedTuple):
 
 
 COMMANDS: dict[str, Command] = {}  # subcommand name -> Command, in the order they appear in --help
+
+
+Options = TypeVar("Options")
+
+
+def options_from_args(kind: type[Options], args: argparse.Namespace, **derived: Any) -> Options:
+    """An options dataclass built from the parsed flags: each field from the flag of its name, where there is
+    one; ``derived`` gives the fields a flag does not hold as they are (percentages, negated switches ...).
+    """
+    values = {field.name: getattr(args, field.name) for field in dataclasses.fields(kind) if hasattr(args, field.name)}
+    return kind(**{**values, **derived})
 
 
 def command(name: str, help: str, add_arguments: Callable[[argparse.ArgumentParser], None]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cityseg import defaults
-from cityseg.cli.registry import add_config_args, add_dataset_options, add_tta, command, load_config
+from cityseg.cli.registry import add_config_args, add_dataset_options, add_tta, command, load_config, options_from_args
 from cityseg.config import Config, DataConfig, ModelConfig, OptimConfig, TrainConfig
 from cityseg.demo import DEMO_SCENES
 from cityseg.errors import CitysegError
@@ -69,6 +69,16 @@ def _side(size: tuple[int, int]) -> str:
     return f"{height}" if height == width else f"{height}x{width}"
 
 
+def _add_skip_bad(parser) -> None:
+    """``--skip-bad`` of train and evaluate (a parser or a group): None unless given, so the config decides."""
+    parser.add_argument(
+        "--skip-bad",
+        action="store_const",
+        const=True,
+        help="leave out unreadable images, photos without a label and labels without a photo (listed)",
+    )
+
+
 def _add_train(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "data", nargs="?", help="dataset folder: pairs (train/ and val/, or one folder), KITTI, images/+labels/ ..."
@@ -101,12 +111,7 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
         "--workers", metavar="N", help=f"DataLoader and labelling worker processes (default {DataConfig.workers})"
     )
     add_dataset_options(data)
-    data.add_argument(
-        "--skip-bad",
-        action="store_const",
-        const=True,
-        help="leave out unreadable images, photos without a label and labels without a photo (listed)",
-    )
+    _add_skip_bad(data)
     run = parser.add_argument_group("hardware and run")
     run.add_argument("--accelerator", help=f"cpu, gpu, mps or auto (default {TrainConfig.accelerator})")
     run.add_argument("--devices", help=f"devices per node, or auto (default {TrainConfig.devices})")
@@ -131,7 +136,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.config:
             raise CitysegError("--resume continues a run with its own config.yaml; change settings with --set or flags")
-        from cityseg.runs import resolve_run
+        from cityseg.run_folders import resolve_run
 
         config = Config.from_yaml(resolve_run(args.resume) / "config.yaml").override(args.set)
     else:
@@ -181,12 +186,7 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
         choices=defaults.LABEL_FORMATS,
         help="what the data's labels are (default: the run's for its own data, auto for other data)",
     )
-    parser.add_argument(
-        "--skip-bad",
-        action="store_const",
-        const=True,
-        help="leave out unreadable images, photos without a label and labels without a photo (listed)",
-    )
+    _add_skip_bad(parser)
     parser.add_argument("--baseline", action="store_true", help="also score the untrained model (same init seed)")
     parser.add_argument("--batch-size", type=int, help="images per batch (default: the run's)")
     parser.add_argument("--workers", type=int, help="DataLoader worker processes (default: the run's)")
@@ -207,30 +207,21 @@ def _add_evaluate(parser: argparse.ArgumentParser) -> None:
 )
 def _run_evaluate(args: argparse.Namespace) -> int:
     _passive_cpu_threads()
-    from cityseg.evaluation import evaluate_run
+    from cityseg.evaluation import EvaluateOptions, evaluate_run
     from cityseg.metrics import format_table
 
-    options = {
-        "split": args.split,
-        "baseline": args.baseline,
-        "batch_size": args.batch_size,
-        "workers": args.workers,
-        "accelerator": args.accelerator,
-        "out": args.out,
-        "flip": True if args.tta else args.flip,
-        "scales": defaults.TTA_SCALES if args.tta else None,
-        "label_format": args.label_format,
-        "skip_bad": args.skip_bad,
-    }
+    options = options_from_args(
+        EvaluateOptions, args, flip=True if args.tta else args.flip, scales=defaults.TTA_SCALES if args.tta else None
+    )
     if args.data and len(args.data) > 1:
         from cityseg.transfer import evaluate_transfer
 
-        table = evaluate_transfer(args.target, args.data, **options)
+        table = evaluate_transfer(args.target, args.data, options, out=args.out)
         print(table)
         for column in table.columns:
             print(f"{column.name}: {column.written}")
         return 0
-    result = evaluate_run(args.target, data=args.data[0] if args.data else None, **options)
+    result = evaluate_run(args.target, args.data[0] if args.data else None, options, out=args.out)
     if "baseline" in result:
         print("untrained baseline (same architecture and init seed):")
         print(format_table(result["baseline"]))

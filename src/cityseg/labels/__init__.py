@@ -7,7 +7,7 @@ Pixels at class edges are blends of two colours, and some blends land near a thi
 
 - :class:`PaletteLabeller` (default, :mod:`~cityseg.labels.palette`): a pixel near an official colour (RGB
   distance, and luma: 4:2:0 JPEG keeps luma per pixel) takes its class, looked up in a 2^24-entry table
-  (:mod:`~cityseg.labels.tables`). The others, and thin slivers whose colour a blend of their two
+  (:mod:`~cityseg.labels.colour_lookup`). The others, and thin slivers whose colour a blend of their two
   neighbouring classes would make (:mod:`~cityseg.labels.blends`), take the neighbouring class whose luma
   (then chroma) best matches (:mod:`~cityseg.labels.fill`). On generated scenes with exact labels,
   JPEG-encoded like the real pairs, this recovers 99.6% of train19 labels (the plain nearest colour: 97.5%).
@@ -28,8 +28,20 @@ colours and have no meaning there, so ``labels.method=kmeans`` on release photos
 
 from cityseg.labels.base import Labeller
 from cityseg.labels.cache import CACHE_FORMAT, LabelCache, default_cache_dir
+from cityseg.labels.colour_lookup import (
+    _TABLES as _TABLES,  # benchmarks clear this cache to time a fresh worker's build
+)
+from cityseg.labels.colour_lookup import (
+    FAR,
+    PALETTE_COLORS,
+    PALETTE_IDS,
+    PALETTE_IDS_BY_CODE,
+    UNCERTAIN,
+    nearest_color_table,
+)
 from cityseg.labels.dataset import (
     PRESENCE_SHARE,
+    LabellingOptions,
     LabelReport,
     LabelRun,
     label_dataset,
@@ -40,15 +52,6 @@ from cityseg.labels.dataset import (
 from cityseg.labels.kmeans import KMeansLabeller
 from cityseg.labels.palette import PALETTE_VERSION, UNKNOWN_DISTANCE, UNKNOWN_SHARE, PaletteLabeller
 from cityseg.labels.registry import LABELLERS, labeller_from_dict, load_labeller, make_labeller
-from cityseg.labels.tables import _TABLES as _TABLES  # benchmarks clear this cache to time a fresh worker's build
-from cityseg.labels.tables import (
-    FAR,
-    PALETTE_COLORS,
-    PALETTE_IDS,
-    PALETTE_IDS_BY_CODE,
-    UNCERTAIN,
-    nearest_color_table,
-)
 
 __all__ = [
     "CACHE_FORMAT",
@@ -67,6 +70,7 @@ __all__ = [
     "LabelReport",
     "LabelRun",
     "Labeller",
+    "LabellingOptions",
     "PaletteLabeller",
     "default_cache_dir",
     "label_dataset",

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from cityseg.images import pack_rgb
-from cityseg.labels.tables import PALETTE_COLORS, UNCERTAIN, YCBCR, colour_bits, lowest_bit, squares, to_ycbcr
+from cityseg.labels.colour_lookup import PALETTE_COLORS, UNCERTAIN, YCBCR, colour_bits, lowest_bit, squares, to_ycbcr
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def blend_traps(table: np.ndarray) -> BlendTraps:
     a and b with the chroma of another (luma is kept per pixel, chroma is shared by 2x2 pixels).
 
     Args:
-        table: the palette's nearest-colour table (:func:`~cityseg.labels.tables.nearest_color_table`).
+        table: the palette's nearest-colour table (:func:`~cityseg.labels.colour_lookup.nearest_color_table`).
     """
     ycc = to_ycbcr(PALETTE_COLORS)  # (P, 3)
     fractions = np.linspace(0.0, 1.0, 17, dtype=np.float32)

@@ -87,13 +87,36 @@ class LabelReport:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class LabellingOptions:
+    """How a set of images is labelled: where labels are cached, by how many processes, what bad images do.
+
+    Args:
+        cache_dir: label cache folder (None: the user cache); ``use_cache=False`` computes without it.
+        workers: worker processes (1 = label in this process).
+        skip_bad: record unreadable or malformed images in ``skipped`` and go on, instead of stopping.
+        progress: show a tqdm progress bar (on a terminal only).
+        mask_side: which half of each pair image holds the mask.
+        use_cache: read and write the cache (False: compute every label).
+        source: the labelled folder the photos are from (:class:`cityseg.layouts.LabelSource`), or None.
+    """
+
+    cache_dir: str | os.PathLike | None = None
+    workers: int = 1
+    skip_bad: bool = False
+    progress: bool = True
+    mask_side: str = "right"
+    use_cache: bool = True
+    source: object = None
+
+
 # Worker-process state, set once per process by _init_worker (the labeller is pickled once, not per image).
 _WORKER: dict = {}
 
 
-def _init_worker(labeller: Labeller, cache_dir, use_cache: bool, mask_side: str, skip_bad: bool, source=None) -> None:
-    cache = LabelCache(labeller.prepare(), cache_dir, enabled=use_cache, source=source)
-    _WORKER.update(cache=cache, mask_side=mask_side, skip_bad=skip_bad)
+def _init_worker(labeller: Labeller, options: LabellingOptions) -> None:
+    cache = LabelCache(labeller.prepare(), options.cache_dir, enabled=options.use_cache, source=options.source)
+    _WORKER.update(cache=cache, mask_side=options.mask_side, skip_bad=options.skip_bad)
 
 
 def _count_one(path: Path) -> tuple[np.ndarray | None, str | None, bool]:
@@ -143,8 +166,7 @@ def label_dataset(paths: Sequence[str | os.PathLike], labeller: Labeller, **opti
     Args:
         paths: pair images.
         labeller: from :func:`~cityseg.labels.make_labeller`.
-        options: ``cache_dir``, ``workers``, ``skip_bad``, ``progress``, ``mask_side``, ``use_cache``,
-            ``source``, as for :func:`label_splits`.
+        options: the fields of :class:`LabellingOptions` (``cache_dir``, ``workers``, ``skip_bad`` ...).
 
     Returns:
         A :class:`LabelReport` (with no ``sets``).
@@ -152,19 +174,15 @@ def label_dataset(paths: Sequence[str | os.PathLike], labeller: Labeller, **opti
     Raises:
         CitysegError: the first bad image (without ``skip_bad``), or an unwritable cache folder.
     """
-    return label_splits({"images": paths}, labeller, **options).sets["images"]  # the one set's: the same counts
+    return label_splits({"images": paths}, labeller, LabellingOptions(**options)).sets[
+        "images"
+    ]  # the one set's: the same counts
 
 
 def label_splits(
     splits: Mapping[str, Sequence[str | os.PathLike]],
     labeller: Labeller,
-    cache_dir: str | os.PathLike | None = None,
-    workers: int = 1,
-    skip_bad: bool = False,
-    progress: bool = True,
-    mask_side: str = "right",
-    use_cache: bool = True,
-    source=None,
+    options: LabellingOptions | None = None,
 ) -> LabelReport:
     """Label every image of several named sets (filling the cache) and count classes, in all and per set.
 
@@ -176,12 +194,8 @@ def label_splits(
     Args:
         splits: set name (``train``, ``val``, ``test``) -> pair images.
         labeller: from :func:`~cityseg.labels.make_labeller`.
-        cache_dir: label cache folder (default: the user cache); ``use_cache=False`` computes without it.
-        workers: worker processes (1 = label in this process).
-        skip_bad: record unreadable or malformed images in ``skipped`` and go on, instead of stopping.
-        progress: show a tqdm progress bar (on a terminal only).
-        mask_side: which half of each image holds the mask.
-        source: the labelled folder the photos are from (:class:`cityseg.layouts.LabelSource`), or None.
+        options: where the labels are cached, how many processes label them, what to do with bad images
+            (:class:`LabellingOptions`; default: its defaults).
 
     Returns:
         A :class:`LabelReport` with one report per set in ``sets`` (skipped images listed in both).
@@ -205,21 +219,24 @@ def label_splits(
         report.record(paths[index], *result)
         report.sets[names[index]].record(paths[index], *result)
 
-    init_args = (labeller, cache_dir, use_cache, mask_side, skip_bad, source)
+    options = options or LabellingOptions()
+    init_args = (labeller, options)
     labeller.prepare()  # build lookup tables once; forked workers inherit them
     # disable=None: a bar on a terminal only, so a log file gets no stream of redrawn lines
-    bar = tqdm(total=len(paths), desc="labelling", unit="img", disable=None if progress else True, dynamic_ncols=True)
+    bar = tqdm(
+        total=len(paths), desc="labelling", unit="img", disable=None if options.progress else True, dynamic_ncols=True
+    )
     try:
-        if workers <= 1 or len(paths) < 2:
+        if options.workers <= 1 or len(paths) < 2:
             _init_worker(*init_args)
             for index, path in enumerate(paths):
                 record(index, *_count_one(path))
                 bar.update()
         else:
-            from cityseg.workers import guarded_pool
+            from cityseg.process_errors import guarded_pool
 
-            chunksize = max(1, min(32, len(paths) // (workers * 8)))
-            with guarded_pool(workers, _init_worker, init_args, "labelling") as pool_map:
+            chunksize = max(1, min(32, len(paths) // (options.workers * 8)))
+            with guarded_pool(options.workers, _init_worker, init_args, "labelling") as pool_map:
                 for index, result in enumerate(pool_map(_count_one, paths, chunksize=chunksize)):
                     record(index, *result)
                     bar.update()

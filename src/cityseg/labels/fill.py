@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from cityseg.labels.tables import PALETTE_COLORS, LumaBins, highest_bit, lowest_bit, squares, to_ycbcr, ycbcr_of_packed
+from cityseg.labels.colour_lookup import (
+    PALETTE_COLORS,
+    LumaBins,
+    highest_bit,
+    lowest_bit,
+    squares,
+    to_ycbcr,
+    ycbcr_of_packed,
+)
 
 _PALETTE_YCBCR = tuple(np.ascontiguousarray(channel) for channel in to_ycbcr(PALETTE_COLORS).T)  # Y, Cb, Cr: (P,)
 _LUMA_BINS = LumaBins(_PALETTE_YCBCR[0])  # the palette is sorted by luma

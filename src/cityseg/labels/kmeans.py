@@ -7,16 +7,23 @@ its centre; a pixel takes the cluster with the nearest centre, looked up in a 2^
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cityseg.classes import IGNORE_INDEX, LABEL_BY_ID, NUM_LABEL_IDS, ClassSet
 from cityseg.errors import CitysegError
+from cityseg.files import ensure_writable_dir
 from cityseg.images import pack_rgb
-from cityseg.labels.base import Labeller, check_mask
-from cityseg.labels.tables import PALETTE_COLORS, PALETTE_IDS, UNCERTAIN, cached_table
+from cityseg.labels.base import LabelData, Labeller, check_mask, load_saved, refuse_kmeans
+from cityseg.labels.cache import cache_root
+from cityseg.labels.colour_lookup import PALETTE_COLORS, PALETTE_IDS, UNCERTAIN, cached_table
+
+if TYPE_CHECKING:
+    from cityseg.config import LabelConfig
 
 
 class KMeansLabeller(Labeller):
@@ -70,7 +77,7 @@ class KMeansLabeller(Labeller):
             raise CitysegError("kmeans labelling needs images to fit on; the dataset is empty")
         if k < 1 or pixels < k:
             raise CitysegError(f"kmeans needs k >= 1 and at least k sample pixels (k={k}, pixels={pixels})")
-        sample = _sample_mask_pixels(paths, seed, pixels, mask_side, images, skip_bad)  # (pixels, 3)
+        sample = _sample_mask_pixels(paths, seed, pixels, mask_side, images=images, skip_bad=skip_bad)  # (pixels, 3)
         if len(np.unique(sample, axis=0)) < k:
             raise CitysegError(f"the sampled masks hold fewer than k={k} distinct colours; lower --k")
         model = KMeans(n_clusters=k, random_state=seed, n_init=1).fit(sample)
@@ -80,6 +87,43 @@ class KMeansLabeller(Labeller):
         own = PALETTE_COLORS[[list(PALETTE_IDS).index(i) for i in label_ids]].astype(np.float64)
         order = np.lexsort((((centers - own) ** 2).sum(1), label_ids))
         return cls(centers[order], seed=seed, pixels=len(sample), mask_side=mask_side)
+
+    @classmethod
+    def from_config(cls, label_config: LabelConfig, data: LabelData) -> KMeansLabeller:
+        """Centres fitted on ``paths`` as ``label_config`` says, or those fitted before with the same settings.
+
+        Fitted centres are kept in the cache (``kmeans/``), keyed by the settings and the paths.
+
+        Raises:
+            CitysegError: photos with exact labels (``data.exact``, or release photos): clusters mean nothing there.
+        """
+        from cityseg.pairs import is_release_photo
+
+        paths, mask_side = list(data.paths), data.mask_side
+        release = next((p for p in paths if data.exact or is_release_photo(p)), None)
+        if release is not None:
+            refuse_kmeans(release)
+        fit_key = hashlib.sha1(
+            json.dumps(
+                [label_config.k, label_config.seed, label_config.kmeans_pixels, mask_side, [str(p) for p in paths]]
+            ).encode()
+        ).hexdigest()[:16]
+        saved = ensure_writable_dir(cache_root(data.cache_dir) / "kmeans") / f"{fit_key}.json"
+        if saved.exists():
+            try:
+                return cls.load(saved)
+            except CitysegError:
+                pass  # a damaged file: refit and overwrite it
+        labeller = cls.fit(
+            paths, k=label_config.k, seed=label_config.seed, pixels=label_config.kmeans_pixels, mask_side=mask_side
+        )
+        labeller.save(saved)
+        return labeller
+
+    @classmethod
+    def from_dict(cls, values: dict) -> KMeansLabeller:
+        """Rebuild the labeller from :meth:`to_dict` output: its centres and how they were fitted."""
+        return cls(values["centers"], values.get("seed", 0), values.get("pixels", 0), values.get("mask_side", "right"))
 
     def key(self) -> str:
         digest = hashlib.sha1(np.round(self.centers, 6).tobytes()).hexdigest()[:10]
@@ -121,12 +165,13 @@ class KMeansLabeller(Labeller):
     @classmethod
     def load(cls, path: str | os.PathLike) -> KMeansLabeller:
         """Read centres saved by :meth:`save`; a one-line error if the file holds another labeller."""
-        from cityseg.labels.registry import load_labeller  # the registry knows every labeller, this one included
 
-        labeller = load_labeller(path)
-        if not isinstance(labeller, KMeansLabeller):
-            raise CitysegError(f"{path} holds a {labeller.method} labeller, not kmeans centres")
-        return labeller
+        def rebuild(values: dict) -> KMeansLabeller:
+            if values.get("method") != cls.method:
+                raise CitysegError(f"{path} holds a {values.get('method')} labeller, not kmeans centres")
+            return cls.from_dict(values)
+
+        return load_saved(path, rebuild)
 
 
 def nearest_label_ids(colors: np.ndarray) -> np.ndarray:
@@ -155,7 +200,7 @@ def _cluster_classes(centers: np.ndarray, label_ids: np.ndarray) -> ClassSet:
 
 
 def _sample_mask_pixels(
-    paths: Sequence[str | os.PathLike], seed: int, pixels: int, mask_side: str, images: int, skip_bad: bool
+    paths: Sequence[str | os.PathLike], seed: int, pixels: int, mask_side: str, *, images: int, skip_bad: bool
 ) -> np.ndarray:
     """(pixels, 3) float64 mask colours, a seeded sample from up to ``images`` of ``paths``."""
     from cityseg.pairs import read_pair

@@ -1,6 +1,6 @@
 """The palette labeller: nearest official colour, with uncertain pixels taken from the neighbouring classes.
 
-The steps live beside it: :mod:`cityseg.labels.tables` (the colour table), :mod:`cityseg.labels.blends`
+The steps live beside it: :mod:`cityseg.labels.colour_lookup` (the colour table), :mod:`cityseg.labels.blends`
 (slivers a blend of two neighbours would make) and :mod:`cityseg.labels.fill` (choosing among neighbours).
 """
 
@@ -9,16 +9,16 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from cityseg.classes import class_set
 from cityseg.errors import CitysegError
 from cityseg.images import pack_rgb
-from cityseg.labels.base import Labeller, check_mask
+from cityseg.labels.base import LabelData, Labeller, check_mask
 from cityseg.labels.blends import BlendTraps, blend_traps, sliver_pixels
-from cityseg.labels.fill import fill_uncertain
-from cityseg.labels.tables import (
+from cityseg.labels.colour_lookup import (
     FAR,
     PALETTE_COLORS,
     PALETTE_IDS_BY_CODE,
@@ -26,6 +26,10 @@ from cityseg.labels.tables import (
     cached_table,
     colour_bits,
 )
+from cityseg.labels.fill import fill_uncertain
+
+if TYPE_CHECKING:
+    from cityseg.config import LabelConfig
 
 UNKNOWN_DISTANCE = 30.0  # a colour this far from every official colour is not a palette colour ...
 UNKNOWN_SHARE = 0.02  # ... and covering this share of a mask (in one 16^3 colour bin), it is another palette
@@ -50,7 +54,7 @@ class PaletteLabeller(Labeller):
 
     Args:
         classes: class set to map onto: ``train19``, ``categories``, ``labelids``, or a class table (its file or
-            dict, :mod:`cityseg.class_tables`; its ids are read as official label ids).
+            dict, :mod:`cityseg.user_classes`; its ids are read as official label ids).
         max_distance: RGB distance within which a pixel may be a palette colour plus JPEG noise.
         luma_tolerance: luma difference allowed on top of that (None: no luma test).
         search_radius: how far (pixels) an uncertain pixel looks for candidate classes.
@@ -98,6 +102,20 @@ class PaletteLabeller(Labeller):
         self._code_to_class = self.class_set.from_label_ids(PALETTE_IDS_BY_CODE)  # (256,) palette index -> class
         self._traps: BlendTraps | None = None
 
+    @classmethod
+    def from_config(cls, label_config: LabelConfig, data: LabelData) -> PaletteLabeller:
+        """The palette labeller of ``label_config``'s classes and max_distance (it fits on nothing)."""
+        return cls(label_config.classes, label_config.max_distance)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> PaletteLabeller:
+        """Rebuild a palette labeller from :meth:`to_dict` output; unknown settings are a one-line error."""
+        options = {k: v for k, v in values.items() if k != "method"}
+        try:
+            return cls(**options)
+        except TypeError as exc:
+            raise CitysegError(f"bad palette labeller settings {options}: {exc}") from None
+
     def key(self) -> str:
         digest = hashlib.sha1(json.dumps([PALETTE_VERSION, self.to_dict()], sort_keys=True).encode()).hexdigest()
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", self.class_set.name)
@@ -124,7 +142,7 @@ class PaletteLabeller(Labeller):
         return {**self.__dict__, "_traps": None}
 
     def color_table(self) -> np.ndarray:
-        """The 2^24-entry code of every RGB colour (:func:`~cityseg.labels.tables.nearest_color_table`)."""
+        """The 2^24-entry code of every RGB colour (:func:`~cityseg.labels.colour_lookup.nearest_color_table`)."""
         outer = max(self.max_distance, UNKNOWN_DISTANCE)
         return cached_table(PALETTE_COLORS, self.max_distance, outer, self.luma_tolerance)
 

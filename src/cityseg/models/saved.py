@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from cityseg.classes import CLASS_SETS, IGNORE_INDEX, NUM_LABEL_IDS, ClassSet, class_set
 from cityseg.errors import CitysegError
 from cityseg.files import disk_full_message
-from cityseg.models.networks import IMAGENET_MEAN, IMAGENET_STD, hub_offline, input_normalization, unwrap_network
-from cityseg.runs import INFO_FILE  # the ModelInfo file: one name for every module
+from cityseg.models.networks import IMAGENET_MEAN, IMAGENET_STD, input_normalization, unwrap_network
+from cityseg.run_folders import INFO_FILE  # the ModelInfo file: one name for every module
 
 if TYPE_CHECKING:  # torch is imported inside functions so `import cityseg.models` stays light
     from torch import nn
@@ -45,7 +45,7 @@ class ModelInfo:
         mean, std: per-channel normalisation of [0, 1] RGB input.
         label_method: how training masks were labelled (``palette`` / ``kmeans``).
         encoder_weights: what filled the encoder before training (``imagenet``, ``none``, a path ...).
-        class_table: a user's class table (:mod:`cityseg.class_tables`), kept whole so the model folder alone
+        class_table: a user's class table (:mod:`cityseg.user_classes`), kept whole so the model folder alone
             rebuilds its classes; None for the built-in sets. The folder holds it as ``classes.yaml`` too.
 
     Example:
@@ -160,7 +160,7 @@ def _class_table(table: Any, source: str) -> dict | None:
     """A saved class table, checked as a table file is (a damaged one is named now, not at first use)."""
     if table is None:
         return None
-    from cityseg.class_tables import normalize_table
+    from cityseg.user_classes import normalize_table
 
     try:
         return normalize_table(table, f"{source} (class_table)")
@@ -208,7 +208,7 @@ def save_model(net: nn.Module, folder: str | os.PathLike, info: ModelInfo, metri
             config["encoder_weights"] = original_weights
         (tmp / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
         if info.class_table:  # the user's table, readable and reusable (--classes MODEL/classes.yaml)
-            from cityseg.class_tables import TABLE_FILE, table_yaml
+            from cityseg.user_classes import TABLE_FILE, table_yaml
 
             (tmp / TABLE_FILE).write_text(table_yaml(info.classes))
         if metrics is not None:
@@ -264,7 +264,7 @@ def load_model(folder: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
         folder: the model folder (``config.json``, ``model.safetensors``, ``cityseg.json``).
 
     Returns:
-        (network in eval mode, its ModelInfo).
+        (network in eval mode, its ModelInfo; ``info.encoder_weights`` says what filled the encoder before training).
 
     Raises:
         CitysegError: the folder or a file in it is missing, unreadable or does not match the others.
@@ -291,9 +291,9 @@ def load_model(folder: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
     if not isinstance(model_class, type) or not issubclass(model_class, torch.nn.Module):
         raise CitysegError(f"{folder / CONFIG_FILE} names no segmentation-models-pytorch model ({class_name!r})")
     config = {k: v for k, v in config.items() if not k.startswith("_")}
-    config["encoder_weights"] = None  # weights come from model.safetensors; never download
+    config["encoder_weights"] = None  # weights come from model.safetensors: smp and timm fetch nothing
     try:
-        with hub_offline(), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
             net = model_class(**config)
     except Exception as exc:
@@ -311,7 +311,6 @@ def load_model(folder: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise CitysegError(f"{weights_path} does not match {folder / CONFIG_FILE}: {first}") from None
-    net.cityseg_encoder_weights = info.encoder_weights
     net.eval()
     return net, info
 

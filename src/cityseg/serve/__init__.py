@@ -15,7 +15,7 @@ Decoding and resizing run in parallel threads; the model runs in one, so request
 ``{"error": CODE, "message": ONE LINE}`` and the server goes on serving.
 
 The package: ``settings`` (limits, the refusal error), ``upload`` (reading and decoding the body),
-``worker`` (the model's thread, admission), ``bodies`` (the JSON bodies), ``app`` (the routes) and
+``worker`` (the model's thread, admission), ``schemas`` (the JSON bodies), ``app`` (the routes) and
 ``server`` (uvicorn and ``cityseg serve``); every name is importable from ``cityseg.serve``.
 
 Other routes: ``GET /`` (the page, ``static/index.html``: inline JS/CSS, nothing fetched from the internet),
@@ -29,9 +29,9 @@ Example:
     {'width': 2048, 'height': 1024, 'latency_ms': 183.0, 'classes': [{'name': 'road', 'share': 0.38, ...}, ...], ...}
 """
 
-from cityseg.predict import Segmenter
+from cityseg.engine import Segmenter
 from cityseg.serve.app import PREDICT_BODY, STATIC_PAGE, ServedModel, create_app, model_label, page_html
-from cityseg.serve.bodies import ClassesBody, ClassInfo, ClassShare, ErrorBody, HealthBody, PredictionBody, Timing
+from cityseg.serve.schemas import ClassesBody, ClassInfo, ClassShare, ErrorBody, HealthBody, PredictionBody, Timing
 from cityseg.serve.server import DEFAULT_HOST, DEFAULT_PORT, LocalServer, bind_socket, make_server, serve
 from cityseg.serve.settings import (
     MAX_BATCH,

@@ -20,11 +20,12 @@ from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from cityseg.engine import Segmenter, preprocess
 from cityseg.errors import CitysegError, first_line
 from cityseg.images import Photo
 from cityseg.inference import labels_at_size
-from cityseg.predict import Segmenter, ids_encoder, preprocess
-from cityseg.serve.bodies import ClassesBody, ClassInfo, ClassShare, ErrorBody, HealthBody, PredictionBody, Timing
+from cityseg.outputs import ids_encoder
+from cityseg.serve.schemas import ClassesBody, ClassInfo, ClassShare, ErrorBody, HealthBody, PredictionBody, Timing
 from cityseg.serve.settings import RequestError, ServeSettings
 from cityseg.serve.upload import decode_upload, read_upload
 from cityseg.serve.video import add_video_route
@@ -276,9 +277,7 @@ async def _segment_upload(
     )
     if output == "json":
         latency_ms = 1000 * (resized - started)
-        body = _summary(
-            labels, served.class_table, timing, latency_ms, result, served.backend, served.info.class_set_name
-        )
+        body = _summary(labels, served, timing, latency_ms, result)
         return JSONResponse(body.model_dump())
     png = await run_in_threadpool(_encode_png, to_ids, labels)
     latency_ms = 1000 * (time.perf_counter() - started)
@@ -310,15 +309,10 @@ def _encode_png(to_ids: Callable[[np.ndarray], np.ndarray], labels: np.ndarray) 
 
 
 def _summary(
-    labels: np.ndarray,
-    class_table: list[ClassInfo],
-    timing: Timing,
-    latency_ms: float,
-    result: Inference,
-    backend: str,
-    class_set_name: str,
+    labels: np.ndarray, served: ServedModel, timing: Timing, latency_ms: float, result: Inference
 ) -> PredictionBody:
     """The JSON answer: every class present with its pixels and share, largest first, and the timings."""
+    class_table = served.class_table
     counts = np.bincount(labels.ravel(), minlength=len(class_table))
     total = max(1, labels.size)
     present = sorted((int(i) for i in np.flatnonzero(counts[: len(class_table)])), key=lambda i: -counts[i])
@@ -328,8 +322,8 @@ def _summary(
         latency_ms=round(latency_ms, 2),
         timing_ms=Timing(**{key: round(value, 2) for key, value in timing.model_dump().items()}),
         batch_size=result.batch_size,
-        backend=backend,
-        class_set=class_set_name,
+        backend=served.backend,
+        class_set=served.info.class_set_name,
         classes=[
             ClassShare(**class_table[i].model_dump(), pixels=int(counts[i]), share=float(counts[i]) / total)
             for i in present

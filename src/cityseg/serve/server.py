@@ -6,9 +6,9 @@ import os
 import socket
 from dataclasses import dataclass
 
-from cityseg.defaults import DEFAULT_BACKEND, DEFAULT_HOST, DEFAULT_LOG_LEVEL, DEFAULT_PORT
+from cityseg.defaults import DEFAULT_HOST, DEFAULT_LOG_LEVEL, DEFAULT_PORT
+from cityseg.engine import PredictOptions, Segmenter
 from cityseg.errors import CitysegError
-from cityseg.predict import Segmenter
 from cityseg.serve.app import create_app, model_label
 from cityseg.serve.settings import ServeSettings
 
@@ -92,9 +92,7 @@ def serve(
     model: str | os.PathLike | Segmenter,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
-    backend: str = DEFAULT_BACKEND,
-    onnx_file: str | os.PathLike | None = None,
-    threads: int | None = None,
+    options: PredictOptions | None = None,
     settings: ServeSettings | None = None,
     log_level: str = DEFAULT_LOG_LEVEL,
     token: str | None = None,
@@ -106,10 +104,9 @@ def serve(
         model: a model folder, run folder, ``runs/latest`` or a loaded :class:`Segmenter`.
         host: address to listen on (default loopback only).
         port: TCP port; 0 picks a free one (printed).
-        backend: ``torch``, ``onnx`` or ``openvino`` (int8 when ``model.int8.onnx`` is there), as
-            ``cityseg predict``.
-        onnx_file: with ``backend="onnx"`` or ``"openvino"``, the ONNX file to run.
-        threads: CPU threads for the model.
+        options: how the model runs, as for ``cityseg predict``: its ``backend`` (``torch``, ``onnx`` or
+            ``openvino``; int8 when ``model.int8.onnx`` is there), ``onnx_file``, ``threads``, ``flip`` and
+            ``scales`` (default ``PredictOptions()``). What each request gets is the request's to say.
         settings: limits; see :class:`ServeSettings`.
         log_level: uvicorn's log level (``info`` logs every request).
         token: the bearer token requests need (default ``$CITYSEG_TOKEN``); required beyond loopback.
@@ -125,10 +122,12 @@ def serve(
 
     required = resolve_token(token, host, no_auth)  # before the model loads: the quicker mistake to fix
     settings = replace(settings or ServeSettings(), token=required)
-    segmenter = model if isinstance(model, Segmenter) else Segmenter.from_pretrained(model, backend, onnx_file, threads)
+    options = options or PredictOptions()
+    segmenter = model if isinstance(model, Segmenter) else Segmenter.from_options(model, options)
     server = make_server(segmenter, host, port, settings, log_level)
+    backend = getattr(segmenter.backend, "name", options.backend)
     print(
-        f"serving {model_label(segmenter.model_dir)} ({getattr(segmenter.backend, 'name', backend)}) at {server.url}  "
+        f"serving {model_label(segmenter.model_dir)} ({backend}) at {server.url}  "
         f"(API: POST /predict, GET /health, /classes, /openapi.json{'; token required' if required else ''}; "
         "Ctrl+C stops)",
         flush=True,

@@ -16,6 +16,7 @@ import math
 import shutil
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,11 +24,12 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from cityseg.engine import Segmenter
 from cityseg.errors import CitysegError, first_line
-from cityseg.predict import Segmenter
 from cityseg.serve.settings import RequestError
 from cityseg.serve.upload import UPLOAD_KINDS, read_upload
 from cityseg.serve.worker import Admission, InferenceWorker
+from cityseg.video import VideoOptions
 
 VIDEO_ROUTE = "/predict/video"
 UPLOAD_NAME = "upload"  # the upload's name in its temporary folder; messages say "the upload" instead
@@ -94,9 +96,10 @@ def add_video_route(app: FastAPI, served, error_responses: dict) -> None:
         try:
             data = await read_upload(request, served.settings.max_upload_bytes, kind="video")
             started = time.perf_counter()
-            overlay, summary = await run_in_threadpool(
-                _segment, segmenter, served.settings, data, folder, every, smooth
-            )
+            path = folder / UPLOAD_NAME
+            await run_in_threadpool(_write_upload, data, path)
+            video = VideoOptions(every=every, smooth=smooth or None)
+            overlay, summary = await run_in_threadpool(_segment, segmenter, served.settings, path, video)
         finally:
             await run_in_threadpool(shutil.rmtree, folder, True)
             served.admission.leave()
@@ -127,22 +130,23 @@ def _video_body() -> dict:
     }
 
 
-def _segment(segmenter: Segmenter, settings, data: bytes, folder: Path, every: int, smooth: float):
-    """Write ``data`` into ``folder``, check it against the limits, segment it; (overlay bytes, VideoSummary)."""
-    from cityseg.video import VideoCutShortError, VideoTooLongError, open_video, predict_video
-
-    path = folder / UPLOAD_NAME
+def _write_upload(data: bytes, path: Path) -> None:
     try:
         path.write_bytes(data)
     except OSError as exc:
         raise RequestError(500, "video_failed", f"no room for the upload: {exc.strerror or exc}") from None
+
+
+def _segment(segmenter: Segmenter, settings, path: Path, video: VideoOptions):
+    """Check the upload at ``path`` against the limits and segment it beside it; (overlay bytes, VideoSummary)."""
+    from cityseg.video import VideoCutShortError, VideoTooLongError, open_video, predict_video
+
+    folder = path.parent
     try:
         container, _, info = open_video(path)
         container.close()
-        max_frames = _check_limits(info, settings)
-        summary = predict_video(
-            segmenter, path, folder / "out", every=every, smooth=smooth or None, stem=UPLOAD_NAME, max_frames=max_frames
-        )
+        video = replace(video, max_frames=_check_limits(info, settings))
+        summary = predict_video(segmenter, path, folder / "out", video, stem=UPLOAD_NAME)
     except RequestError:
         raise
     except VideoTooLongError:

@@ -18,7 +18,8 @@ The stages, one module each:
 - ``camera``: the pinhole camera, projection, visible faces, per-pixel rays (the only module that knows the
   camera's pose); ``geometry``: world vectors and faces; ``dice``: the scalar random numbers.
 - ``materials``: colour palettes, per-class texture strengths, colour arithmetic; ``lighting``: sun, sky, haze.
-- ``layout``: lanes, parking, kerbs, sidewalks, frontage kinds, the cross street; the ground drawn from them.
+- ``street``: lanes, parking, kerbs, sidewalks, frontage kinds, the cross street; ``ground``: the ground drawn
+  from them.
 - ``props``: buildings and parks, vegetation, street furniture, vehicles, people, as functions over a ``scene``.
 - ``patterns`` and ``finish``: the per-pixel passes that turn the drawn canvas into a photo.
 - ``render``: the order a scene is drawn in; ``write``: pairs and label ids on disk; ``labelled``: scenes as

@@ -3,27 +3,76 @@
 ``cityseg synth OUT --layout kitti`` draws scenes at the dataset's shape and writes each photo and its label
 image where that dataset keeps them, its labels in its own format (or ``label_format``), encoded from the
 scene's exact label ids: a miniature of the dataset that cityseg reads as it reads the real one.
+
+The datasets' folders and label formats are the data layer's (:mod:`cityseg.layouts`,
+:mod:`cityseg.label_formats`, which read them); what only the scenes need is here: their names and size in
+each layout (:data:`SCENE_FILES`) and how label ids are written in each format (:data:`LABEL_ENCODERS`).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from cityseg.classes import NUM_LABEL_IDS
+from cityseg.classes import NUM_LABEL_IDS, class_set
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_path, ensure_writable_dir
 from cityseg.label_formats import label_format as label_format_named
-from cityseg.label_formats import write_label_file
 from cityseg.layouts import CONDITIONS, LAYOUTS, Layout, name_key
 from cityseg.synth.render import render_scene
 from cityseg.synth.write import JPEG_QUALITY, JPEG_SUBSAMPLING, check_scene_arguments, train_class_shares
 
 FRAMES_PER_SEQUENCE = 8  # ACDC and Dark Zurich keep their frames in one folder per recorded sequence
+
+
+@dataclass(frozen=True)
+class SceneFiles:
+    """How scenes are named and sized in one layout.
+
+    Attributes:
+        photo_name: where scene ``i`` of ``split`` goes, under the layout's photos: keys ``split``, ``i``,
+            ``seq`` (a sequence number), ``condition`` (ACDC's, cycling through ``layouts.CONDITIONS``).
+        size: (H, W) of the scenes drawn, the dataset's shape, small.
+    """
+
+    photo_name: str
+    size: tuple[int, int] = (144, 256)
+
+
+SCENE_FILES: dict[str, SceneFiles] = {  # one for each of layouts.LAYOUTS
+    "kitti": SceneFiles("{i:06d}_10.png", size=(96, 320)),
+    "bdd100k": SceneFiles("{split}/{i:08x}-5ca1ab1e.jpg"),
+    "acdc": SceneFiles("{condition}/{split}/GOPR{seq:04d}/GOPR{seq:04d}_frame_{i:06d}_rgb_anon.png"),
+    "darkzurich": SceneFiles("{split}/night/GOPR{seq:04d}/GOPR{seq:04d}_frame_{i:06d}_rgb_anon.png"),
+    "images": SceneFiles("{split}/{i:05d}.png"),
+}
+
+
+def _encode_train_ids(label_ids: np.ndarray) -> np.ndarray:
+    return class_set("train19").from_label_ids(label_ids)
+
+
+def _encode_colors(label_ids: np.ndarray) -> np.ndarray:
+    return class_set("labelids").colorize(label_ids)
+
+
+# label format (label_formats.LABEL_FORMATS) -> (H, W) official label ids -> the pixels written
+LABEL_ENCODERS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "labelids": lambda ids: ids,
+    "trainids": _encode_train_ids,
+    "color": _encode_colors,
+}
+
+
+def write_label_file(path: Path, label_ids: np.ndarray, format_name: str) -> None:
+    """Write (H, W) official label ids as a lossless PNG of ``format_name`` (an open file or a path)."""
+    label_format_named(format_name)  # an unknown name is the one-line error of label_formats
+    Image.fromarray(LABEL_ENCODERS[format_name](label_ids)).save(path, format="PNG")
 
 
 @dataclass(frozen=True)
@@ -50,7 +99,8 @@ class LayoutSummary:
 
 def scene_paths(layout: Layout, split: str, index: int, label_format: str, flat: bool) -> tuple[str, str]:
     """(photo, label) paths of scene ``index`` of ``split``, relative to the root, as ``layout`` keeps them."""
-    template = layout.photo_name.removeprefix("{split}/") if flat else layout.photo_name
+    photo_name = SCENE_FILES[layout.name].photo_name
+    template = photo_name.removeprefix("{split}/") if flat else photo_name
     seq = index // FRAMES_PER_SEQUENCE
     photo = template.format(split=split, i=index, seq=seq, condition=CONDITIONS[seq % len(CONDITIONS)])
     stem, _ = name_key(Path(photo).name)
@@ -77,7 +127,7 @@ def write_labelled(
         count, seed: how many scenes, and the seed.
         val_fraction: the last ``round(count * val_fraction)`` scenes go to the val split (a layout without split
             folders takes none: its split is made by seed when it is read).
-        size: (height, width); default the layout's :attr:`~cityseg.layouts.Layout.synth_size`.
+        size: (height, width); default the layout's :attr:`SceneFiles.size` (:data:`SCENE_FILES`).
         label_format: ``labelids``, ``trainids`` or ``color``; default the layout's own.
 
     Raises:
@@ -92,7 +142,7 @@ def write_labelled(
     fmt = label_format or chosen.label_format
     label_format_named(fmt)  # an unknown name is the one-line error of label_formats
     chosen.label_folder(fmt)  # one the layout does not ship is an error now, before any drawing
-    size = tuple(size or chosen.synth_size)
+    size = tuple(size or SCENE_FILES[layout].size)
     n_val = _check(chosen, count, seed, val_fraction)
     out = ensure_writable_dir(out)
     photos = out / chosen.photos

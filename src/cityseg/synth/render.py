@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from cityseg.synth.finish import finish
-from cityseg.synth.layout import draw_ground
+from cityseg.synth.ground import draw_ground
 from cityseg.synth.props import FRONTAGES, ego_bonnet, far_end, people, street_furniture, traffic
 from cityseg.synth.scene import Scene, Shot
 

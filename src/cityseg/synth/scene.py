@@ -24,9 +24,9 @@ from cityseg.synth.camera import NEAR, Camera
 from cityseg.synth.canvas import Canvas
 from cityseg.synth.dice import Dice, SeededDice
 from cityseg.synth.geometry import Face
-from cityseg.synth.layout import Street
 from cityseg.synth.lighting import Lighting
 from cityseg.synth.materials import Colour, pick, scale
+from cityseg.synth.street import Street
 
 # streams of a drive's seed: Shot.entropy + (stream, ...) seeds each generator a drive uses
 LAYOUT, NOISE, STEADY, OBJECT, FINISH, MOTION = 1, 2, 3, 4, 5, 6

@@ -18,6 +18,7 @@ from cityseg.synth.render import render_scene
 
 JPEG_QUALITY = 95
 JPEG_SUBSAMPLING = 2  # PIL's code for 4:2:0 chroma, what the real pairs use
+TRUTH_SUFFIX = "_labelIds.png"  # the exact label ids beside each pair: N.jpg and N_labelIds.png
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ def _check_folder(folder: Path, count: int) -> None:
         if path.suffix.lower() not in (".jpg", ".jpeg"):
             continue
         match = _PAIR_NAME.match(path.name)
-        if not match or not (folder / f"{match.group(1)}_labelIds.png").exists():
+        if not match or not (folder / f"{match.group(1)}{TRUTH_SUFFIX}").exists():
             raise CitysegError(
                 f"{folder} already holds images that cityseg synth did not write (e.g. {path.name}); "
                 "choose an empty output folder"
@@ -85,7 +86,7 @@ def _write_pair(path: Path, photo: np.ndarray, label_ids: np.ndarray) -> None:
     mask = class_set("labelids").colorize(label_ids)  # official colours; ids outside 0..33 come out black
     pair = np.concatenate([photo, mask], axis=1)  # (H, 2W, 3): photo left, mask right
     try:
-        with atomic_path(path.with_name(f"{path.stem}_labelIds.png")) as tmp:
+        with atomic_path(path.with_name(f"{path.stem}{TRUTH_SUFFIX}")) as tmp:
             Image.fromarray(label_ids).save(tmp, format="PNG")
         with atomic_path(path) as tmp:
             Image.fromarray(pair).save(tmp, format="JPEG", quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING)

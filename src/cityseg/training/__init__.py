@@ -5,11 +5,11 @@ the progress bar, seeding, precision and devices; this package adds only what is
 
 * :mod:`.module`: :class:`SegModule` (the network, :class:`SegmentationLoss`, optimiser and per-step LR
   schedule from the config, and accuracy/mIoU through :class:`cityseg.metrics.SegmentationMetrics`);
-* the loss terms, optimisers and LR schedules are registries by name in :mod:`cityseg.losses` and
+* the loss terms, optimisers and LR schedules are registries by name in :mod:`cityseg.loss_registry` and
   :mod:`cityseg.optim`, below this package (the config lists their names without importing it);
 * :mod:`.budget`: :class:`BudgetPlanner`, which fits the run to ``train.budget_minutes``;
 * :mod:`.trainer`: the Lightning Trainer and its callbacks; :mod:`.data`: the LightningDataModule;
-* :mod:`.run_folder`: what a finished run writes; :mod:`.run`: :func:`train`.
+* :mod:`.outputs`: what a training run writes into its folder; :mod:`.pipeline`: :func:`train`, the whole run.
 
 Names are loaded on first use (PEP 562): ``import cityseg.training`` alone loads no Lightning.
 """
@@ -20,18 +20,18 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "train": "run",
-    "class_weights": "run",
-    "RUN_DIR_ENV": "run",
+    "train": "pipeline",
+    "class_weights": "pipeline",
+    "RUN_DIR_ENV": "pipeline",
     "SegModule": "module",
     "SegmentationLoss": "module",
     "BudgetPlanner": "budget",
     "configure_threads": "trainer",  # lives in cityseg.devices
     "make_trainer": "trainer",
     "SegDataModule": "data",
-    "HISTORY_COLUMNS": "run_folder",
-    "write_history": "run_folder",
-    "finish_run": "run_folder",
+    "HISTORY_COLUMNS": "outputs",
+    "write_history": "outputs",
+    "finish_run": "outputs",
 }
 
 __all__ = sorted(_EXPORTS)

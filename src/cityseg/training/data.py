@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 import lightning as L
 import torch
@@ -23,6 +24,17 @@ from cityseg.labels import LabelCache
 from cityseg.splits import SPLIT_NAMES, split_dataset
 
 
+class StepPlan(Protocol):
+    """What the data module asks of a time budget: the steps its latest plan fits.
+
+    :class:`~cityseg.training.budget.BudgetPlanner` is one; the same on every process of a run.
+    """
+
+    @property
+    def planned_steps(self) -> int | None:
+        """The planned schedule length in steps, or None before the first plan."""
+
+
 class SegDataModule(L.LightningDataModule):
     """The train/val/test DataLoaders of a run, as a LightningDataModule.
 
@@ -30,6 +42,8 @@ class SegDataModule(L.LightningDataModule):
         config: uses ``data.*`` (size, batch size, workers, mask side) and ``augment.*``.
         splits: train/val/test paths (default: :func:`~cityseg.datasets.split_dataset` of the config).
         label_cache: where labels come from (default: :func:`prepare_labels` runs in ``prepare_data``).
+        step_plan: the run's time budget (the one among the Trainer's callbacks), whose plan moves the switch
+            to ``augment.final_epochs`` earlier; None without a time budget.
 
     Example:
         >>> datamodule = SegDataModule(config, splits, cache)  # doctest: +SKIP
@@ -41,11 +55,13 @@ class SegDataModule(L.LightningDataModule):
         config: Config,
         splits: dict[str, list[Path]] | None = None,
         label_cache: LabelCache | None = None,
+        step_plan: StepPlan | None = None,
     ):
         super().__init__()
         self.config = config
         self.splits = splits
         self.label_cache = label_cache
+        self.step_plan = step_plan
         self.datasets: dict[str, PairDataset] = {}
         self._sampler: RareClassSampler | None = None
 
@@ -139,9 +155,9 @@ class SegDataModule(L.LightningDataModule):
         planned = self.config.train.max_epochs * steps_per_epoch
         if trainer.max_steps > 0:
             planned = min(planned, trainer.max_steps)
-        budget = next((c for c in trainer.callbacks if getattr(c, "planned_steps", None) is not None), None)
-        if budget is not None:  # a time budget: the steps its last plan fits (the same on every process)
-            planned = min(planned, budget.planned_steps)
+        budgeted = self.step_plan.planned_steps if self.step_plan is not None else None
+        if budgeted is not None:  # a time budget: the steps its last plan fits (the same on every process)
+            planned = min(planned, budgeted)
         return planned - trainer.global_step <= (epochs + 0.5) * steps_per_epoch
 
     def val_dataloader(self) -> DataLoader:

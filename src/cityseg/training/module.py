@@ -8,20 +8,21 @@ from typing import Any
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from cityseg.classes import IGNORE_INDEX
 from cityseg.config import Config
-from cityseg.losses import LOSS_TERMS, loss_terms
+from cityseg.loss_registry import LOSS_TERMS, loss_terms
+from cityseg.metrics import SegmentationMetrics, update_confusion
 from cityseg.optim import LRSchedule, make_optimizer
 
 
 class SegmentationLoss(torch.nn.Module):
-    """The sum of the :data:`~cityseg.losses.LOSS_TERMS` that ``kind`` names, ``IGNORE_INDEX`` left out.
+    """The sum of the :data:`~cityseg.loss_registry.LOSS_TERMS` that ``kind`` names, ``IGNORE_INDEX`` left out.
 
     Args:
-        kind: ``ce`` (cross-entropy on integer labels), ``ce+dice`` (plus smp's multiclass Dice loss, which
-            helps small classes), ``ohem+dice`` (cross-entropy over the hard pixels only) ...
+        kind: ``ce`` (cross-entropy on integer labels), ``ce+dice`` (plus cityseg's own multiclass Dice term,
+            :class:`cityseg.loss_modules.DiceLoss`, which helps small classes), ``ohem+dice`` (cross-entropy over
+            the hard pixels only) ...
         class_weights: optional (C,) weights of the cross-entropy terms.
         optim: the run's OptimConfig, for the terms' own settings (OHEM's threshold and share).
 
@@ -50,8 +51,8 @@ class SegModule(L.LightningModule):
         class_names: the classes the network predicts (index ``i`` is class ``i``).
         pretrained: load ``model.encoder_weights`` into the encoder; ``False`` when weights come from a
             checkpoint anyway (resuming, evaluating), so nothing is downloaded.
-        class_weights: per-class cross-entropy weights (``optim.class_weights``; see
-            :func:`cityseg.losses_weights.class_weights`).
+        class_weights: per-class cross-entropy weights (``optim.class_weights``, worked out by
+            :func:`cityseg.training.pipeline.class_weights`).
 
     Shape:
         ``forward``: images (B, 3, H, W) float -> logits (B, C, H, W); softmax is applied at prediction.
@@ -70,8 +71,7 @@ class SegModule(L.LightningModule):
         class_weights: Sequence[float] | None = None,
     ):
         super().__init__()
-        from cityseg.metrics import SegmentationMetrics
-        from cityseg.models import create_model, encoder_weights_used, network_options
+        from cityseg.models import build_network, network_options
 
         self.config = config if isinstance(config, Config) else Config.from_dict(config)
         self.class_names = list(class_names)
@@ -81,7 +81,7 @@ class SegModule(L.LightningModule):
             hparams["class_weights"] = [float(w) for w in class_weights]
         self.save_hyperparameters(hparams)
         model = self.config.model
-        self.net = create_model(
+        self.net, filled_by = build_network(
             arch=model.arch,
             encoder=model.encoder,
             num_classes=len(self.class_names),
@@ -89,7 +89,7 @@ class SegModule(L.LightningModule):
             **network_options(model),
         )
         # what filled the encoder before training; kept in checkpoints so a resumed run still knows
-        self.encoder_weights_used = encoder_weights_used(self.net) if pretrained else model.encoder_weights
+        self.encoder_weights_used = filled_by if pretrained else model.encoder_weights
         if self.config.train.channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         self.criterion = SegmentationLoss(self.config.optim.loss, class_weights, self.config.optim)
@@ -113,10 +113,8 @@ class SegModule(L.LightningModule):
             losses = [self._shared_step((images[i : i + 1], mask[None]), stage) for i, mask in enumerate(masks)]
             return torch.stack(losses).mean()
         logits = self(images) if stage == "train" else self._eval_logits(images)  # (B, C, h, w)
-        if logits.shape[-2:] != masks.shape[-2:]:
-            # evaluation masks keep the labels' own size: score the upsampled logits, never resized labels
-            logits = F.interpolate(logits, size=masks.shape[-2:], mode="bilinear", align_corners=False)
-        getattr(self, f"{stage}_metrics").update(logits.argmax(dim=1), masks)  # (B, H, W) predicted classes
+        # evaluation masks keep the labels' own size: the loss too takes the logits scored at it (B, C, H, W)
+        logits = update_confusion(getattr(self, f"{stage}_metrics"), logits, masks)[0]
         # images with any labelled pixel: a batch of only padding items (see datasets.ShardSampler) has none,
         # and cross-entropy over zero pixels is 0/0
         labelled = int((masks != IGNORE_INDEX).flatten(1).any(dim=1).sum())
@@ -130,7 +128,14 @@ class SegModule(L.LightningModule):
 
         data = self.config.data
         n = len(self.class_names)
-        net = eval_net(self, data.eval_window, data.eval_overlap, data.eval_flip, n, tuple(data.eval_scales))
+        net = eval_net(
+            self,
+            data.eval_window,
+            data.eval_overlap,
+            flip=data.eval_flip,
+            num_classes=n,
+            scales=tuple(data.eval_scales),
+        )
         return net(images)
 
     def training_step(self, batch, batch_idx: int) -> torch.Tensor:

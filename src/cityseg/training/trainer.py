@@ -17,8 +17,25 @@ from cityseg.training.checkpoints import BEST_CHECKPOINT, CHECKPOINTS_DIR, Atomi
 from cityseg.training.console import on_terminal, progress_callback, quiet_libraries
 
 
-def make_callbacks(config: Config, run_dir: Path) -> list[Callback]:
-    """Best and last checkpoints, early stopping, the progress bar, the time budget and weight averaging."""
+def budget_planner(config: Config) -> BudgetPlanner | None:
+    """The run's time budget planner, or None without ``train.budget_minutes``.
+
+    Built once by the caller and handed both to :func:`make_trainer` (it runs as a callback) and to the
+    :class:`~cityseg.training.data.SegDataModule` (which reads its plan as a ``StepPlan``).
+    """
+    train = config.train
+    return BudgetPlanner(train.budget_minutes * 60, train.budget_probe_steps) if train.budget_minutes > 0 else None
+
+
+def make_callbacks(config: Config, run_dir: Path, budget: BudgetPlanner | None = None) -> list[Callback]:
+    """Best and last checkpoints, early stopping, the progress bar, the time budget and weight averaging.
+
+    Args:
+        config: the run's settings (``train.*``).
+        run_dir: the run folder; checkpoints go to its ``checkpoints/``.
+        budget: the run's :func:`budget_planner`, shared with the data module; when None, one is built here
+            from ``train.budget_minutes`` (if set) that nothing else sees.
+    """
     train = config.train
     callbacks: list[Callback] = [
         ModelCheckpoint(
@@ -41,12 +58,9 @@ def make_callbacks(config: Config, run_dir: Path) -> list[Callback]:
         callbacks.append(progress)
     if train.max_steps > 0:
         callbacks.append(StepLimit())
-    if train.budget_minutes > 0:
-        budget = train.budget_minutes * 60
-        callbacks += [
-            Timer(duration=timedelta(seconds=budget), interval="step"),
-            BudgetPlanner(budget, train.budget_probe_steps),
-        ]
+    budget = budget if budget is not None else budget_planner(config)
+    if budget is not None:
+        callbacks += [Timer(duration=timedelta(seconds=budget.budget_s), interval="step"), budget]
     if train.ema_decay > 0:
         from lightning.pytorch.callbacks import EMAWeightAveraging
 
@@ -67,8 +81,15 @@ def _loggers(run_dir: Path) -> list:
     return loggers
 
 
-def make_trainer(config: Config, run_dir: Path, **overrides: Any) -> L.Trainer:
-    """The Lightning Trainer of a run: devices, precision, loggers and callbacks all from ``config``."""
+def make_trainer(config: Config, run_dir: Path, budget: BudgetPlanner | None = None, **overrides: Any) -> L.Trainer:
+    """The Lightning Trainer of a run: devices, precision, loggers and callbacks all from ``config``.
+
+    Args:
+        config: the run's settings.
+        run_dir: the run folder (checkpoints and logs).
+        budget: the run's :func:`budget_planner` (see :func:`make_callbacks`).
+        **overrides: passed on to ``lightning.Trainer``, replacing what the config says.
+    """
     train = config.train
     devices: int | str = int(train.devices) if str(train.devices).isdigit() else train.devices
     strategy = train.strategy
@@ -84,7 +105,7 @@ def make_trainer(config: Config, run_dir: Path, **overrides: Any) -> L.Trainer:
         "num_nodes": train.num_nodes,
         "strategy": strategy,
         "precision": train.precision,
-        "callbacks": make_callbacks(config, run_dir),
+        "callbacks": make_callbacks(config, run_dir, budget),
         "logger": _loggers(run_dir),
         "log_every_n_steps": train.log_every_n_steps,
         "enable_progress_bar": train.progress and on_terminal(),  # off a terminal: EpochLines instead

@@ -4,15 +4,16 @@
 each frame, a legend of the classes present, the video's own frame rate and size) and, with ``--frames``,
 ``DIR/drive_frames/000000_<ids>.png`` per frame. From Python::
 
-    segmenter = Segmenter.from_pretrained("runs/latest")
-    summary = segmenter.predict_video("drive.mp4", out="out")        # a VideoSummary
-    for frame, labels in segmenter.iter_video("drive.mp4"):          # (H, W, 3) and (H, W) uint8
+    segmenter = Segmenter.from_pretrained("runs/latest")                          # cityseg.engine
+    summary = predict_video(segmenter, "drive.mp4", "out", VideoOptions(every=2))  # a VideoSummary
+    for frame, labels in iter_video(segmenter, "drive.mp4"):                      # (H, W, 3) and (H, W) uint8
         ...
 
 The modules, one stage each:
 
 - ``reader``: which inputs are videos, opening one (its errors), decoding in a thread;
-- ``pipeline``: the model stage, ``--every`` and ``--smooth``, :func:`predict_video` and :func:`iter_video`;
+- ``pipeline``: the model stage, ``--every`` and ``--smooth``, :class:`VideoOptions`, :func:`predict_video`
+  and :func:`iter_video`;
 - ``overlay``: the photo overlay's colours and blend, and the legend;
 - ``writer``: the encoder (H.264 where there is one), odd sizes, the label PNGs, the encoding thread;
 - ``pipes``: the bounded queues between the threads; ``summary``: what a run did, and flicker.
@@ -28,9 +29,11 @@ from __future__ import annotations
 from cityseg.video.overlay import Legend, draw_overlay
 from cityseg.video.pipeline import (
     ProbabilitySmoother,
+    VideoOptions,
     check_video_settings,
     iter_video,
     predict_video,
+    predict_videos,
     segment_frames,
     video_model_threads,
 )
@@ -48,6 +51,7 @@ __all__ = [
     "ProbabilitySmoother",
     "VideoCutShortError",
     "VideoInfo",
+    "VideoOptions",
     "VideoSummary",
     "VideoTooLongError",
     "check_video_settings",
@@ -57,6 +61,7 @@ __all__ = [
     "iter_video",
     "open_video",
     "predict_video",
+    "predict_videos",
     "segment_frames",
     "split_video_inputs",
     "video_model_threads",

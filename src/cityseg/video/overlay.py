@@ -1,7 +1,7 @@
 """The overlay of a video frame: the photo overlay's colours and blending, and a legend of the classes present.
 
-The colours are :func:`cityseg.predict.colour_image`, blended over the frame with ``Image.blend`` at the
-same ``alpha``, exactly as the photos' ``STEM_overlay.jpg`` (:class:`cityseg.predict.OutputWriter`), so a
+The colours are :func:`cityseg.outputs.colour_image`, blended over the frame by :func:`~cityseg.outputs.overlay_image`
+at the same ``alpha``, exactly as the photos' ``STEM_overlay.jpg`` (:class:`cityseg.outputs.OutputWriter`), so a
 frame and a photo with the same labels look alike. The legend, in the top-left corner, lists the classes
 present in the frame with their colours, in PIL's default font at a size that follows the frame's height;
 each set of classes is drawn once and pasted from a small cache after that, since consecutive frames
@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from cityseg.classes import ClassSet
 from cityseg.defaults import OVERLAY_ALPHA
-from cityseg.predict import colour_image
+from cityseg.outputs import colour_image, overlay_image
 
 LEGEND_LINES_PER_FRAME = 40  # the legend's text is 1/40 of the frame's height (18 px at 720p) ...
 LEGEND_MIN_FONT = 8  # ... but never below 8 px
@@ -109,7 +109,7 @@ def draw_overlay(
         The RGB overlay, (W, H).
     """
     frame = Image.fromarray(rgb)
-    overlay = Image.blend(frame, colour_image(labels, classes), alpha)  # as OutputWriter.write blends a photo
+    overlay = overlay_image(frame, colour_image(labels, classes), alpha)  # as OutputWriter.write blends a photo
     if legend is not None:
         legend.draw(overlay, labels)
     return overlay

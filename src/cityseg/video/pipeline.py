@@ -29,23 +29,44 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from cityseg.defaults import ID_KINDS, OVERLAY_ALPHA, PREDICT_BATCH
+from cityseg.defaults import PREDICT_BATCH
+from cityseg.engine import PredictOptions, Segmenter, preprocess
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_path, ensure_writable_dir
 from cityseg.inference import edge_labels_at_size
-from cityseg.predict import PredictSummary, ids_encoder, output_stems, preprocess
+from cityseg.outputs import PredictSummary, ids_encoder, output_stems
 from cityseg.video.overlay import Legend, draw_overlay
 from cityseg.video.reader import DecodedFrame, FrameReader
 from cityseg.video.summary import FlickerMeter, VideoCutShortError, VideoSummary, VideoTooLongError
 from cityseg.video.writer import Encoder, FrameSink, OverlayVideoWriter, choose_encoder
 
-if TYPE_CHECKING:
-    from cityseg.predict import Segmenter
+QUIET = PredictOptions(progress=False)  # predict_video's default: the options' defaults, without a progress bar
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """What a caller chooses for a video, beside the :class:`~cityseg.engine.PredictOptions` it shares with
+    photos (ids, overlay alpha, batch size, progress bar).
+
+    Args:
+        frames: also write every frame's label PNG (``STEM_frames/000000_<ids>.png``).
+        every: run the model on one frame in ``every`` and hold its labels for the frames in between.
+        smooth: weight of the newest frame in a moving average of the class probabilities, in (0, 1]
+            (:class:`ProbabilitySmoother`); 0 or None: off.
+        encoder: the video encoder (None: the best there is, :func:`cityseg.video.writer.choose_encoder`).
+        max_frames: refuse a video with more frames than this (``cityseg serve``'s length limit); None: any length.
+    """
+
+    frames: bool = False
+    every: int = 1
+    smooth: float | None = None
+    encoder: Encoder | None = None
+    max_frames: int | None = None
 
 
 def video_model_threads(threads: int | None = None) -> int:
@@ -212,16 +233,9 @@ def predict_video(
     segmenter: Segmenter,
     path: str | os.PathLike,
     out_dir: str | os.PathLike,
-    ids: str = ID_KINDS[0],
-    frames: bool = False,
-    every: int = 1,
-    smooth: float | None = None,
-    alpha: float = OVERLAY_ALPHA,
-    batch_size: int = PREDICT_BATCH,
-    progress: bool = False,
+    video: VideoOptions | None = None,
+    options: PredictOptions | None = None,
     stem: str | None = None,
-    encoder: Encoder | None = None,
-    max_frames: int | None = None,
 ) -> VideoSummary:
     """Segment a video and write ``STEM_overlay.mp4`` (and with ``frames``, ``STEM_frames/000000_<ids>.png`` ...).
 
@@ -229,20 +243,18 @@ def predict_video(
     shows the class colours over each frame with a legend of the classes present; it is H.264 where the
     FFmpeg build has it (:func:`cityseg.video.writer.choose_encoder`).
 
+    Example:
+        >>> summary = predict_video(segmenter, "drive.mp4", "out", VideoOptions(every=2, smooth=0.5))  # doctest: +SKIP
+
     Args:
         segmenter: the model.
         path: the video file (mp4, mkv, avi, mov, webm: anything FFmpeg reads).
         out_dir: the output folder (created).
-        ids: what the label PNGs hold (see :func:`cityseg.predict.ids_encoder`).
-        frames: also write every frame's label PNG.
-        every: run the model on one frame in ``every`` and hold its labels for the frames in between.
-        smooth: weight of the newest frame in a moving average of class probabilities (0 or None: off).
-        alpha: weight of the colours in the overlay.
-        batch_size: frames per forward pass.
-        progress: show a tqdm bar counting frames.
+        video: label PNGs per frame, ``every``, ``smooth``, the encoder, a frame limit (default: ``VideoOptions()``).
+        options: what is shared with photos: ``ids`` (what the label PNGs hold, see
+            :func:`cityseg.outputs.ids_encoder`), ``overlay_alpha``, ``batch_size`` (frames per forward pass) and
+            ``progress`` (a bar counting frames); default :data:`QUIET`, the defaults without a progress bar.
         stem: the output name (default: the file's stem).
-        encoder: the video encoder (default: the best there is).
-        max_frames: refuse a video with more frames than this (``cityseg serve``'s length limit); None: any length.
 
     Returns:
         A :class:`~cityseg.video.summary.VideoSummary`.
@@ -252,24 +264,25 @@ def predict_video(
         VideoCutShortError: the file is damaged or cut short part-way; the good frames were written first.
         VideoTooLongError: more than ``max_frames`` frames; nothing is written.
     """
-    weight = check_video_settings(every, smooth, batch_size)
-    to_ids, suffix = ids_encoder(segmenter.info, ids)
+    video, options = video or VideoOptions(), options or QUIET
+    weight = check_video_settings(video.every, video.smooth, options.batch_size)
+    to_ids, suffix = ids_encoder(segmenter.info, options.ids)
     folder = ensure_writable_dir(out_dir)
     stem = stem or Path(path).stem
     overlay_path = folder / f"{stem}_overlay.mp4"
-    chosen = encoder or choose_encoder()
+    chosen = video.encoder or choose_encoder()
     began = time.perf_counter()
-    with _open_reader(segmenter, path, every, max_frames) as reader:
+    with _open_reader(segmenter, path, video.every, video.max_frames) as reader:
         summary = VideoSummary(
             source=reader.info.path, overlay=overlay_path, backend=str(segmenter.backend), codec=chosen.label,
-            fps=float(reader.info.fps), every=every, smooth=weight,
+            fps=float(reader.info.fps), every=video.every, smooth=weight,
         )  # fmt: skip
-        frame_dir = ensure_writable_dir(folder / f"{stem}_frames") if frames else None
+        frame_dir = ensure_writable_dir(folder / f"{stem}_frames") if video.frames else None
         try:
             with atomic_path(overlay_path) as tmp:
                 writer = OverlayVideoWriter(tmp, reader.info.fps, chosen, shown_as=overlay_path)
-                labels = (frame_dir, to_ids, suffix) if frame_dir else None
-                _run_stages(segmenter, reader, writer, labels, summary, alpha, weight, batch_size, progress)
+                stages = _Stages(options, weight, (frame_dir, to_ids, suffix) if frame_dir else None)
+                _run_stages(segmenter, reader, writer, summary, stages)
         finally:
             if frame_dir is not None:
                 with contextlib.suppress(OSError):
@@ -286,18 +299,29 @@ def predict_video(
     return summary
 
 
-def _run_stages(segmenter, reader, writer, label_pngs, summary, alpha, weight, batch_size, progress) -> None:
+@dataclass(frozen=True)
+class _Stages:
+    """What the stages of one video use beside the model, the reader and the writer."""
+
+    options: PredictOptions  # overlay_alpha, batch_size, progress
+    weight: float | None  # the smoothing weight (check_video_settings); None: off
+    label_pngs: tuple[Path, Callable[[np.ndarray], np.ndarray], str] | None  # (folder, ids function, suffix)
+
+
+def _run_stages(
+    segmenter: Segmenter, reader: FrameReader, writer: OverlayVideoWriter, summary: VideoSummary, stages: _Stages
+) -> None:
     """Segment ``reader``'s frames into ``writer`` through the encoding thread, filling ``summary``."""
     from tqdm.auto import tqdm
 
-    classes = segmenter.class_set
+    classes, options = segmenter.class_set, stages.options
     legend: Legend | None = None  # made on the first frame, whose height sets its font
     flicker = FlickerMeter()
 
     def draw(rgb: np.ndarray, labels: np.ndarray):
         nonlocal legend
         legend = legend or Legend(classes, rgb.shape[0])
-        return draw_overlay(rgb, labels, classes, alpha, legend)
+        return draw_overlay(rgb, labels, classes, options.overlay_alpha, legend)
 
     resized: list = [None, None]  # the last scores and their labels: frames held by --every share both
 
@@ -308,16 +332,18 @@ def _run_stages(segmenter, reader, writer, label_pngs, summary, alpha, weight, b
 
     clock = _Clock()
     total = reader.info.expected_frames
-    with tqdm(total=total, desc=reader.info.path.name, unit="frame", disable=None if progress else True) as bar:
+    disable = None if options.progress else True
+    with tqdm(total=total, desc=reader.info.path.name, unit="frame", disable=disable) as bar:
 
         def on_frame(index: int, labels: np.ndarray) -> None:
             flicker.update(labels)
             bar.update(1)
 
-        sink = FrameSink(writer, draw, on_frame, label_pngs, resize=to_labels)
+        sink = FrameSink(writer, draw, on_frame, stages.label_pngs, resize=to_labels)
         try:
-            smoother = ProbabilitySmoother(weight) if weight else None
-            for frame, scores in segment_frames(segmenter, reader, smoother, batch_size, clock, resize=False):
+            smoother = ProbabilitySmoother(stages.weight) if stages.weight else None
+            frames = segment_frames(segmenter, reader, smoother, options.batch_size, clock, resize=False)
+            for frame, scores in frames:
                 if frame.index == 0:
                     summary.size = (frame.rgb.shape[1], frame.rgb.shape[0])
                 summary.segmented += frame.prepared is not None
@@ -355,26 +381,26 @@ def predict_videos(
     segmenter: Segmenter,
     videos: Sequence[Path],
     summary: PredictSummary,
-    skip_bad: bool = False,
-    progress: bool = True,
-    **settings,
+    options: PredictOptions | None = None,
+    video: VideoOptions | None = None,
 ) -> None:
     """:func:`predict_video` for each of ``videos`` into ``summary.out_dir``, recorded in ``summary``
     (:func:`cityseg.predict.predict_files` calls it for the videos among its inputs).
 
-    With ``skip_bad`` a video that fails is listed in ``summary.skipped`` and the next one goes on;
+    With ``options.skip_bad`` a video that fails is listed in ``summary.skipped`` and the next one goes on;
     otherwise its error stops the run (after the good frames of a damaged one were written).
     """
-    for video, stem in zip(videos, output_stems(list(videos)), strict=True):
+    options = options or PredictOptions()
+    for path, stem in zip(videos, output_stems(list(videos)), strict=True):
         try:
-            result = predict_video(segmenter, video, summary.out_dir, stem=stem, progress=progress, **settings)
+            result = predict_video(segmenter, path, summary.out_dir, video, options, stem=stem)
         except CitysegError as exc:
             if isinstance(exc, VideoCutShortError):
                 summary.videos.append(exc.summary)
                 summary.written.append(exc.summary.overlay)
-            if not skip_bad:
+            if not options.skip_bad:
                 raise
-            summary.skipped.append((str(video), str(exc)))
+            summary.skipped.append((str(path), str(exc)))
             continue
         summary.videos.append(result)
         summary.written.append(result.overlay)

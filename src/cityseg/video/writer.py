@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image
 
 from cityseg.errors import CitysegError, first_line
-from cityseg.files import atomic_path
+from cityseg.outputs import write_label_png
 from cityseg.video.pipes import Pipe, Worker
 
 ENCODER_THREADS = 2  # see the module docstring
@@ -176,15 +176,6 @@ class OverlayVideoWriter:
             self.container = None
 
 
-def write_label_png(path: Path, ids: np.ndarray) -> None:
-    """One frame's (H, W) uint8 ids as a PNG, atomically, with fast zlib (label images are flat runs)."""
-    try:
-        with atomic_path(path) as tmp:
-            Image.fromarray(np.ascontiguousarray(ids, dtype=np.uint8)).save(tmp, format="PNG", compress_level=1)
-    except OSError as exc:
-        raise CitysegError(f"cannot write {path}: {exc.strerror or exc}; check free space and permissions") from None
-
-
 def frame_png_path(folder: Path, index: int, suffix: str) -> Path:
     """Where frame ``index``'s label PNG goes: ``FOLDER/000042_<suffix>.png``."""
     return folder / f"{index:0{FRAME_DIGITS}d}_{suffix}.png"
@@ -212,6 +203,7 @@ class FrameSink:
         draw: Callable[[np.ndarray, np.ndarray], Image.Image],
         on_frame: Callable[[int, np.ndarray], None],
         label_pngs: tuple[Path, Callable[[np.ndarray], np.ndarray], str] | None = None,
+        *,
         queue_size: int = ENCODE_QUEUE,
         resize: Callable[[np.ndarray, tuple[int, int]], np.ndarray] | None = None,
     ):

@@ -24,8 +24,8 @@ from cityseg.synth.patterns import BARS, JOINTS, WINDOWS
 from cityseg.synth.props.vegetation import tree
 
 if TYPE_CHECKING:
-    from cityseg.synth.layout import Side
     from cityseg.synth.scene import Scene
+    from cityseg.synth.street import Side
 
 
 def far_end(scene: Scene) -> None:
@@ -68,7 +68,7 @@ def buildings(scene: Scene, side: Side) -> None:
             shadow = scene.cam.ground_quad(x_face, x_face - s * (reach + setback), z, z + length)
             scene.canvas.cast_shadow(shadow, 0.45)
         if d.chance(0.35):
-            _roof(scene, x_face, s, z, length, height)
+            _roof(scene, x_face, s, z, length=length, height=height)
         building(scene, (x_face if s > 0 else x_face - depth, 0.0, z), length, depth, height, shops=setback < 1)
         if garden:
             boundary(scene, side, z, z + length, d.choice(("wall", "fence", "hedge"), (0.4, 0.35, 0.25)))
@@ -116,7 +116,7 @@ def _window_style(scene: Scene, wall: Colour, shops: bool) -> dict:
     }
 
 
-def _roof(scene: Scene, x_face: float, s: int, z: float, length: float, height: float) -> None:
+def _roof(scene: Scene, x_face: float, s: int, z: float, *, length: float, height: float) -> None:
     rise, inset = scene.dice.uniform(1.5, 4), scene.dice.uniform(2, 5)
     pts = (
         (x_face, height, z),

@@ -133,7 +133,7 @@ def vehicle_drawer(scene: Scene, kind: str, x: float, z: float, length: float, h
             else:
                 bottom, top = (0.1, length * 0.8), (0.15, length * 0.68)
             frame = (rear, forward, right)
-            _cabin(scene, frame, bottom, top, width, (body_h, height), label, paint, glass)
+            _cabin(scene, frame, bottom, top, width, heights=(body_h, height), label=label, paint=paint, glass=glass)
         elif kind == "truck":
             cab = min(2.3, length * 0.3)
             paint_faces(scene, part(0, length, 0.15, 0.2, 1.1), label, (40, 40, 42), "chassis", glass)
@@ -225,6 +225,7 @@ def _cabin(
     bottom: tuple[float, float],
     top: tuple[float, float],
     width: float,
+    *,
     heights: tuple[float, float],
     label: int,
     paint: Colour,

@@ -25,11 +25,11 @@ from lightning.pytorch.utilities import rank_zero_only
 from cityseg.config import Config
 from cityseg.devices import configure_threads
 from cityseg.errors import CitysegError
-from cityseg.runs import CONFIG_FILE, new_run_dir, resolve_run
+from cityseg.run_folders import CONFIG_FILE, new_run_dir, resolve_run
 from cityseg.training.checkpoints import LAST_CHECKPOINT, check_checkpoint, remove_unfinished_saves
 from cityseg.training.module import SegModule
-from cityseg.training.run_folder import finish_run, load_run_labeller, save_labeller
-from cityseg.training.trainer import make_trainer
+from cityseg.training.outputs import finish_run, load_run_labeller, save_labeller
+from cityseg.training.trainer import budget_planner, make_trainer
 
 RUN_DIR_ENV = "CITYSEG_RUN_DIR"  # the run folder, passed to the other processes of a multi-process run
 SPLITS_FILE = "splits.json"
@@ -125,7 +125,8 @@ def _train_in(run_dir: Path, config: Config, checkpoint: Path | None, callbacks:
         save_splits(splits, splits_file, config.data.root, note)
         save_labeller(label_cache.labeller, run_dir)
 
-    datamodule = SegDataModule(config, splits, label_cache)
+    budget = budget_planner(config)  # a callback whose plan the data module reads: one object for both
+    datamodule = SegDataModule(config, splits, label_cache, step_plan=budget)
     weights = class_weights(reports["train"].pixel_counts) if config.optim.class_weights else None
     module = SegModule(config, class_set.names, pretrained=not resuming, class_weights=weights)
     parameters = sum(p.numel() for p in module.net.parameters())
@@ -133,7 +134,7 @@ def _train_in(run_dir: Path, config: Config, checkpoint: Path | None, callbacks:
         f"cityseg: {config.model.arch}/{config.model.encoder}, {parameters / 1e6:.1f} M parameters, "
         f"{class_set.num_classes} {class_set.name} classes, encoder weights {module.encoder_weights_used}"
     )
-    trainer = make_trainer(config, run_dir)
+    trainer = make_trainer(config, run_dir, budget)
     trainer.callbacks.extend(callbacks)
     started = time.monotonic()
     trainer.fit(module, datamodule=datamodule, ckpt_path=str(checkpoint) if checkpoint else None)

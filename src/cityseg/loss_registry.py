@@ -1,7 +1,7 @@
 """Loss terms by name: a run's ``optim.loss`` is one term or several joined by ``+`` (``ce+dice``).
 
 Torch is imported inside the factories, so ``cityseg.config`` can list the valid names without loading
-torch; :class:`cityseg.training.module.SegmentationLoss` sums the terms; :mod:`cityseg.loss_terms` has the
+torch; :class:`cityseg.training.module.SegmentationLoss` sums the terms; :mod:`cityseg.loss_modules` has the
 two that are cityseg's own.
 """
 
@@ -22,13 +22,13 @@ def _cross_entropy(class_weights: Sequence[float] | None, optim: Any):
 
 
 def _dice(class_weights: Sequence[float] | None, optim: Any):
-    from cityseg.loss_terms import DiceLoss
+    from cityseg.loss_modules import DiceLoss
 
     return DiceLoss()  # weighs every class alike: helps the rare ones
 
 
 def _ohem(class_weights: Sequence[float] | None, optim: Any):
-    from cityseg.loss_terms import OhemCrossEntropy
+    from cityseg.loss_modules import OhemCrossEntropy
 
     weight = None if class_weights is None else list(class_weights)
     return OhemCrossEntropy(optim.ohem_threshold, optim.ohem_min_kept, weight)

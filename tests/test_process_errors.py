@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from cityseg.errors import CitysegError
-from cityseg.workers import from_worker, guarded_pool, one_line
+from cityseg.process_errors import from_worker, guarded_pool, one_line
 
 
 def failing_init(message: str) -> None:
@@ -87,7 +87,7 @@ def test_the_cli_reports_an_unwritable_cache_from_labelling_workers_on_one_line(
 def _rank(rank: int, port: int, failing: int, error: Exception, queue) -> None:
     import torch.distributed as dist
 
-    from cityseg.workers import settle
+    from cityseg.process_errors import settle
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:

@@ -1,11 +1,11 @@
-"""Colour look-up tables, packed RGB, YCbCr and bit helpers (cityseg.labels.tables)."""
+"""Colour look-up tables, packed RGB, YCbCr and bit helpers (cityseg.labels.colour_lookup)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from cityseg.images import pack_rgb  # the packing the tables are indexed by
-from cityseg.labels.tables import (
+from cityseg.labels.colour_lookup import (
     FAR,
     PALETTE_COLORS,
     UNCERTAIN,

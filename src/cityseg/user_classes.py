@@ -31,7 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from cityseg.classes import CLASS_SETS, IGNORE_INDEX, ClassSet
+from cityseg.cityscapes import IGNORE_INDEX
+from cityseg.class_sets import CLASS_SETS, NO_SUCH_VALUE, ClassSet, LabelValues
 from cityseg.errors import CitysegError
 
 CLASS_KEYS = ("name", "id", "ids", "color", "draw", "category")
@@ -224,7 +225,24 @@ def _class_set(table: dict) -> ClassSet:
         id_to_class=id_to_class,
         class_to_id=tuple(entry["ids"][0] for entry in table["classes"]),
         table=table,
+        label_values=_table_values(table),
     )
+
+
+def _table_values(table: dict) -> LabelValues:
+    """What the values of the table's label images mean: its own ids, its class indices, its own colours."""
+    ids = np.full(256, NO_SUCH_VALUE, dtype=np.int16)
+    for index, entry in enumerate(table["classes"]):
+        ids[entry["ids"]] = index
+    ids[table["ignore"]] = IGNORE_INDEX
+    num_classes = len(table["classes"])
+    train_ids = np.full(256, NO_SUCH_VALUE, dtype=np.int16)
+    train_ids[table["ignore"]] = IGNORE_INDEX
+    train_ids[IGNORE_INDEX] = IGNORE_INDEX
+    train_ids[:num_classes] = np.arange(num_classes)  # an index wins over an ignore value
+    found = {tuple(e["color"]): i for i, e in enumerate(table["classes"]) if e.get("color")}
+    colors = {**found, **{tuple(color): IGNORE_INDEX for color in table.get("ignore_color") or []}}
+    return LabelValues(ids, train_ids, colors, ignore_id=int(table["ignore"][0]))
 
 
 def table_yaml(classes: ClassSet) -> str:

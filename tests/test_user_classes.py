@@ -10,11 +10,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from cityseg.class_tables import TABLE_FILE, read_class_table, table_yaml
 from cityseg.classes import IGNORE_INDEX, class_set
 from cityseg.cli import main
 from cityseg.errors import CitysegError
-from conftest import save_tiny_model
+from cityseg.user_classes import TABLE_FILE, read_class_table, table_yaml
 
 FARM = {
     "name": "farm",
@@ -97,11 +96,11 @@ def test_the_cli_names_a_bad_table_in_one_line(tmp_path, tiny_pairs, capsys):
     assert err.count("\n") == 1 and str(path) in err and "id 1 is given to both" in err
 
 
-def test_a_model_folder_keeps_its_table(tmp_path):
+def test_a_model_folder_keeps_its_table(tmp_path, tiny_model_saver):
     from cityseg.models import load_model
-    from cityseg.predict import ids_encoder
+    from cityseg.outputs import ids_encoder
 
-    folder = save_tiny_model(tmp_path / "model", classes=FARM)
+    folder = tiny_model_saver(tmp_path / "model", classes=FARM)
     _, info = load_model(folder)
     assert info.class_set_name == "farm" and info.names == ("soil", "crop", "sky")
     assert info.classes.table == class_set(FARM).table and class_set(str(folder / TABLE_FILE)).table == info.class_table

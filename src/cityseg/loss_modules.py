@@ -1,4 +1,4 @@
-"""Loss terms that smp and torch do not have in the form a CPU can afford: OHEM cross-entropy and a lean Dice."""
+"""cityseg's own loss modules, terms smp and torch lack in a form a CPU can afford: OHEM cross-entropy, a lean Dice."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The API's JSON bodies: pydantic models, which also make the OpenAPI schema."""
+"""The API's schemas: the JSON bodies it answers with, as pydantic models, which also make the OpenAPI schema."""
 
 from __future__ import annotations
 

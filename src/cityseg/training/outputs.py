@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from cityseg.config import Config
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_write_text
-from cityseg.runs import MODEL_DIR, update_latest
+from cityseg.run_folders import MODEL_DIR, update_latest
 
 LABELLER_FILE = "labeller.json"
 HISTORY_FILE = "history.csv"
