@@ -84,6 +84,7 @@ class ClassSet:
             label images through ``id_to_class`` (:func:`cityscapes_values`), as the built-in sets do.
 
     Example:
+        >>> from cityseg.classes import class_set
         >>> cs = class_set("train19")
         >>> cs.num_classes, cs.names[0]
         (19, 'road')
