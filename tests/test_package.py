@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ast
 import itertools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -373,13 +373,14 @@ def parameter_count(function: ast.FunctionDef | ast.AsyncFunctionDef, method: bo
     return count - 1 if method and count else count
 
 
+def _crowded(functions: Iterable[tuple[str, ast.AST, bool]], count: Callable, limit: int) -> list[str]:
+    """``name (count)`` of each function whose ``count(function, is_method)`` is over ``limit``."""
+    return [f"{name} ({n})" for name, function, method in functions if (n := count(function, method)) > limit]
+
+
 @pytest.mark.parametrize("module", sorted(SOURCES), ids=_file)
 def test_public_functions_take_few_parameters(module):
-    crowded = [
-        f"{name} ({count})"
-        for name, function, method in _public_functions(SOURCES[module].tree)
-        if (count := parameter_count(function, method)) > MAX_PUBLIC_PARAMETERS
-    ]
+    crowded = _crowded(_public_functions(SOURCES[module].tree), parameter_count, MAX_PUBLIC_PARAMETERS)
     assert not crowded, f"{_file(module)}: {', '.join(crowded)} parameters; take an options object instead"
 
 
@@ -401,11 +402,7 @@ def positional_count(function: ast.FunctionDef | ast.AsyncFunctionDef, method: b
 
 @pytest.mark.parametrize("module", sorted(SOURCES), ids=_file)
 def test_helpers_take_few_positional_arguments(module):
-    crowded = [
-        f"{name} ({count})"
-        for name, function, method in _private_functions(SOURCES[module].tree)
-        if (count := positional_count(function, method)) > MAX_HELPER_POSITIONALS
-    ]
+    crowded = _crowded(_private_functions(SOURCES[module].tree), positional_count, MAX_HELPER_POSITIONALS)
     assert not crowded, f"{_file(module)}: {', '.join(crowded)} positional parameters; pass an object instead"
 
 
