@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def trained_model(args: argparse.Namespace, work: Path) -> Path:
     """``--model``, or U-Net/ResNet34 trained for ``--train-minutes`` on real pairs with the project's train()."""
-    from cityseg.run_folders import resolve_model_dir
+    from cityseg.model_sources import resolve_model_dir
 
     if args.model:
         return resolve_model_dir(args.model)

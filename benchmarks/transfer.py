@@ -36,7 +36,7 @@ def _named(text: str, what: str) -> tuple[str, Path]:
 
 def held_out_images(data: Path, runs: list[Path]) -> list[Path] | None:
     """The test list of the first run trained on ``data`` (its splits.json), or None when none was."""
-    from cityseg.run_folders import find_model
+    from cityseg.model_sources import find_model
     from cityseg.splits import load_splits
 
     for target in runs:

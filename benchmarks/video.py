@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
             work / f"drive-{tag}.mp4", args.seconds, args.fps, (width, height), args.render_scale, args.seed
         )
         if args.model:
-            from cityseg.run_folders import resolve_model_dir
+            from cityseg.model_sources import resolve_model_dir
 
             model_dir, weights = resolve_model_dir(args.model), "trained"
         else:

@@ -52,7 +52,7 @@ def test_every_registered_backend_runs_the_model_folder_as_torch_does(name, expo
 
 
 def test_an_unknown_backend_is_refused_with_the_registered_names():
-    with pytest.raises(CitysegError, match="unknown backend 'tensorrt'; choose one of: torch, onnx, openvino"):
+    with pytest.raises(CitysegError, match="unknown backend 'tensorrt'; choose one of: auto, torch, onnx, openvino"):
         load_backend("tensorrt", None)
 
 

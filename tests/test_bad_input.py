@@ -128,12 +128,30 @@ CASES = [
     ("serve-missing", lambda b: ["serve", str(b.missing), "--port", "0"], "nothing-here"),
     ("serve-damaged-info", lambda b: ["serve", str(b.bad_info), "--port", "0"], "cityseg.json"),
     ("serve-exposed-without-token", lambda b: ["serve", str(b.model), "--host", "0.0.0.0", "--port", "0"], "0.0.0.0"),
+    ("predict-hub-not-cached",
+     lambda b: ["predict", "someone/never-fetched", str(b.photo), "--out", str(b.root / "p9")],
+     "someone/never-fetched"),
+    ("train-init-other-arch", lambda b: ["train", str(b.pairs), "--init", str(b.model), "--arch", "fpn"], "fpn"),
+    ("train-init-missing", lambda b: ["train", str(b.pairs), "--init", str(b.missing)], "nothing-here"),
+    ("push-missing", lambda b: ["push", str(b.missing), "someone/x", "--to-folder", str(b.root / "u1")],
+     "nothing-here"),
+    ("push-bad-repo-id", lambda b: ["push", str(b.model), "nobody", "--to-folder", str(b.root / "u2")], "nobody"),
+    ("push-unwritable", lambda b: ["push", str(b.model), "someone/x", "--to-folder", str(b.blocker / "u")],
+     "a-regular-file"),
+    ("push-without-token", lambda b: ["push", str(b.model), "someone/x"], "HF_TOKEN"),
 ]  # fmt: skip
 
 
 @pytest.mark.parametrize(("argv", "names"), [pytest.param(c[1], c[2], id=c[0]) for c in CASES])
-def test_bad_input_gives_exit_2_and_one_line_naming_it(bad, argv, names, capsys, monkeypatch):
+def test_bad_input_gives_exit_2_and_one_line_naming_it(bad, argv, names, capsys, monkeypatch, tmp_path):
+    import huggingface_hub
+    import huggingface_hub.constants
+
     monkeypatch.delenv("CITYSEG_TOKEN", raising=False)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)  # no token saved by `hf auth login` either
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no test touches the network
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
     code = main(argv(bad))
     out, err = capsys.readouterr()
     assert code == 2, (out, err)
@@ -146,6 +164,6 @@ def test_bad_input_gives_exit_2_and_one_line_naming_it(bad, argv, names, capsys,
 def test_the_matrix_covers_every_command():
     from cityseg.cli import COMMANDS
 
-    # every registered command but the demo, which reads no input of the user's (test_cli checks its settings)
-    assert {case[0].split("-")[0] for case in CASES} == set(COMMANDS) - {"demo"}
+    # every registered command but the demo and the list of models, which read no input of the user's
+    assert {case[0].split("-")[0] for case in CASES} == set(COMMANDS) - {"demo", "models"}
     assert len(CASES) >= 35

@@ -13,7 +13,7 @@ import pytest
 from cityseg.cli import COMMANDS, HELP_ORDER, LABEL_FLAGS, TRAIN_FLAGS, build_parser, main
 from cityseg.config import Config
 
-EVERY_COMMAND = ("synth", "label", "train", "evaluate", "demo", "predict", "export", "serve")
+EVERY_COMMAND = ("synth", "label", "train", "evaluate", "demo", "predict", "export", "serve", "models", "push")
 HEAVY = ("torch", "PIL", "numpy", "cityseg.predict")  # what parsing the command line must not load
 
 
@@ -97,7 +97,7 @@ def test_bad_input_is_exit_2_and_one_error_line(argv, message, tmp_path, capsys,
     [
         (["nope"], "cityseg: error: argument COMMAND: invalid choice: 'nope'"),
         (["train", "--split", "random"], "cityseg train: error: argument --split: invalid choice: 'random'"),
-        (["predict", "MODEL", "a.jpg"], "cityseg predict: error: the following arguments are required: --out"),
+        (["predict", "MODEL"], "cityseg predict: error: the following arguments are required: INPUT"),
         (["export", "MODEL", "--quantize", "int4"], "cityseg export: error: argument --quantize: invalid choice"),
         (["serve", "MODEL", "--port", "eighty"], "cityseg serve: error: argument --port: invalid int value"),
         (["synth", "out", "--count", "many"], "cityseg synth: error: argument --count: invalid int value"),
@@ -152,7 +152,7 @@ def parameters(function) -> dict:
 
 
 def test_choices_are_the_registries():
-    from cityseg.backends import BACKENDS
+    from cityseg.backends import BACKEND_CHOICES
     from cityseg.classes import CLASS_SETS
     from cityseg.config import choices
     from cityseg.export import CALIBRATION_METHODS, FORMATS, QUANTIZE
@@ -173,7 +173,7 @@ def test_choices_are_the_registries():
     for command in ("label", "predict", "export"):
         assert tuple(option(command, "--mask-side").choices) == choices("data.mask_side")
     for command in ("predict", "serve"):
-        assert tuple(option(command, "--backend").choices) == tuple(BACKENDS)
+        assert tuple(option(command, "--backend").choices) == BACKEND_CHOICES
     assert tuple(option("predict", "--ids").choices) == ID_KINDS
     assert tuple(option("export", "--format").choices) == FORMATS
     assert tuple(option("export", "--quantize").choices) == QUANTIZE

@@ -374,7 +374,7 @@ def test_save_and_reload_offline_gives_identical_outputs(tmp_path, no_network, t
         "config.json", "model.safetensors", "README.md", "cityseg.json", "metrics.json",
     }  # fmt: skip
     assert json.loads((folder / "config.json").read_text())["encoder_weights"] is None  # reload never downloads
-    assert "0.4321" in (folder / "README.md").read_text()
+    assert "| mIoU | 43.2 |" in (folder / "README.md").read_text()  # the card's figures, in percent
     saved_metrics = json.loads((folder / "metrics.json").read_text())  # strict JSON: NaN -> null, arrays -> lists
     assert saved_metrics == {"mIoU": 0.4321, "best_score": None, "steps": 12, "confmat": [[1, 0], [0, 1]]}
 

@@ -36,17 +36,18 @@ LAYERS = (
     # the classes: the Cityscapes table, ClassSet and the built-in sets, a user's table file, class_set()
     ("cityscapes", "class_sets", "user_classes", "classes"),
     ("files", "optim", "loss_registry", "loss_modules", "process_errors", "extras"),
-    ("config", "run_folders", "images", "plots", "report", "metrics"),
+    ("config", "run_folders", "model_card", "images", "plots", "report", "metrics"),
     ("pairs", "synth", "label_formats", "layouts"),
     ("labels",),
     ("splits", "transforms"),
     ("datasets", "models", "devices"),
+    ("hub", "model_sources"),  # where a MODEL comes from: a folder, a built-in name, the Hugging Face Hub
     ("inference", "backends"),
     ("engine", "outputs"),  # the prediction engine and what a prediction writes: every consumer's one door
     ("training", "evaluation", "transfer"),
     ("video", "onnx_graphs"),  # videos use the prediction engine; the photo loop hands videos over to them
     ("predict",),
-    ("export", "serve"),
+    ("export", "serve", "push"),
     ("demo",),
     ("cli",),
 )

@@ -10,7 +10,8 @@ model folder (:meth:`TorchBackend.from_model_dir` ...); :data:`BACKENDS` names t
     model/export.json        the figures of the checks each export passed
 
 ``onnx`` (ONNX Runtime) and ``openvino`` (OpenVINO, the optional extra ``cityseg[openvino]``) run
-``model.int8.onnx`` when it is there, else ``model.onnx`` (or the file named by ``onnx_file``).
+``model.int8.onnx`` when it is there, else ``model.onnx`` (or the file named by ``onnx_file``). ``auto``, the
+default, runs ``model.onnx`` in ONNX Runtime when there is one, else PyTorch (:func:`choose_backend`).
 
 Example:
     >>> backend, info = BACKENDS["onnx"].from_model_dir(Path("runs/latest/model"))  # doctest: +SKIP
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cityseg.errors import CitysegError, first_line
-from cityseg.extras import require
+from cityseg.extras import require, require_module
 from cityseg.run_folders import INFO_FILE
 
 if TYPE_CHECKING:  # numpy and torch are imported where they run: the CLI reads BACKENDS without them
@@ -74,6 +75,7 @@ class TorchBackend:
     """Runs a PyTorch network: (B, 3, h, w) float32 -> (B, C, h, w) float32 logits, in inference mode."""
 
     name = "torch"
+    needs_torch = True
 
     def __init__(self, net):
         self.net = net.eval()
@@ -109,6 +111,7 @@ class OnnxFileBackend:
     """What the backends that run an exported ONNX file share: loading one from a model folder."""
 
     path: Path
+    needs_torch = False  # the engine then resizes and normalises with Pillow and NumPy: no torch import at all
 
     @classmethod
     def from_model_dir(
@@ -138,7 +141,7 @@ class OnnxBackend(OnnxFileBackend):
     """Runs an ONNX file in ONNX Runtime (CPU): (B, 3, h, w) float32 -> (B, C, h, w) float32 logits."""
 
     name = "onnx"
-    extra = "onnx"  # ONNX Runtime: pip install 'cityseg[onnx]'
+    module = "onnxruntime"  # in the core install (the built-in model's fast start), not an extra
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         self.path = Path(path)
@@ -196,6 +199,22 @@ class OpenVinoBackend(OnnxFileBackend):
 
 
 BACKENDS = {backend.name: backend for backend in (TorchBackend, OnnxBackend, OpenVinoBackend)}
+AUTO = "auto"  # the default: the fastest backend that gives fp32's answers (choose_backend)
+BACKEND_CHOICES = (AUTO, *BACKENDS)
+
+
+def choose_backend(model_dir: Path) -> tuple[str, str | None]:
+    """What ``auto`` runs: ``(backend, ONNX file)``.
+
+    ONNX Runtime on the folder's fp32 ``model.onnx`` when both are there: it starts in a fraction of torch's
+    import time and gives the same answers (an int8 file is never chosen for you: ask for ``--backend onnx``).
+    Else PyTorch on the safetensors weights.
+    """
+    import importlib.util
+
+    if (model_dir / ONNX_FILE).is_file() and importlib.util.find_spec("onnxruntime") is not None:
+        return OnnxBackend.name, ONNX_FILE
+    return TorchBackend.name, None
 
 
 def load_backend(backend: str, model_dir: Path, onnx_file: str | os.PathLike | None = None, threads: int | None = None):
@@ -204,11 +223,16 @@ def load_backend(backend: str, model_dir: Path, onnx_file: str | os.PathLike | N
     Raises:
         CitysegError: an unknown backend, or the backend's own loading errors.
     """
+    if backend == AUTO:
+        backend, chosen_file = choose_backend(model_dir) if onnx_file is None else (OnnxBackend.name, onnx_file)
+        onnx_file = chosen_file
     if backend not in BACKENDS:
-        raise CitysegError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
+        raise CitysegError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKEND_CHOICES)}")
     runner = BACKENDS[backend]
     if getattr(runner, "extra", None):
         require(runner.extra, f"the {backend} backend")
+    if getattr(runner, "module", None):
+        require_module(runner.module, f"the {backend} backend")
     return runner.from_model_dir(model_dir, onnx_file=onnx_file, threads=threads)
 
 
@@ -224,7 +248,12 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None, optimizati
     Raises:
         CitysegError: the file is missing or not a model ONNX Runtime can load.
     """
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise CitysegError(
+            "ONNX Runtime is not installed (cityseg's core install brings it): pip install onnxruntime"
+        ) from None
 
     levels = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

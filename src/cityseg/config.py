@@ -75,6 +75,10 @@ class ModelConfig:
     encoder_weights: str = "none"  # imagenet | none | path to a safetensors file or state dict (offline: none/path)
     encoder_depth: int = 0  # encoder stages used (3-5; 0 = the architecture's default); fewer = smaller, faster
     decoder_width: int = 0  # decoder channels (0 = default); unet-like decoders halve it at each block, down to 8
+    # a trained model to start from (a run, model folder, built-in name or Hub owner/name): its whole network,
+    # architecture included; '' = a new network, its encoder filled as encoder_weights says
+    init: str = ""
+    init_head: str = ""  # written by train with init: kept (the model's own classes) or new (other classes)
 
 
 @dataclass

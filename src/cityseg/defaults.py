@@ -28,9 +28,12 @@ LABEL_FIGURE = "label_figure.png"  # where cityseg label --show draws its figure
 DEMO_OUT = "demo-output"  # the demo's output folder
 
 # ---- predict -----------------------------------------------------------------------------------
-DEFAULT_BACKEND = "torch"  # of cityseg.backends.BACKENDS
+DEFAULT_BACKEND = (
+    "auto"  # ONNX Runtime on an fp32 model.onnx if the folder has one, else torch (backends.choose_backend)
+)
 ID_KINDS = ("classes", "trainids", "labelids")  # what the label PNG holds; see outputs.ids_encoder()
 PREDICT_BATCH = 1  # images per forward pass
+PREDICT_OUT = "predictions"  # where cityseg predict writes when --out is not given
 OVERLAY_ALPHA = 0.5  # weight of the class colours over the photo
 
 # ---- export ------------------------------------------------------------------------------------

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
-from cityseg.backends import BACKENDS, load_backend
+from cityseg.backends import BACKEND_CHOICES, load_backend
 from cityseg.defaults import DEFAULT_BACKEND, ID_KINDS, MASK_SIDES, OVERLAY_ALPHA, PREDICT_BATCH
 from cityseg.errors import CitysegError
 from cityseg.images import Photo, decode_image
-from cityseg.inference import eval_net, labels_at_size
-from cityseg.run_folders import resolve_model_dir
+from cityseg.inference import edge_labels_at_size, eval_net, labels_at_size
+from cityseg.model_sources import resolve_model_dir
 
 if TYPE_CHECKING:
     from cityseg.classes import ClassSet
@@ -84,24 +84,40 @@ def _eval_transform(size: tuple[int, int], mean: tuple[float, ...], std: tuple[f
 _NO_MASK = np.zeros((1, 1), dtype=np.uint8)  # eval_transform resizes the photo only; the mask is a placeholder
 
 
-def preprocess(photo: np.ndarray | Image.Image, info: ModelInfo) -> np.ndarray:
+def preprocess(photo: np.ndarray | Image.Image, info: ModelInfo, torch_free: bool = False) -> np.ndarray:
     """An RGB photo as the model's input: training's evaluation transform (resize to ``info.input_size``,
     scale to [0, 1], normalise with ``info.mean`` / ``info.std``).
 
     It calls :func:`cityseg.transforms.eval_transform` itself, so prediction can never drift from what
-    the model was validated with.
+    the model was validated with; ``torch_free`` does the same steps with Pillow and NumPy (Pillow's
+    antialiased bilinear resize, which torchvision's follows), for the backends that need no torch, so a
+    prediction does not pay torch's import.
 
     Args:
         photo: (H, W, 3) uint8 RGB array or an RGB PIL image.
         info: the model's ModelInfo.
+        torch_free: resize and normalise without torch.
 
     Returns:
         (3, h, w) float32 array.
     """
+    if torch_free:
+        return _preprocess_without_torch(photo, info)
     array = np.array(photo, dtype=np.uint8)  # a writable copy: torch.from_numpy warns on PIL's read-only buffers
     transform = _eval_transform(tuple(info.input_size), tuple(info.mean), tuple(info.std))
     image, _ = transform(array, _NO_MASK)  # (3, h, w)
     return image.numpy()
+
+
+def _preprocess_without_torch(photo: np.ndarray | Image.Image, info: ModelInfo) -> np.ndarray:
+    """:func:`preprocess` in Pillow and NumPy: resize, scale to [0, 1], normalise, channels first."""
+    image = photo if isinstance(photo, Image.Image) else Image.fromarray(np.asarray(photo, dtype=np.uint8))
+    height, width = (int(v) for v in info.input_size)
+    if image.size != (width, height):
+        image = image.resize((width, height), Image.Resampling.BILINEAR)
+    array = np.asarray(image, dtype=np.float32) / np.float32(255)  # (h, w, 3) in [0, 1]
+    mean, std = np.asarray(info.mean, dtype=np.float32), np.asarray(info.std, dtype=np.float32)
+    return np.ascontiguousarray(((array - mean) / std).transpose(2, 0, 1))
 
 
 # ---- what a caller chooses --------------------------------------------------------------------
@@ -113,8 +129,9 @@ class PredictOptions:
     each stage: the engine how to run the model, the file loop what to read, the outputs what to write.
 
     Args:
-        backend: ``torch`` (the safetensors weights), ``onnx`` (ONNX Runtime) or ``openvino`` (OpenVINO);
-            the last two run an exported ONNX file (:data:`cityseg.backends.BACKENDS`).
+        backend: ``auto`` (ONNX Runtime on an fp32 ``model.onnx`` when the folder has one, else torch),
+            ``torch`` (the safetensors weights), ``onnx`` (ONNX Runtime) or ``openvino`` (OpenVINO); the last
+            two run an exported ONNX file (:data:`cityseg.backends.BACKENDS`).
         onnx_file: with ``onnx`` or ``openvino``, the file to run (a name in the model folder, or a path);
             None: ``model.int8.onnx`` when it is there, else ``model.onnx``.
         threads: CPU threads for the backend; None: the libraries' default (for videos: all cores but one).
@@ -128,6 +145,8 @@ class PredictOptions:
         skip_bad: skip unreadable inputs (listed in the summary) instead of stopping at the first.
         progress: show a progress bar (on a terminal only).
         overlay_alpha: weight of the class colours in the overlays.
+        classes: for a Hub checkpoint that does not name its classes, the class set or class-table file of its
+            outputs (``train19`` ...).
     """
 
     backend: str = DEFAULT_BACKEND
@@ -142,6 +161,7 @@ class PredictOptions:
     skip_bad: bool = False
     progress: bool = True
     overlay_alpha: float = OVERLAY_ALPHA
+    classes: str | None = None
 
 
 # ---- the segmenter ----------------------------------------------------------------------------
@@ -197,13 +217,17 @@ class Segmenter:
         threads: int | None = None,
         flip: bool = False,
         scales: tuple[float, ...] = (1.0,),
+        classes: str | None = None,
     ) -> Segmenter:
-        """Load a model folder (``models.save_model`` output), a run folder, or ``runs/latest``.
+        """Load a model: a model folder, a run folder, ``runs/latest``, a built-in model's name or a Hub
+        repository ``owner/name[@revision]`` (:func:`cityseg.model_sources.locate_model`).
 
         Args:
             path: the model.
-            backend: ``torch`` (the safetensors weights), ``onnx`` (ONNX Runtime) or ``openvino`` (OpenVINO);
-                the last two run an exported ONNX file (see :func:`cityseg.backends.find_onnx_file`).
+            backend: ``auto`` (ONNX Runtime on the folder's fp32 ``model.onnx`` when there, else torch: see
+                :func:`cityseg.backends.choose_backend`), ``torch`` (the safetensors weights), ``onnx`` (ONNX
+                Runtime) or ``openvino`` (OpenVINO); the last two run an exported ONNX file (see
+                :func:`cityseg.backends.find_onnx_file`).
             onnx_file: with ``onnx`` or ``openvino``, the file to run (name in the model folder, or a path).
             threads: CPU threads (torch: ``torch.set_num_threads``, a process-wide setting; ONNX Runtime and
                 OpenVINO: the model's inference threads). None keeps the libraries' defaults.
@@ -211,13 +235,15 @@ class Segmenter:
                 ``cityseg evaluate --flip``): a little more accurate, twice the time.
             scales: rescale factors whose logits are averaged too (``cityseg predict --tta`` uses
                 :data:`cityseg.inference.TTA_SCALES` with flip); the ONNX backends take any size.
+            classes: for a Hub checkpoint that does not name its classes, the class set or class-table file
+                of its outputs (:func:`cityseg.hub.fetch_model`).
 
         Raises:
             CitysegError: unknown backend, missing or damaged model files, an ONNX file for other classes.
         """
-        if backend not in BACKENDS:  # before looking at the path: the clearer of the two mistakes
-            raise CitysegError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
-        model_dir = resolve_model_dir(path)
+        if backend not in BACKEND_CHOICES:  # before looking at the path: the clearer of the two mistakes
+            raise CitysegError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKEND_CHOICES)}")
+        model_dir = resolve_model_dir(path, classes)
         runner, info = load_backend(backend, model_dir, onnx_file, threads)
         return cls(runner, info, model_dir, flip, scales)
 
@@ -225,8 +251,21 @@ class Segmenter:
     def from_options(cls, path: str | os.PathLike, options: PredictOptions) -> Segmenter:
         """:meth:`from_pretrained` with the backend, ONNX file, threads, flip and scales of ``options``."""
         return cls.from_pretrained(
-            path, options.backend, options.onnx_file, threads=options.threads, flip=options.flip, scales=options.scales
+            path,
+            options.backend,
+            options.onnx_file,
+            threads=options.threads,
+            flip=options.flip,
+            scales=options.scales,
+            classes=options.classes,
         )
+
+    @property
+    def torch_free(self) -> bool:
+        """The backend runs without torch (``needs_torch = False``), so the steps around it do too: Pillow's
+        resize and NumPy's normalisation in, :func:`~cityseg.inference.edge_labels_at_size` out (the labels
+        of :func:`~cityseg.inference.labels_at_size` but where two classes tie to float precision)."""
+        return getattr(self.backend, "needs_torch", True) is False and not self.flip and self.scales == (1.0,)
 
     @property
     def class_set(self) -> ClassSet:
@@ -262,10 +301,12 @@ class Segmenter:
     def predict_photos(self, photos: Sequence[Photo]) -> tuple[list[np.ndarray], StageTimes]:
         """Segment decoded photos in one batch; returns (labels at each photo's size, the stages' seconds)."""
         times = StageTimes()
+        resize_labels = edge_labels_at_size if self.torch_free else labels_at_size
         if not photos:
             return [], times
         began = time.perf_counter()
-        batch = np.stack([preprocess(photo.image, self.info) for photo in photos])  # (B, 3, h, w)
+        torch_free = self.torch_free
+        batch = np.stack([preprocess(photo.image, self.info, torch_free) for photo in photos])  # (B, 3, h, w)
         times.preprocess_s = time.perf_counter() - began
         began = time.perf_counter()
         logits = self.logits(batch)  # (B, C, h, w)
@@ -273,6 +314,6 @@ class Segmenter:
         labels = []
         for scores, photo in zip(logits, photos, strict=True):
             began = time.perf_counter()
-            labels.append(labels_at_size(scores, photo.size))  # (H, W) uint8 class indices
+            labels.append(resize_labels(scores, photo.size))  # (H, W) uint8 class indices
             times.resize_s.append(time.perf_counter() - began)
         return labels, times

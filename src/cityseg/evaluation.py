@@ -2,7 +2,7 @@
 
 The scores are :mod:`cityseg.metrics`' (one confusion matrix over the whole set, filled by
 :func:`cityseg.metrics.update_confusion`, as training's validation fills its own). :func:`evaluate_run` is
-what ``cityseg evaluate`` runs: it finds the model (:func:`cityseg.run_folders.find_model`), rebuilds the run's
+what ``cityseg evaluate`` runs: it finds the model (:func:`cityseg.model_sources.locate_model`), rebuilds the run's
 splits and labels, and evaluates as the run validated (sliding windows, flip: :func:`cityseg.inference.eval_net`);
 what the caller chooses is one :class:`EvaluateOptions`.
 """
@@ -26,7 +26,8 @@ from cityseg.devices import configure_threads, pick_device
 from cityseg.errors import CitysegError
 from cityseg.files import atomic_write_text, natural_key
 from cityseg.metrics import SegmentationMetrics, metrics_report, update_confusion
-from cityseg.run_folders import CONFIG_FILE, find_model
+from cityseg.model_sources import locate_model
+from cityseg.run_folders import CONFIG_FILE
 
 if TYPE_CHECKING:
     from cityseg.models import ModelInfo
@@ -171,7 +172,8 @@ def evaluate_run(
     from cityseg.models import load_model
 
     options = options or EvaluateOptions()
-    model_dir, run_dir = find_model(target)
+    source = locate_model(target)
+    model_dir, run_dir = source.folder, source.run
     net, info = load_model(model_dir)
     own = _own_data(run_dir, data)
     overrides = {"data.root": data, "data.batch_size": options.batch_size, "data.workers": options.workers}
@@ -201,7 +203,13 @@ def evaluate_run(
         }
     )
     split = options.split
-    out_dir = Path(out) if out else (run_dir or model_dir) / EVALUATIONS_DIR / evaluation_name(config, split, data)
+    # a built-in or Hub model is read-only: its evaluations go to ./evaluations/<its name>/ instead
+    home = (
+        Path(EVALUATIONS_DIR) / source.name.replace("/", "--")
+        if source.read_only
+        else (run_dir or model_dir) / EVALUATIONS_DIR
+    )
+    out_dir = Path(out) if out else home / evaluation_name(config, split, data)
     report["written"] = str(_write_scores(report, confmat, evaluation, out_dir))
     return report
 

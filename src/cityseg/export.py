@@ -56,8 +56,8 @@ from cityseg.errors import CitysegError
 from cityseg.files import atomic_path
 from cityseg.images import decode_image, expand_inputs
 from cityseg.inference import labels_at_size
+from cityseg.model_sources import locate_model
 from cityseg.onnx_graphs import QuantOptions, quantize_int8, torch_to_onnx
-from cityseg.run_folders import resolve_model_dir
 
 ENCODER_NODES = ("/encoder",)  # node-name prefix of an smp network's encoder in the exported graph
 
@@ -327,7 +327,13 @@ def export_onnx(
 
     options = options or ExportOptions()
     _check_settings(options)
-    model_dir = resolve_model_dir(model)
+    source = locate_model(model)
+    if out is None and source.read_only:
+        raise CitysegError(
+            f"{model} is a {'built-in' if source.kind == 'builtin' else 'Hub'} model, read-only here; "
+            f"pass --out FILE.onnx (e.g. --out {source.folder.name}.onnx)"
+        )
+    model_dir = source.folder
     net, info = load_model(model_dir)
     fp32_path, int8_path = _output_paths(out, model_dir)
     images = load_calibration_set(info, options, model_dir)

@@ -1,6 +1,6 @@
 """The optional parts of cityseg, each a pip extra, and the one-line error that names the one missing.
 
-The core install trains, evaluates and predicts with PyTorch. Serving (FastAPI), ONNX export and ONNX Runtime,
+The core install trains, evaluates and predicts with PyTorch and ONNX Runtime. Serving (FastAPI), ONNX export,
 OpenVINO and TensorBoard logs are extras most users do not need; each command that needs one checks for it
 first and, where it is missing, says which ``pip install 'cityseg[...]'`` brings it.
 """
@@ -14,7 +14,7 @@ from cityseg.errors import CitysegError
 # extra -> the modules it brings (any one of a tuple of alternatives will do)
 EXTRAS: dict[str, tuple[tuple[str, ...], ...]] = {
     "serve": (("fastapi",), ("uvicorn",), ("python_multipart", "multipart")),
-    "onnx": (("onnx",), ("onnxruntime",), ("onnxscript",)),
+    "onnx": (("onnx",), ("onnxscript",)),  # export; ONNX Runtime is in the core install
     "openvino": (("openvino",),),
     "tensorboard": (("tensorboard",),),
 }
@@ -28,6 +28,14 @@ def missing_modules(extra: str) -> list[str]:
 def available(extra: str) -> bool:
     """Whether every module of ``extra`` is installed."""
     return not missing_modules(extra)
+
+
+def require_module(module: str, what: str) -> None:
+    """Raise a one-line error naming the pip install of ``module``, a core dependency a broken install lacks."""
+    if find_spec(module) is None:
+        raise CitysegError(
+            f"{what} needs {module} (cityseg's core install brings it; missing here): pip install {module}"
+        )
 
 
 def require(extra: str, what: str) -> None:

@@ -23,7 +23,9 @@ from cityseg.defaults import CALIBRATION_METHODS, DEFAULT_OPSET, QUANT_FORMATS
 from cityseg.errors import CitysegError, first_line
 
 
-def torch_to_onnx(net, path: str | os.PathLike, sample: np.ndarray, opset: int = DEFAULT_OPSET) -> None:
+def torch_to_onnx(
+    net, path: str | os.PathLike, sample: np.ndarray, opset: int = DEFAULT_OPSET, fold: bool = True
+) -> None:
     """Write ``net`` as an fp32 ONNX graph: input ``image`` (batch, 3, height, width), output ``logits``.
 
     The TorchScript-based exporter is used: it names the dynamic axes, exports a U-Net in seconds, and its
@@ -36,6 +38,9 @@ def torch_to_onnx(net, path: str | os.PathLike, sample: np.ndarray, opset: int =
         path: the .onnx file to write.
         sample: one (1, 3, h, w) float32 input to trace with.
         opset: ONNX opset.
+        fold: fold constants (BatchNorm into convolutions ...); without it the graph's weights keep the
+            network's own names and values (``encoder.conv_stem.weight`` ...), so they can be read from its
+            safetensors file (the built-in model's ``model.onnx`` does), and ONNX Runtime folds them at load.
     """
     import torch
 
@@ -55,7 +60,7 @@ def torch_to_onnx(net, path: str | os.PathLike, sample: np.ndarray, opset: int =
                     "image": {0: "batch", 2: "height", 3: "width"},
                     "logits": {0: "batch", 2: "height", 3: "width"},
                 },
-                do_constant_folding=True,
+                do_constant_folding=fold,
             )
         except Exception as exc:
             raise CitysegError(f"ONNX export failed: {first_line(exc)}; try another --opset") from None

@@ -3,7 +3,8 @@
 A *run folder* (``runs/<timestamp>/``) holds ``config.yaml``, the logs, checkpoints and, once training
 has finished, the *model folder* ``model/`` (smp's files plus ``cityseg.json``). Every command that takes
 a model (``evaluate``, ``predict``, ``export``, ``serve``) accepts a model folder, a run folder or
-``runs/latest``; :func:`find_model` is the one place that turns such a path into folders.
+``runs/latest``; :func:`find_local_model` is the one place that turns such a path into folders (and
+:mod:`cityseg.model_sources` the one that adds built-in names and Hub repositories).
 
 Light on purpose: no torch, numpy or PIL, so the ONNX-only prediction path and the CLI stay quick.
 """
@@ -20,6 +21,7 @@ from cityseg.files import atomic_write_text
 INFO_FILE = "cityseg.json"  # the ModelInfo of a model folder (cityseg.models re-exports it)
 CONFIG_FILE = "config.yaml"  # the config a run was made with
 MODEL_DIR = "model"  # the finished model inside a run folder
+SPLITS_FILE = "splits.json"  # the run's train/val/test lists and the note saying what was held out
 LATEST = "latest"  # runs/latest: a symlink to the newest run, or a text file naming it
 
 
@@ -71,8 +73,10 @@ def resolve_run(path: str | os.PathLike) -> Path:
     return run.resolve()
 
 
-def find_model(path: str | os.PathLike) -> tuple[Path, Path | None]:
-    """(model folder, run folder or None) behind a model folder, a run folder or ``runs/latest``.
+def find_local_model(path: str | os.PathLike) -> tuple[Path, Path | None]:
+    """(model folder, run folder or None) behind a model folder, a run folder or ``runs/latest`` on disk.
+
+    :func:`cityseg.model_sources.find_model` also takes built-in model names and Hub repositories.
 
     Raises:
         CitysegError: nothing there, a file, or a folder that is neither a model nor a finished run.
@@ -80,7 +84,10 @@ def find_model(path: str | os.PathLike) -> tuple[Path, Path | None]:
     given = Path(path)
     folder = _follow_latest(given)
     if not folder.exists():
-        raise CitysegError(f"model {given} not found; pass a model folder, a run folder or runs/latest")
+        raise CitysegError(
+            f"model {given} not found; pass a model folder, a run folder, runs/latest, a built-in model "
+            "(cityseg models lists them) or a Hub repository owner/name"
+        )
     if not folder.is_dir():
         raise CitysegError(f"model {given} is a file; pass the model folder (with {INFO_FILE}) or a run folder")
     if (folder / INFO_FILE).is_file():
@@ -94,8 +101,3 @@ def find_model(path: str | os.PathLike) -> tuple[Path, Path | None]:
             "or resume it with cityseg train --resume"
         )
     raise CitysegError(f"{given} is not a model folder (no {INFO_FILE}) or a run folder (no model/); check the path")
-
-
-def resolve_model_dir(path: str | os.PathLike) -> Path:
-    """The model folder behind ``path`` (see :func:`find_model`)."""
-    return find_model(path)[0]

@@ -152,7 +152,7 @@ def evaluate_transfer(
         The :class:`TransferTable`, also written as ``transfer.json`` beside ``plots/transfer.png``.
     """
     from cityseg.evaluation import EVALUATIONS_DIR, EvaluateOptions, evaluate_run
-    from cityseg.run_folders import find_model
+    from cityseg.model_sources import find_model
 
     options = options or EvaluateOptions()
     split = options.split

@@ -12,14 +12,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cityseg.cli import data_commands, model_commands, train_commands  # noqa: F401  (they register the subcommands)
+from cityseg.cli import data_commands, hub_commands, model_commands, train_commands  # noqa: F401  (they register the subcommands)
 from cityseg.cli.data_commands import LABEL_FLAGS
 from cityseg.cli.registry import COMMANDS, command, load_config
 from cityseg.cli.train_commands import TRAIN_FLAGS, _passive_cpu_threads, apply_train_flags
 from cityseg.process_errors import settle
 
 # --help lists the subcommands in the order of the pipeline; one registered elsewhere comes last
-HELP_ORDER = ("synth", "label", "train", "evaluate", "demo", "predict", "export", "serve")
+HELP_ORDER = ("synth", "label", "train", "evaluate", "demo", "predict", "export", "serve", "models", "push")
 
 __all__ = [
     "COMMANDS",

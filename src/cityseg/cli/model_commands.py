@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cityseg import defaults
-from cityseg.cli.registry import add_backend, add_mask_side, add_tta, command, options_from_args
+from cityseg.cli.registry import add_backend, add_mask_side, add_model, add_tta, command, options_from_args
 
 # ---- predict, export (predict/export helper) ---------------------------------------------------
 
@@ -16,11 +16,13 @@ def _add_count(parser: argparse.ArgumentParser, flag: str, default: int, help: s
 
 
 def _add_predict(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="a model folder, a run folder, or runs/latest")
+    add_model(parser, classes=True)
     parser.add_argument(
         "inputs", metavar="INPUT", nargs="+", help="image or video files, folders or glob patterns ('*.jpg', '*.mp4')"
     )
-    parser.add_argument("--out", metavar="DIR", required=True, help="output folder (created)")
+    parser.add_argument(
+        "--out", metavar="DIR", default=defaults.PREDICT_OUT, help="output folder (created; default %(default)s)"
+    )
     add_backend(parser)
     parser.add_argument(
         "--ids",
@@ -74,6 +76,7 @@ def _run_predict(args: argparse.Namespace) -> int:
         skip_bad=args.skip_bad,
         progress=not args.no_progress,
         overlay_alpha=args.alpha,
+        classes=args.model_classes,
     )
     video = VideoOptions(frames=args.frames, every=args.every, smooth=args.smooth)
     summary = predict_files(args.model, args.inputs, args.out, options, video)
@@ -82,7 +85,7 @@ def _run_predict(args: argparse.Namespace) -> int:
 
 
 def _add_export(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="a model folder, a run folder, or runs/latest")
+    add_model(parser)
     parser.add_argument(
         "--format", choices=defaults.FORMATS, default=defaults.FORMATS[0], help="export format (default %(default)s)"
     )
@@ -156,7 +159,7 @@ SERVE_LIMITS = (
 
 
 def _add_serve(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", metavar="MODEL", help="a model folder, a run folder, or runs/latest")
+    add_model(parser, classes=True)
     add_backend(parser)
     parser.add_argument(
         "--host", default=defaults.DEFAULT_HOST, help="address to listen on (default %(default)s: this machine)"
@@ -196,7 +199,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         args.model,
         host=args.host,
         port=args.port,
-        options=PredictOptions(backend=args.backend, onnx_file=args.onnx, threads=args.threads),
+        options=PredictOptions(
+            backend=args.backend, onnx_file=args.onnx, threads=args.threads, classes=args.model_classes
+        ),
         settings=settings,
         log_level=args.log_level,
         token=args.token,

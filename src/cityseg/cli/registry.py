@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, NamedTuple, TypeVar
 
 from cityseg import defaults
-from cityseg.backends import BACKENDS
+from cityseg.backends import BACKEND_CHOICES
 from cityseg.config import Config, DataConfig, LabelConfig
 
 
@@ -53,6 +53,25 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
+MODEL_HELP = (
+    "a model folder, a run folder, runs/latest, a built-in model (cityseg models lists them) or a Hugging Face "
+    "Hub repository owner/name[@revision]; a local path wins"
+)
+
+
+def add_model(parser: argparse.ArgumentParser, classes: bool = False) -> None:
+    """The MODEL argument (and, for commands that run a Hub checkpoint, ``--classes``)."""
+    parser.add_argument("model", metavar="MODEL", help=MODEL_HELP)
+    if classes:
+        parser.add_argument(
+            "--classes",
+            dest="model_classes",
+            metavar="SET|FILE.yaml",
+            help="for a Hub checkpoint that does not name its classes (segmentation-models-pytorch's): its "
+            "class set or class table (default: train19 for a Cityscapes one)",
+        )
+
+
 def add_mask_side(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--mask-side", choices=defaults.MASK_SIDES, default=DataConfig.mask_side, help="mask half of a pair"
@@ -76,7 +95,10 @@ def add_dataset_options(parser) -> None:
 
 def add_backend(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--backend", choices=BACKENDS, default=defaults.DEFAULT_BACKEND, help="runtime (default %(default)s)"
+        "--backend",
+        choices=BACKEND_CHOICES,
+        default=defaults.DEFAULT_BACKEND,
+        help="runtime (default %(default)s: ONNX Runtime on MODEL/model.onnx if there, else torch)",
     )
     parser.add_argument(
         "--onnx",

@@ -17,6 +17,7 @@ TRAIN_FLAGS = {
     "arch": "model.arch",
     "encoder": "model.encoder",
     "encoder_weights": "model.encoder_weights",
+    "init": "model.init",
     "size": "data.size",
     "batch_size": "data.batch_size",
     "epochs": "train.max_epochs",
@@ -94,6 +95,12 @@ def _add_train(parser: argparse.ArgumentParser) -> None:
         metavar="imagenet|none|PATH",
         help=f"encoder initialisation (default {ModelConfig.encoder_weights})",
     )
+    model.add_argument(
+        "--init",
+        metavar="MODEL",
+        help="fine-tune a trained model: a run, a model folder, a built-in model or a Hub repository owner/name; "
+        "its whole network (architecture included) is the start; with other classes its last layer starts afresh",
+    )
     data = parser.add_argument_group("data and optimisation")
     data.add_argument(
         "--size", metavar="H[xW]", help=f"training resolution, e.g. 256 or 256x512 (default {_side(DataConfig.size)})"
@@ -168,7 +175,12 @@ def _print_run_summary(run_dir) -> None:
 
 
 def _add_evaluate(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("target", metavar="RUN|MODEL", help="a run folder (runs/latest) or a model folder")
+    parser.add_argument(
+        "target",
+        metavar="RUN|MODEL",
+        help="a run folder (runs/latest), a model folder, a built-in model or a Hub repository owner/name "
+        "(the last three need --data)",
+    )
     parser.add_argument(
         "--data",
         action="append",

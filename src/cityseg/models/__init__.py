@@ -36,7 +36,16 @@ from cityseg.models.networks import (
     input_normalization,
     network_options,
 )
-from cityseg.models.saved import CONFIG_FILE, INFO_FILE, METRICS_FILE, WEIGHTS_FILE, ModelInfo, load_model, save_model
+from cityseg.models.saved import (
+    CONFIG_FILE,
+    INFO_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    ModelInfo,
+    load_model,
+    network_from_model,
+    save_model,
+)
 from cityseg.models.weights import (
     PACKAGED_WEIGHTS,
     PackagedWeights,
@@ -66,6 +75,7 @@ __all__ = [
     "load_model",
     "load_packaged_weights",
     "map_efficientnet_lite_keys",
+    "network_from_model",
     "network_options",
     "save_model",
 ]

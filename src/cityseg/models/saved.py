@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cityseg.classes import CLASS_SETS, IGNORE_INDEX, NUM_LABEL_IDS, ClassSet, class_set
 from cityseg.errors import CitysegError
 from cityseg.files import disk_full_message
+from cityseg.model_card import CardFacts, render_card
 from cityseg.models.networks import IMAGENET_MEAN, IMAGENET_STD, input_normalization, unwrap_network
 from cityseg.run_folders import INFO_FILE  # the ModelInfo file: one name for every module
 
@@ -26,6 +27,8 @@ if TYPE_CHECKING:  # torch is imported inside functions so `import cityseg.model
 CONFIG_FILE = "config.json"  # smp's architecture config (save_pretrained)
 WEIGHTS_FILE = "model.safetensors"  # smp's weights (save_pretrained)
 METRICS_FILE = "metrics.json"  # the metrics passed to save_model, if any
+CARD_FILE = "README.md"  # the model card (cityseg.model_card), in the Hub's format
+HEAD_PREFIX = "segmentation_head."  # smp's last layer: the one fine-tuning on other classes starts afresh
 # ModelInfo fields whose cityseg.json key differs: the file keeps the key that model folders have always had,
 # so old folders load and old code reads new ones
 _FILE_KEYS = {"class_set_name": "class_set"}
@@ -171,8 +174,11 @@ def _class_table(table: Any, source: str) -> dict | None:
 # ---- saving and loading -----------------------------------------------------------------------
 
 
-def save_model(net: nn.Module, folder: str | os.PathLike, info: ModelInfo, metrics: dict | None = None) -> Path:
-    """Write a model folder: smp ``save_pretrained`` files, ``cityseg.json`` and (if given) ``metrics.json``.
+def save_model(
+    net: nn.Module, folder: str | os.PathLike, info: ModelInfo, metrics: dict | None = None, card: str | None = None
+) -> Path:
+    """Write a model folder: smp ``save_pretrained`` files, ``cityseg.json``, the model card ``README.md`` and
+    (if given) ``metrics.json``.
 
     The folder is written under a temporary name beside ``folder`` and renamed into place, so readers
     never see a half-written model. The saved smp config says ``encoder_weights: null`` so reloading it
@@ -183,6 +189,7 @@ def save_model(net: nn.Module, folder: str | os.PathLike, info: ModelInfo, metri
         folder: the model folder to create or replace.
         info: what the model predicts and how to feed it.
         metrics: JSON-ready metrics, shown in the README model card.
+        card: the model card's text (:mod:`cityseg.model_card`); None: one made from ``info`` and ``metrics``.
 
     Returns:
         The folder.
@@ -202,10 +209,11 @@ def save_model(net: nn.Module, folder: str | os.PathLike, info: ModelInfo, metri
     try:
         config["encoder_weights"] = None  # the trained encoder is in model.safetensors; never fetch it again
         try:
-            card_metrics = {k: v for k, v in metrics.items() if k != "confmat"} if metrics else None  # keep it short
-            model.save_pretrained(tmp, metrics=card_metrics, dataset="Cityscapes image pairs")
+            model.save_pretrained(tmp)
         finally:
             config["encoder_weights"] = original_weights
+        parameters = sum(p.numel() for p in model.parameters())
+        (tmp / CARD_FILE).write_text(card or render_card(info_facts(info, folder.name, parameters), metrics))
         (tmp / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
         if info.class_table:  # the user's table, readable and reusable (--classes MODEL/classes.yaml)
             from cityseg.user_classes import TABLE_FILE, table_yaml
@@ -224,6 +232,20 @@ def save_model(net: nn.Module, folder: str | os.PathLike, info: ModelInfo, metri
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
+
+
+def info_facts(info: ModelInfo, name: str, parameters: int = 0) -> CardFacts:
+    """The card facts a model folder's ``cityseg.json`` gives (no run behind it: no training facts)."""
+    return CardFacts(
+        name=name,
+        arch=info.arch,
+        encoder=info.encoder,
+        class_set=info.class_set_name,
+        class_names=tuple(info.names),
+        input_size=tuple(info.input_size),
+        parameters=parameters,
+        training={"encoder start": info.encoder_weights},
+    )
 
 
 def _json_ready(value: Any) -> Any:
@@ -260,6 +282,9 @@ def _replace_dir(new: Path, target: Path) -> None:
 def load_model(folder: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
     """Rebuild a model saved by :func:`save_model`, offline, in eval mode.
 
+    The weights may be stored in any float precision (the built-in model's are fp16): they load into the
+    network's fp32 parameters.
+
     Args:
         folder: the model folder (``config.json``, ``model.safetensors``, ``cityseg.json``).
 
@@ -274,45 +299,97 @@ def load_model(folder: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
         >>> info.names[:2]  # doctest: +SKIP
         ('road', 'sidewalk')
     """
-    import segmentation_models_pytorch as smp
-    import torch
-    from safetensors.torch import load_file
-
     folder = Path(folder)
     if not folder.is_dir():
         raise CitysegError(
             f"model folder {folder} not found; pass a folder written by cityseg train (runs/<run>/model)"
         )
-    config = _read_json(folder / CONFIG_FILE)
     info = ModelInfo.from_dict(_read_json(folder / INFO_FILE), source=str(folder / INFO_FILE))
+    net = _network_from_config(folder)
+    state = _read_weights(folder)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise CitysegError(
+            f"{folder / WEIGHTS_FILE} does not match {folder / CONFIG_FILE}: {_first_problem(exc)}"
+        ) from None
+    net.eval()
+    return net, info
 
+
+def network_from_model(
+    folder: str | os.PathLike, class_names: tuple[str, ...], load_weights: bool = True
+) -> tuple[nn.Module, bool]:
+    """A trained model's whole network, to fine-tune on ``class_names``: (network in training mode, head kept).
+
+    The architecture comes from the folder's ``config.json``. With the model's own classes every weight is
+    loaded; with other classes (other names, or another number) every layer but the last (smp's
+    ``segmentation_head``) is, and the head starts afresh, sized for ``class_names``. ``load_weights=False``
+    returns the architecture untrained.
+
+    Raises:
+        CitysegError: the folder's files are missing, damaged or do not fit each other.
+    """
+    folder = Path(folder)
+    info = ModelInfo.from_dict(_read_json(folder / INFO_FILE), source=str(folder / INFO_FILE))
+    keep_head = tuple(info.names) == tuple(class_names)
+    net = _network_from_config(folder, num_classes=len(class_names))
+    if not load_weights:
+        return net.train(), keep_head
+    state = _read_weights(folder)
+    if not keep_head:
+        state = {key: value for key, value in state.items() if not key.startswith(HEAD_PREFIX)}
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=keep_head)
+    except RuntimeError as exc:
+        raise CitysegError(
+            f"{folder / WEIGHTS_FILE} does not match {folder / CONFIG_FILE}: {_first_problem(exc)}"
+        ) from None
+    stray = [key for key in (*missing, *unexpected) if not key.startswith(HEAD_PREFIX)]
+    if stray:
+        raise CitysegError(f"{folder / WEIGHTS_FILE} does not match {folder / CONFIG_FILE}: {', '.join(stray[:3])}")
+    return net.train(), keep_head
+
+
+def _network_from_config(folder: Path, num_classes: int | None = None) -> nn.Module:
+    """The smp network ``config.json`` describes (``_model_class`` and its arguments), untrained, fetching nothing."""
+    import segmentation_models_pytorch as smp
+    import torch
+
+    config = _read_json(folder / CONFIG_FILE)
     class_name = config.pop("_model_class", None)
     model_class = getattr(smp, str(class_name), None)
     if not isinstance(model_class, type) or not issubclass(model_class, torch.nn.Module):
         raise CitysegError(f"{folder / CONFIG_FILE} names no segmentation-models-pytorch model ({class_name!r})")
     config = {k: v for k, v in config.items() if not k.startswith("_")}
     config["encoder_weights"] = None  # weights come from model.safetensors: smp and timm fetch nothing
+    if num_classes is not None:
+        config["classes"] = num_classes
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", category=DeprecationWarning)
-            net = model_class(**config)
+            return model_class(**config)
     except Exception as exc:
         raise CitysegError(f"cannot rebuild the model from {folder / CONFIG_FILE}: {exc}") from None
+
+
+def _read_weights(folder: Path) -> dict:
+    """The folder's safetensors state dict (CPU tensors); nothing else is ever read as weights."""
+    from safetensors.torch import load_file
 
     weights_path = folder / WEIGHTS_FILE
     if not weights_path.is_file():
         raise CitysegError(f"{weights_path} not found; the model folder is incomplete, save or train it again")
     try:
-        state = load_file(weights_path, device="cpu")
+        return load_file(weights_path, device="cpu")
     except Exception as exc:
         raise CitysegError(f"cannot read {weights_path}: {exc}; the file is damaged, save or train it again") from None
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
-        raise CitysegError(f"{weights_path} does not match {folder / CONFIG_FILE}: {first}") from None
-    net.eval()
-    return net, info
+
+
+def _first_problem(exc: Exception) -> str:
+    """The first line of load_state_dict's report that names a key."""
+    lines = str(exc).splitlines()
+    return lines[1].strip() if len(lines) > 1 else str(exc)
 
 
 def _read_json(path: Path) -> dict:

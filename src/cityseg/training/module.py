@@ -81,13 +81,18 @@ class SegModule(L.LightningModule):
             hparams["class_weights"] = [float(w) for w in class_weights]
         self.save_hyperparameters(hparams)
         model = self.config.model
-        self.net, filled_by = build_network(
-            arch=model.arch,
-            encoder=model.encoder,
-            num_classes=len(self.class_names),
-            encoder_weights=model.encoder_weights if pretrained else "none",
-            **network_options(model),
-        )
+        if model.init:  # the architecture is that model's; unless pretrained (a resumed run) its weights are not read
+            from cityseg.training.start import init_network
+
+            self.net, filled_by = init_network(self.config, tuple(self.class_names), load_weights=pretrained)
+        else:
+            self.net, filled_by = build_network(
+                arch=model.arch,
+                encoder=model.encoder,
+                num_classes=len(self.class_names),
+                encoder_weights=model.encoder_weights if pretrained else "none",
+                **network_options(model),
+            )
         # what filled the encoder before training; kept in checkpoints so a resumed run still knows
         self.encoder_weights_used = filled_by if pretrained else model.encoder_weights
         if self.config.train.channels_last:

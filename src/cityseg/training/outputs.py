@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -132,13 +133,31 @@ def finish_run(
             "encoder_weights": module.encoder_weights_used,
         }
     )
-    card = {key: value for key, value in report.items() if key != "confmat"}  # the model card: scores, no matrix
-    save_model(module.net, run_dir / MODEL_DIR, info, metrics=card)
+    scores = {key: value for key, value in report.items() if key != "confmat"}  # the model's metrics.json: no matrix
+    save_model(
+        module.net,
+        run_dir / MODEL_DIR,
+        info,
+        metrics=scores,
+        card=run_card(run_dir, info, config, scores, _parameters(module.net)),
+    )
     atomic_write_text(run_dir / METRICS_FILE, json.dumps(report, indent=1) + "\n")
     history = write_history(run_dir)
     write_pictures(run_dir, module, datamodule, class_set, report, history)
     update_latest(run_dir)
     return report
+
+
+def run_card(run_dir: Path, info, config: Config, report: dict, parameters: int = 0) -> str:
+    """The model card of a run's model: its recipe, its held-out figures, the cities or images held out."""
+    from cityseg.model_card import render_card, run_facts
+
+    facts = run_facts(run_dir, info, config, report, name=str(run_dir / MODEL_DIR))
+    return render_card(dataclasses.replace(facts, parameters=parameters), report)
+
+
+def _parameters(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
 
 
 def _float(value: Any) -> float | None:

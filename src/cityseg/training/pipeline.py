@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Sequence
@@ -90,6 +91,10 @@ def train(
     # augmentation stream for each DataLoader worker of each process from it
     L.seed_everything(config.train.seed, workers=True, verbose=False)
     configure_threads(config)
+    if config.model.init and resume is None:  # a model of another architecture stops the run before its folder exists
+        from cityseg.training.start import adopt_init_architecture
+
+        adopt_init_architecture(config)
 
     # one run folder shared by every process of a multi-process run: rank 0 names it, the others inherit it
     inherited = os.environ.get(RUN_DIR_ENV)
@@ -111,7 +116,7 @@ def _train_in(run_dir: Path, config: Config, checkpoint: Path | None, callbacks:
     resuming = checkpoint is not None
     splits_file = run_dir / SPLITS_FILE
     if resuming and splits_file.is_file():
-        splits, note = load_splits(splits_file, config.data.root or None), "the resumed run's splits (splits.json)"
+        splits, note = load_splits(splits_file, config.data.root or None), _saved_note(splits_file)
     else:
         splits, note = split_dataset(config)
     _say(f"cityseg: {note}")
@@ -120,6 +125,10 @@ def _train_in(run_dir: Path, config: Config, checkpoint: Path | None, callbacks:
     labeller = load_run_labeller(run_dir) if resuming else None
     splits, label_cache, reports = prepare_labels(config, splits, labeller=labeller, progress=config.train.progress)
     class_set = label_cache.labeller.class_set
+    if config.model.init and not resuming:
+        from cityseg.training.start import prepare_init
+
+        _say(prepare_init(config, tuple(class_set.names)))
     if rank_zero_only.rank == 0:
         config.to_yaml(run_dir / CONFIG_FILE)
         save_splits(splits, splits_file, config.data.root, note)
@@ -148,6 +157,14 @@ def _train_in(run_dir: Path, config: Config, checkpoint: Path | None, callbacks:
         finish_run(run_dir, config, module, datamodule, class_set, fit_seconds, trainer)
     trainer.strategy.barrier()  # the other processes return only once the run folder is complete
     return run_dir
+
+
+def _saved_note(splits_file: Path) -> str:
+    """What a resumed run's splits.json says was held out: kept, not replaced by a note about resuming."""
+    try:
+        return str(json.loads(splits_file.read_text()).get("note") or "the resumed run's splits (splits.json)")
+    except (OSError, ValueError, AttributeError):
+        return "the resumed run's splits (splits.json)"
 
 
 @rank_zero_only
