@@ -58,10 +58,9 @@ def pack_weights(model_dir: Path, out: Path) -> dict:
 
 def safetensors_offsets(path: Path) -> dict[str, tuple[int, int, str]]:
     """Each tensor's (byte offset in the file, length, dtype), from the safetensors header."""
-    with open(path, "rb") as file:
-        size = int.from_bytes(file.read(8), "little")
-        header = json.loads(file.read(size))
-    start = 8 + size
+    from cityseg.model_card import safetensors_header
+
+    header, start = safetensors_header(path)
     return {
         name: (start + entry["data_offsets"][0], entry["data_offsets"][1] - entry["data_offsets"][0], entry["dtype"])
         for name, entry in header.items()
@@ -247,7 +246,7 @@ def write_card(run: Path, folder: Path, name: str, one_pass: dict, flipped: dict
 
     from cityseg.backends import read_model_info
     from cityseg.config import Config
-    from cityseg.model_card import count_parameters, file_sha256, render_card, run_facts
+    from cityseg.model_card import render_card, run_facts
 
     run_report = json.loads((run / "metrics.json").read_text())
     for key in ("steps", "epochs", "fit_seconds", "encoder_weights"):
@@ -255,7 +254,7 @@ def write_card(run: Path, folder: Path, name: str, one_pass: dict, flipped: dict
     one_pass["flip"] = {k: v for k, v in flipped.items() if k != "confmat"}
     (folder / "metrics.json").write_text(json.dumps(one_pass, indent=1) + "\n")
     info, config = read_model_info(folder), Config.from_yaml(run / "config.yaml")
-    facts = run_facts(run, info, config, one_pass, name=name)
+    facts = run_facts(run, info, config, one_pass, name=name, weights=folder / "model.safetensors")
     minutes = config.train.budget_minutes or round(float(run_report["fit_seconds"]) / 60)
     training = {**facts.training, "minutes": f"{minutes:g} of 2 CPU cores (the budget, over resumed sessions)"}
     speed_text = (
@@ -268,8 +267,6 @@ def write_card(run: Path, folder: Path, name: str, one_pass: dict, flipped: dict
     )
     facts = replace(
         facts,
-        parameters=count_parameters(folder / "model.safetensors"),
-        weights_sha256=file_sha256(folder / "model.safetensors"),
         test_set=f"the {one_pass['images']} pairs of bremen, cologne and krefeld (whole cities, never trained on)",
         training=training,
         trained_on=f"the {len(json.loads((run / 'splits.json').read_text())['train'])} training pairs of the "

@@ -226,6 +226,29 @@ def read_card_metadata(text: str) -> dict[str, Any]:
     return values if isinstance(values, dict) else {}
 
 
+def facts_from_info(info: Any, name: str, weights: str | os.PathLike | None = None, parameters: int = 0) -> CardFacts:
+    """The card facts a model folder's ``cityseg.json`` gives (:class:`~cityseg.models.ModelInfo` ``info``).
+
+    Args:
+        name: how a user loads the model.
+        weights: its ``model.safetensors``, once written: the parameter count and SHA-256 are read from it.
+        parameters: the parameter count, when there is no weights file to read it from.
+    """
+    facts = CardFacts(
+        name=name,
+        arch=info.arch,
+        encoder=info.encoder,
+        class_set=info.class_set_name,
+        class_names=tuple(info.names),
+        input_size=tuple(info.input_size),
+        parameters=parameters,
+        training={"encoder start": info.encoder_weights},
+    )
+    if weights is None:
+        return facts
+    return replace(facts, parameters=count_parameters(weights), weights_sha256=file_sha256(weights))
+
+
 def facts_from_run(name: str, info: Any, config: Any, report: Mapping, test_set: str = "") -> CardFacts:
     """The card facts of a trained run from its ModelInfo, its Config and its test report.
 
@@ -253,13 +276,8 @@ def facts_from_run(name: str, info: Any, config: Any, report: Mapping, test_set:
         "precision": config.train.precision,
     }
     root = str(data.root).rstrip("/").rsplit("/", 1)[-1] or "the training data"
-    return CardFacts(
-        name=name,
-        arch=info.arch,
-        encoder=info.encoder,
-        class_set=info.class_set_name,
-        class_names=tuple(info.names),
-        input_size=tuple(info.input_size),
+    return replace(
+        facts_from_info(info, name),
         trained_on=f"`{root}` ({data.split} split)",
         test_set=test_set,
         training={label: value for label, value in training.items() if value not in (None, "")},
@@ -272,9 +290,17 @@ def held_out_text(note: str) -> str:
     return match[1] if match else note
 
 
-def run_facts(run_dir: str | os.PathLike, info: Any, config: Any, report: Mapping, name: str) -> CardFacts:
-    """:func:`facts_from_run` with the held-out images read from the run's ``splits.json`` and the parameter count
-    from the model folder's weights, when they are there."""
+def run_facts(
+    run_dir: str | os.PathLike,
+    info: Any,
+    config: Any,
+    report: Mapping,
+    name: str,
+    weights: str | os.PathLike | None = None,
+) -> CardFacts:
+    """:func:`facts_from_run` with the held-out images read from the run's ``splits.json``, and the parameter
+    count and SHA-256 of ``weights`` (the model's ``model.safetensors``) when it is given: a run that is
+    finishing has not written its weights yet, and those of an earlier session are not this card's."""
     run_dir = Path(run_dir)
     splits = run_dir / SPLITS_FILE
     try:
@@ -282,8 +308,7 @@ def run_facts(run_dir: str | os.PathLike, info: Any, config: Any, report: Mappin
     except (OSError, ValueError, AttributeError):
         note = ""
     facts = facts_from_run(name, info, config, report, test_set=held_out_text(str(note)))
-    weights = run_dir / "model" / "model.safetensors"
-    if not weights.is_file():
+    if weights is None:
         return facts
     return replace(facts, parameters=count_parameters(weights), weights_sha256=file_sha256(weights))
 
@@ -299,11 +324,17 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def count_parameters(path: str | os.PathLike) -> int:
-    """The learned values in a safetensors file, from its header alone (normalisation statistics left out)."""
+def safetensors_header(path: str | os.PathLike) -> tuple[dict[str, Any], int]:
+    """(the header of a safetensors file, the byte offset its tensor data starts at): names, dtypes, shapes and
+    ``data_offsets`` relative to that start, read without loading a tensor."""
     with open(path, "rb") as file:
         size = int.from_bytes(file.read(8), "little")
-        header = json.loads(file.read(size))
+        return json.loads(file.read(size)), 8 + size
+
+
+def count_parameters(path: str | os.PathLike) -> int:
+    """The learned values in a safetensors file, from its header alone (normalisation statistics left out)."""
+    header, _ = safetensors_header(path)
     return sum(
         math.prod(entry["shape"])
         for key, entry in header.items()

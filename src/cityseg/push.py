@@ -17,9 +17,9 @@ from pathlib import Path
 
 from cityseg.errors import CitysegError
 from cityseg.model_sources import locate_model, parse_hub_id
+from cityseg.models.saved import CARD_FILE, METRICS_FILE, WEIGHTS_FILE
 from cityseg.run_folders import CONFIG_FILE
 
-CARD_FILE = "README.md"
 TOKEN_HINT = "set HF_TOKEN or run `hf auth login`; --to-folder DIR writes the files without uploading"
 
 
@@ -114,8 +114,7 @@ def _stage(model_dir: Path, run_dir: Path | None, repo_id: str, parent: Path | N
 def _card(model_dir: Path, run_dir: Path | None, repo_id: str) -> str:
     """The model card for ``repo_id``: from the run's recipe and figures, else the folder's own card or info."""
     from cityseg.backends import read_model_info
-    from cityseg.model_card import read_card_metadata, render_card, run_facts
-    from cityseg.models.saved import METRICS_FILE, info_facts
+    from cityseg.model_card import facts_from_info, read_card_metadata, render_card, run_facts
 
     info = read_model_info(model_dir)
     metrics_file = model_dir / METRICS_FILE
@@ -124,7 +123,8 @@ def _card(model_dir: Path, run_dir: Path | None, repo_id: str) -> str:
         from cityseg.config import Config
 
         config = Config.from_yaml(run_dir / CONFIG_FILE)
-        return render_card(run_facts(run_dir, info, config, metrics or {}, name=repo_id), metrics)
+        facts = run_facts(run_dir, info, config, metrics or {}, name=repo_id, weights=model_dir / WEIGHTS_FILE)
+        return render_card(facts, metrics)
     own = model_dir / CARD_FILE
     text = own.read_text() if own.is_file() else ""
     title = re.search(r"^# (.+)$", text, re.MULTILINE)
@@ -132,9 +132,7 @@ def _card(model_dir: Path, run_dir: Path | None, repo_id: str) -> str:
         # a card cityseg wrote (the built-in model's has its speed and recipe): the same card, loading from the Hub
         name = re.escape(title[1].strip())
         return re.sub(rf"(?<![\w/.-]){name}(?![\w/.-])", repo_id, text)
-    from cityseg.model_card import count_parameters
-
-    return render_card(info_facts(info, repo_id, count_parameters(model_dir / "model.safetensors")), metrics)
+    return render_card(facts_from_info(info, repo_id, weights=model_dir / WEIGHTS_FILE), metrics)
 
 
 def _move_into(stage: Path, folder: Path) -> Path:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from cityseg.classes import CLASS_SETS, IGNORE_INDEX, NUM_LABEL_IDS, ClassSet, class_set
 from cityseg.errors import CitysegError
 from cityseg.files import disk_full_message
-from cityseg.model_card import CardFacts, render_card
+from cityseg.model_card import facts_from_info, render_card
 from cityseg.models.networks import IMAGENET_MEAN, IMAGENET_STD, input_normalization, unwrap_network
 from cityseg.run_folders import INFO_FILE  # the ModelInfo file: one name for every module
 
@@ -212,8 +212,10 @@ def save_model(
             model.save_pretrained(tmp)
         finally:
             config["encoder_weights"] = original_weights
-        parameters = sum(p.numel() for p in model.parameters())
-        (tmp / CARD_FILE).write_text(card or render_card(info_facts(info, folder.name, parameters), metrics))
+        if card is None:
+            parameters = sum(p.numel() for p in model.parameters())
+            card = render_card(facts_from_info(info, folder.name, parameters=parameters), metrics)
+        (tmp / CARD_FILE).write_text(card)
         (tmp / INFO_FILE).write_text(json.dumps(info.to_dict(), indent=2) + "\n")
         if info.class_table:  # the user's table, readable and reusable (--classes MODEL/classes.yaml)
             from cityseg.user_classes import TABLE_FILE, table_yaml
@@ -232,20 +234,6 @@ def save_model(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return folder
-
-
-def info_facts(info: ModelInfo, name: str, parameters: int = 0) -> CardFacts:
-    """The card facts a model folder's ``cityseg.json`` gives (no run behind it: no training facts)."""
-    return CardFacts(
-        name=name,
-        arch=info.arch,
-        encoder=info.encoder,
-        class_set=info.class_set_name,
-        class_names=tuple(info.names),
-        input_size=tuple(info.input_size),
-        parameters=parameters,
-        training={"encoder start": info.encoder_weights},
-    )
 
 
 def _json_ready(value: Any) -> Any:
