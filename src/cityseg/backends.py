@@ -141,7 +141,6 @@ class OnnxBackend(OnnxFileBackend):
     """Runs an ONNX file in ONNX Runtime (CPU): (B, 3, h, w) float32 -> (B, C, h, w) float32 logits."""
 
     name = "onnx"
-    module = "onnxruntime"  # in the core install (the built-in model's fast start), not an extra
 
     def __init__(self, path: str | os.PathLike, threads: int | None = None):
         self.path = Path(path)
@@ -231,8 +230,6 @@ def load_backend(backend: str, model_dir: Path, onnx_file: str | os.PathLike | N
     runner = BACKENDS[backend]
     if getattr(runner, "extra", None):
         require(runner.extra, f"the {backend} backend")
-    if getattr(runner, "module", None):
-        require_module(runner.module, f"the {backend} backend")
     return runner.from_model_dir(model_dir, onnx_file=onnx_file, threads=threads)
 
 
@@ -248,12 +245,8 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None, optimizati
     Raises:
         CitysegError: the file is missing or not a model ONNX Runtime can load.
     """
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise CitysegError(
-            "ONNX Runtime is not installed (cityseg's core install brings it): pip install onnxruntime"
-        ) from None
+    require_module("onnxruntime", "ONNX Runtime")  # in the core install, not an extra; a broken install gets a line
+    import onnxruntime as ort
 
     levels = {
         "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,

@@ -301,11 +301,11 @@ class Segmenter:
     def predict_photos(self, photos: Sequence[Photo]) -> tuple[list[np.ndarray], StageTimes]:
         """Segment decoded photos in one batch; returns (labels at each photo's size, the stages' seconds)."""
         times = StageTimes()
-        resize_labels = edge_labels_at_size if self.torch_free else labels_at_size
         if not photos:
             return [], times
-        began = time.perf_counter()
         torch_free = self.torch_free
+        resize_labels = edge_labels_at_size if torch_free else labels_at_size
+        began = time.perf_counter()
         batch = np.stack([preprocess(photo.image, self.info, torch_free) for photo in photos])  # (B, 3, h, w)
         times.preprocess_s = time.perf_counter() - began
         began = time.perf_counter()

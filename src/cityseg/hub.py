@@ -235,8 +235,8 @@ def eval_preprocessing(path: Path, repo_id: str = "") -> tuple[tuple[int, int], 
             size = (int(step["height"]), int(step["width"]))
         elif kind == "Normalize":
             scale = float(step.get("max_pixel_value", 255.0)) / 255.0
-            mean = tuple(float(v) * scale for v in step.get("mean", (0.485, 0.456, 0.406)))
-            std = tuple(float(v) * scale for v in step.get("std", (0.229, 0.224, 0.225)))
+            mean = tuple(float(v) * scale for v in step.get("mean", IMAGENET_MEAN))  # albumentations' defaults too
+            std = tuple(float(v) * scale for v in step.get("std", IMAGENET_STD))
     return size, mean, std
 
 
