@@ -13,7 +13,11 @@ Four runs, each the cpu-hour recipe for ``--minutes`` minutes (validation includ
     init-7        --init cityscapes-fpn-lite0, the 7 categories (every layer but the last; a new head)
     imagenet-7    ImageNet weights, the 7 categories
 
-and, with ``--only init-19-lr3e-4``, init-19 at a tenth of the recipe's peak LR.
+and, with ``--only init-19-lr3e-4 imagenet-19-lr3e-4 init-7-lr3e-4 imagenet-7-lr3e-4``, the same four at a
+tenth of the recipe's peak LR (fine-tuning's usual step down), so each start can be compared at its better LR;
+``init-7-scaled`` is init-7 with the model's layers at a tenth of the LR (``optim.init_lr_scale``) and the new
+head at the LR, ``init-7-default`` the same with the head started from the 19 classes each category groups
+(``model.init_map_head``): ``--init``'s defaults. The runs before them set what was then the only behaviour.
 
 Usage:
     python benchmarks/finetune.py [--minutes 10] [--runs-dir DIR] [--only init-19 imagenet-19]
@@ -33,12 +37,24 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "cityscapes_pairs" / "train"
 TRAIN_PAIRS = range(271, 587)  # bremen
 TEST_PAIRS = [*range(587, 741), *range(1719, 1818)]  # cologne, krefeld
-VARIANTS = {  # name: (start from the built-in model, class set, peak LR; None: the recipe's 0.003)
-    "init-19": (True, "train19", None),
-    "imagenet-19": (False, "train19", None),
-    "init-7": (True, "categories", None),
-    "imagenet-7": (False, "categories", None),
-    "init-19-lr3e-4": (True, "train19", 3e-4),  # a tenth of the recipe's LR: fine-tuning's usual step down
+RECIPE_LR = 0.003  # the cpu-hour recipe's peak LR
+# name: (start from the built-in model, class set, settings over the recipe's). The first eight ran before
+# --init learnt its defaults, so they set what was then the only behaviour: one LR for all, a fresh head.
+BEFORE = {"optim.init_lr_scale": 1.0, "model.init_map_head": False}
+TENTH = {"optim.lr": 3e-4}  # a tenth of the recipe's LR: fine-tuning's usual step down
+VARIANTS = {
+    "init-19": (True, "train19", BEFORE),
+    "imagenet-19": (False, "train19", {}),
+    "init-7": (True, "categories", BEFORE),
+    "imagenet-7": (False, "categories", {}),
+    "init-19-lr3e-4": (True, "train19", {**BEFORE, **TENTH}),
+    "imagenet-19-lr3e-4": (False, "train19", TENTH),
+    "init-7-lr3e-4": (True, "categories", {**BEFORE, **TENTH}),
+    "imagenet-7-lr3e-4": (False, "categories", TENTH),
+    # the model's layers at a tenth of the LR, a new head at the LR: afresh, then mapped (--init's defaults);
+    # init-19 with the defaults is init-19-lr3e-4 (its head is the model's own)
+    "init-7-scaled": (True, "categories", {"model.init_map_head": False}),
+    "init-7-default": (True, "categories", {}),
 }
 BUILTIN = "cityscapes-fpn-lite0"
 
@@ -58,10 +74,10 @@ def link_dataset(root: Path) -> Path:
 def variant_config(name: str, data: Path, runs: Path, minutes: float):
     from cityseg.config import Config
 
-    init, classes, lr = VARIANTS[name]
+    init, classes, settings = VARIANTS[name]
     config = Config.from_yaml("cpu-hour")
-    if lr is not None:
-        config.optim.lr = lr
+    for key, value in settings.items():
+        config.set(key, value)
     config.data.root, config.data.split = str(data), "official"
     config.labels.classes = classes
     config.train.runs_dir, config.train.budget_minutes = str(runs / name), minutes
@@ -72,18 +88,21 @@ def variant_config(name: str, data: Path, runs: Path, minutes: float):
 
 
 def table(runs_dir: Path) -> str:
-    rows = ["| start | classes | peak LR | test mIoU | aAcc | steps | epochs | minutes |"]
-    rows.append("|---|---|---:|---:|---:|---:|---:|---:|")
-    for name, (init, classes, lr) in VARIANTS.items():
+    rows = ["| start | classes | peak LR | LR of the model's layers | head | test mIoU | aAcc | steps | epochs |"]
+    rows.append("|---|---|---:|---:|---|---:|---:|---:|---:|")
+    for name, (init, classes, settings) in VARIANTS.items():
         found = sorted((runs_dir / name).glob("*/metrics.json"))
         if not found:
             continue
         metrics = json.loads(found[-1].read_text())
         start = f"--init {BUILTIN}" if init else "ImageNet (Lite0)"
+        lr = settings.get("optim.lr", RECIPE_LR)
+        layers_lr = f"{lr * settings.get('optim.init_lr_scale', 0.1):g}" if init else "-"
+        head = "new" if not init else "kept" if classes == "train19" else "mapped"
+        head = "afresh" if init and classes != "train19" and not settings.get("model.init_map_head", True) else head
         rows.append(
-            f"| {start} | {classes} | {lr or 0.003:g} | {metrics['mIoU']:.3f} | {100 * metrics['aAcc']:.2f}% | "
-            f"{metrics['steps']} | "
-            f"{metrics['epochs']} | {metrics['fit_seconds'] / 60:.1f} |"
+            f"| {start} | {classes} | {lr:g} | {layers_lr} | {head} | {metrics['mIoU']:.3f} | "
+            f"{100 * metrics['aAcc']:.2f}% | {metrics['steps']} | {metrics['epochs']} |"
         )
     return "\n".join(rows)
 

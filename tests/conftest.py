@@ -11,13 +11,25 @@ images, ``benchmark_loader`` loads a script of benchmarks/.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gc
 import os
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, settings
+
+# Property-based tests (the fuzz targets, the API against its schema): the same inputs on every run, and no example
+# database written into the repository; the time limit per input is the tests' own (a deadline would flake).
+settings.register_profile(
+    "cityseg", derandomize=True, database=None, deadline=None, print_blob=False, suppress_health_check=list(HealthCheck)
+)
+settings.load_profile("cityseg")
 
 # PyAV leaves containers and codec contexts in reference cycles until the garbage collector runs. Freed in a
 # forked child (a DataLoader worker, a labelling pool, a test's DDP ranks), a codec context waits forever for
@@ -154,6 +166,31 @@ def tiny_segmenter(tiny_model_dir):
     from cityseg.engine import Segmenter
 
     return Segmenter.from_pretrained(tiny_model_dir)
+
+
+@contextlib.contextmanager
+def running_server(segmenter, settings=None) -> Iterator[str]:
+    """The real server (uvicorn, a free port on 127.0.0.1) in a thread, with ``settings``; yields its URL."""
+    from cityseg.serve import make_server
+
+    server = make_server(segmenter, "127.0.0.1", 0, settings, log_level="warning")
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the server did not start"
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        thread.join(30)
+
+
+@pytest.fixture(scope="session")
+def live_server():
+    """:func:`running_server`: ``with live_server(segmenter, settings) as url:`` serves on loopback meanwhile."""
+    return running_server
 
 
 @pytest.fixture(scope="session")

@@ -3,6 +3,10 @@
 Each case asserts what the README promises: exit status 2, exactly one line on stderr
 (``cityseg: error: ...``) that names the file or setting at fault, no traceback, and nothing on stdout
 that looks like one. The inputs are made once per module in a temporary folder.
+
+A case that sets how a command runs (``--workers``, ``--threads``, ``--backend``) also runs as a user gets it,
+at the command's defaults (``<id>-at-defaults``): a worker pool and its way of passing errors back are then on
+the path, as they are for everyone who does not pass ``--workers 1``.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from PIL import Image
 from cityseg.cli import main
 
 
-def pair_folder(root: Path, name: str, writer) -> Path:
-    """``root/name/train/1.jpg`` written by ``writer(path)``: a dataset of one bad pair image."""
+def pair_folder(root: Path, name: str, writer, good: list[Path]) -> Path:
+    """``root/name/train/1.jpg`` written by ``writer(path)`` among copies of ``good`` pairs (2.jpg, 3.jpg ...):
+    enough images that a command at its default workers hands them to a pool."""
     folder = root / name / "train"
     folder.mkdir(parents=True)
     writer(folder / "1.jpg")
+    for number, path in enumerate(good, start=2):
+        shutil.copyfile(path, folder / f"{number}.jpg")
     return root / name
 
 
@@ -37,10 +44,24 @@ def png_claiming(path: Path, width: int, height: int) -> None:
     path.write_bytes(bytes(data))
 
 
+def checkpoint_with_pickle_protocol(protocol: int) -> bytes:
+    """A small torch.save zip whose pickle claims another protocol: torch warns about it, then fails to read it."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save({"state_dict": {"net.w": torch.zeros(2)}}, buffer)
+    data = bytearray(buffer.getvalue())
+    data[data.index(b"\x80\x02}") + 1] = protocol
+    return bytes(data)
+
+
 @pytest.fixture(scope="module")
 def bad(tmp_path_factory, tiny_pairs, tiny_model_dir):
     root = tmp_path_factory.mktemp("bad")
-    good_pair = sorted((tiny_pairs / "train").glob("*.jpg"))[0]
+    good_pairs = sorted((tiny_pairs / "train").glob("*.jpg"))[:4]
+    good_pair = good_pairs[0]
     blocker = root / "a-regular-file"
     blocker.write_text("not a folder")
     photo = root / "photo.jpg"
@@ -49,11 +70,11 @@ def bad(tmp_path_factory, tiny_pairs, tiny_model_dir):
     made.missing = root / "nothing-here"
     made.empty = root / "empty"
     made.empty.mkdir()
-    made.zero = pair_folder(root, "zero", lambda p: p.write_bytes(b""))
-    made.truncated = pair_folder(root, "truncated", lambda p: p.write_bytes(good_pair.read_bytes()[:2000]))
-    made.not_image = pair_folder(root, "not-image", lambda p: p.write_text("this is text, not a JPEG\n"))
-    made.square = pair_folder(root, "square", lambda p: Image.new("RGB", (256, 256), (90, 90, 90)).save(p))
-    made.bomb = pair_folder(root, "bomb", lambda p: png_claiming(p.with_suffix(".png"), 40_000, 20_000))
+    made.zero = pair_folder(root, "zero", lambda p: p.write_bytes(b""), good_pairs)
+    made.truncated = pair_folder(root, "truncated", lambda p: p.write_bytes(good_pair.read_bytes()[:2000]), good_pairs)
+    made.not_image = pair_folder(root, "not-image", lambda p: p.write_text("this is text, not a JPEG\n"), good_pairs)
+    made.square = pair_folder(root, "square", lambda p: Image.new("RGB", (256, 256), (90, 90, 90)).save(p), good_pairs)
+    made.bomb = pair_folder(root, "bomb", lambda p: png_claiming(p.with_suffix(".png"), 40_000, 20_000), good_pairs)
     made.photo_zero = root / "zero-photo.jpg"
     made.photo_zero.write_bytes(b"")
     made.photo_text = root / "text-photo.png"
@@ -72,8 +93,22 @@ def bad(tmp_path_factory, tiny_pairs, tiny_model_dir):
     (made.run / "checkpoints").mkdir(parents=True)
     (made.run / "config.yaml").write_text(f"data:\n  root: {tiny_pairs}\n")
     (made.run / "checkpoints" / "last.ckpt").write_bytes(b"PK\x03\x04 truncated")
+    made.odd_run = root / "run-with-odd-pickle"  # found by fuzzing: torch warned on stderr before the one line
+    (made.odd_run / "checkpoints").mkdir(parents=True)
+    (made.odd_run / "config.yaml").write_text(f"data:\n  root: {tiny_pairs}\n")
+    (made.odd_run / "checkpoints" / "last.ckpt").write_bytes(checkpoint_with_pickle_protocol(25))
     made.bad_yaml = root / "broken.yaml"
     made.bad_yaml.write_text("data: [unclosed\n")
+    made.odd_table = root / "odd-table.yaml"  # found by fuzzing: a mapping as ignore_color raised KeyError: 0
+    made.odd_table.write_text("classes:\n  - {name: road, id: 7}\nignore_color: {red: 255}\n")
+    made.line_break = root / "line-break"  # found by fuzzing: a file name with a control character split the line
+    for folder, name in (("images/train", "1.png"), ("labels/train", "1.png"), ("labels/train", "2\r.png")):
+        (made.line_break / folder).mkdir(parents=True, exist_ok=True)
+        Image.new("L", (8, 8)).save(made.line_break / folder / name)
+    made.binary_yaml = root / "binary.yaml"  # found by fuzzing: not UTF-8 gave a UnicodeDecodeError traceback
+    made.binary_yaml.write_bytes(b"\x80\xffdata:\n  size: 256\n")
+    made.photo_overclaiming = root / "overclaiming-photo.png"  # a header's 36 megapixels in 70 bytes
+    png_claiming(made.photo_overclaiming, 6_000, 6_000)
     return made
 
 
@@ -91,6 +126,7 @@ CASES = [
     ("label-bad-key", lambda b: ["label", str(b.pairs), "--set", "labels.nope=1"], "labels.nope"),
     ("label-bad-value", lambda b: ["label", str(b.pairs), "--set", "labels.k=many"], "labels.k"),
     ("label-bad-yaml", lambda b: ["label", str(b.pairs), "--config", str(b.bad_yaml)], "broken.yaml"),
+    ("label-config-not-utf8", lambda b: ["label", str(b.pairs), "--config", str(b.binary_yaml)], "binary.yaml"),
     ("synth-unwritable", lambda b: ["synth", str(b.blocker / "scenes"), "--count", "2"], "a-regular-file"),
     ("train-missing", lambda b: ["train", str(b.missing)], "nothing-here"),
     ("train-empty-folder", lambda b: ["train", str(b.empty)], "empty"),
@@ -98,7 +134,13 @@ CASES = [
     ("train-bad-value", lambda b: ["train", str(b.pairs), "--set", "train.max_epochs=abc"], "train.max_epochs"),
     ("train-bad-choice", lambda b: ["train", str(b.pairs), "--set", "optim.loss=focal"], "optim.loss"),
     ("train-bad-yaml", lambda b: ["train", str(b.pairs), "--config", str(b.bad_yaml)], "broken.yaml"),
+    ("train-config-not-utf8", lambda b: ["train", str(b.pairs), "--config", str(b.binary_yaml)], "binary.yaml"),
+    ("train-class-table-not-utf8", lambda b: ["train", str(b.pairs), "--classes", str(b.binary_yaml)], "binary.yaml"),
+    ("train-class-table-odd-ignore-color", lambda b: ["train", str(b.pairs), "--classes", str(b.odd_table)],
+     "odd-table.yaml"),
+    ("train-file-name-with-a-line-break", lambda b: ["train", str(b.line_break)], "2\\x0d.png"),
     ("train-damaged-checkpoint", lambda b: ["train", "--resume", str(b.run)], "last.ckpt"),
+    ("train-checkpoint-with-odd-pickle", lambda b: ["train", "--resume", str(b.odd_run)], "last.ckpt"),
     ("train-missing-run", lambda b: ["train", "--resume", str(b.missing)], "nothing-here"),
     ("evaluate-missing", lambda b: ["evaluate", str(b.missing)], "nothing-here"),
     ("evaluate-damaged-weights", lambda b: ["evaluate", str(b.no_weights), "--data", str(b.pairs)], "safetensors"),
@@ -116,6 +158,9 @@ CASES = [
      "truncated-photo.jpg"),
     ("predict-decompression-bomb", lambda b: ["predict", str(b.model), str(b.photo_bomb), "--out", str(b.root / "p6")],
      "bomb-photo.png"),
+    ("predict-header-claims-more-than-the-file-holds",
+     lambda b: ["predict", str(b.model), str(b.photo_overclaiming), "--out", str(b.root / "p10")],
+     "overclaiming-photo.png"),
     ("predict-unwritable", lambda b: ["predict", str(b.model), str(b.photo), "--out", str(b.blocker / "out")],
      "a-regular-file"),
     ("predict-damaged-weights", lambda b: ["predict", str(b.no_weights), str(b.photo), "--out", str(b.root / "p7")],
@@ -142,7 +187,44 @@ CASES = [
 ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("argv", "names"), [pytest.param(c[1], c[2], id=c[0]) for c in CASES])
+RUN_SETTINGS = ("--workers", "--threads", "--backend")  # flags that choose how a command runs, not what it reads
+
+
+def at_defaults(argv: list[str]) -> list[str]:
+    """``argv`` without the flags of :data:`RUN_SETTINGS` and their values: the command as a user runs it."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in RUN_SETTINGS:
+            skip = True
+        else:
+            kept.append(arg)
+    return kept
+
+
+class Placeholders:
+    """Stands in for the bad inputs where only the shape of a case's argv matters."""
+
+    def __getattr__(self, name: str) -> Path:
+        return Path(name)
+
+
+def sets_how_it_runs(argv) -> bool:
+    return bool(set(argv(Placeholders())) & set(RUN_SETTINGS))
+
+
+def matrix() -> list:
+    """Every case, and each one that sets how its command runs again at the command's defaults."""
+    params = []
+    for name, argv, names in CASES:
+        params.append(pytest.param(argv, names, id=name))
+        if sets_how_it_runs(argv):
+            params.append(pytest.param(lambda b, argv=argv: at_defaults(argv(b)), names, id=f"{name}-at-defaults"))
+    return params
+
+
+@pytest.mark.parametrize(("argv", "names"), matrix())
 def test_bad_input_gives_exit_2_and_one_line_naming_it(bad, argv, names, capsys, monkeypatch, tmp_path):
     import huggingface_hub
     import huggingface_hub.constants
@@ -167,3 +249,10 @@ def test_the_matrix_covers_every_command():
     # every registered command but the demo and the list of models, which read no input of the user's
     assert {case[0].split("-")[0] for case in CASES} == set(COMMANDS) - {"demo", "models"}
     assert len(CASES) >= 35
+
+
+def test_every_case_that_sets_how_a_command_runs_also_runs_at_the_defaults():
+    ids = {param.id for param in matrix()}
+    tuned = [name for name, argv, _ in CASES if sets_how_it_runs(argv)]
+    assert "label-zero-byte" in tuned
+    assert {f"{name}-at-defaults" for name in tuned} <= ids

@@ -153,6 +153,27 @@ def test_decompression_bomb_is_refused_before_decoding(tmp_path, monkeypatch):
     assert str(path) in str(error.value) and error.value.size is None
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_a_header_claiming_more_pixels_than_the_file_can_hold_is_refused_before_decoding(fmt):
+    """Found by fuzzing: a mutated header made PIL take a large image's memory for a file of a few hundred bytes."""
+    import resource
+    import struct
+    import zlib
+
+    data = bytearray(encoded(Image.new("L", (8, 8)), fmt))
+    if fmt == "PNG":  # IHDR's width and height at bytes 16..24, then its CRC made right again
+        data[16:24] = struct.pack(">II", 7000, 7000)
+        data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF)
+    else:  # the SOF0 frame header: height and width after the marker, length and precision
+        at = data.index(b"\xff\xc0") + 5
+        data[at : at + 4] = struct.pack(">HH", 7000, 7000)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(TruncatedImageError, match="7000x7000 pixels but holds only") as error:
+        decode_raw(bytes(data), name="tiny.png")
+    assert error.value.reason == "too few bytes for its size" and "tiny.png" in str(error.value)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - peak < 20_000  # KiB: the 49 MB image was never made
+
+
 def test_pixel_limits_refuse_from_the_header(tmp_path):
     data = encoded(Image.fromarray(gradient(40, 300)))
     with pytest.raises(ImageTooLargeError) as error:

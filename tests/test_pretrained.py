@@ -104,6 +104,24 @@ def test_a_fresh_process_predicts_without_importing_torch(builtin, scene, tmp_pa
     assert done.stdout.strip() == "[]"
 
 
+def test_the_server_answers_its_first_request_without_importing_torch(builtin, scene):
+    """The API's request path is the engine's: with ONNX Runtime, no torch import lands on the first request."""
+    code = (
+        "import sys\n"
+        "from fastapi.testclient import TestClient\n"
+        "from cityseg.engine import Segmenter\n"
+        "from cityseg.serve import create_app\n"
+        f"app = create_app(Segmenter.from_pretrained({NAME!r}))\n"
+        "data = open(sys.argv[1], 'rb').read()\n"
+        "with TestClient(app) as client:\n"
+        "    answer = client.post('/predict', content=data, headers={'Content-Type': 'image/jpeg'})\n"
+        "heavy = ('torch', 'torchvision', 'segmentation_models_pytorch', 'timm')\n"
+        "print(answer.status_code, sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(scene)], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "200 []"
+
+
 def test_predict_by_name_writes_into_predictions_by_default(builtin, scene, tmp_path):
     done = subprocess.run(
         [sys.executable, "-m", "cityseg.cli", "predict", NAME, str(scene), "--pairs", "--no-progress"],

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import re
 import shutil
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -24,7 +22,7 @@ from cityseg.classes import class_set
 from cityseg.cli import main
 from cityseg.engine import Segmenter
 from cityseg.errors import CitysegError
-from cityseg.serve import InferenceWorker, ServeSettings, bind_socket, create_app, make_server
+from cityseg.serve import InferenceWorker, ServeSettings, bind_socket, create_app
 from cityseg.synth import render_scene
 
 torch.set_num_threads(1)
@@ -352,6 +350,38 @@ def test_a_port_in_use_is_a_clear_error():
         taken.close()
 
 
+def test_sigterm_stops_the_server_cleanly_with_exit_status_0(tiny_model_dir, photos):
+    """A service manager's stop: the request in flight is answered, then the process exits 0 (not -15)."""
+    import signal
+    import subprocess
+    import sys
+
+    command = [
+        sys.executable,
+        "-m",
+        "cityseg.cli",
+        "serve",
+        str(tiny_model_dir),
+        "--port",
+        "0",
+        "--log-level",
+        "warning",
+    ]
+    server = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = re.search(r"http://\S+/", server.stdout.readline()).group(0)
+        data = next(iter(photos.values())).read_bytes()
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(httpx.post, f"{url}predict", content=data, headers={"Content-Type": "image/jpeg"})
+            time.sleep(0.05)
+            server.send_signal(signal.SIGTERM)
+            assert answer.result(30).status_code == 200
+        assert server.wait(30) == 0
+        assert "stopped" in server.stdout.read()
+    finally:
+        server.kill()
+
+
 def test_serve_command_passes_its_flags_on(tiny_model_dir, monkeypatch):
     import cityseg.serve
 
@@ -366,33 +396,16 @@ def test_serve_command_passes_its_flags_on(tiny_model_dir, monkeypatch):
     assert (settings.max_upload_bytes, settings.max_pixels) == (int(1.5 * 2**20), 2_000_000)
 
 
-@contextlib.contextmanager
-def running_server(tiny_segmenter: Segmenter) -> Iterator[str]:
-    """The real server (uvicorn, a free port on 127.0.0.1) in a thread; yields its URL."""
-    server = make_server(tiny_segmenter, "127.0.0.1", 0, log_level="warning")
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the server did not start"
-    try:
-        yield server.url
-    finally:
-        server.stop()
-        thread.join(30)
-
-
 # ---- the page in a real browser ---------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_page_in_headless_chromium_shows_overlay_legend_and_errors(tiny_model_dir, photos, tmp_path):
+def test_page_in_headless_chromium_shows_overlay_legend_and_errors(tiny_model_dir, photos, tmp_path, live_server):
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install chromium to run the browser test")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (python package) is not installed")
     photo = photos["2.jpg"]
-    with running_server(Segmenter.from_pretrained(tiny_model_dir)) as url:
+    with live_server(Segmenter.from_pretrained(tiny_model_dir)) as url:
         api = httpx.post(
             url + "predict?format=json", content=photo.read_bytes(), headers={"Content-Type": "image/jpeg"}
         )

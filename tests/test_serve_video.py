@@ -5,6 +5,7 @@ from __future__ import annotations
 import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,6 +59,22 @@ def test_the_answer_is_the_video_predict_video_writes(client, tiny_segmenter, dr
     expected, _, _ = read_video(summary.overlay)
     for got, want in zip(frames, expected, strict=True):
         np.testing.assert_array_equal(got, want)  # same labels, same overlay, same encoder
+
+
+def test_segmented_videos_leave_no_codec_threads_behind(client, drive):
+    """Found by the soak: each video's decoder and encoder (PyAV, in reference cycles) kept their codec threads
+    and buffers alive until a full garbage collection; a server's threads climbed to 120 in 30 minutes."""
+    import re
+
+    def threads() -> int:
+        return int(re.search(r"Threads:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+    data = drive.read_bytes()
+    assert post_video(client, data).status_code == 200
+    before = threads()
+    for _ in range(3):
+        assert post_video(client, data).status_code == 200
+    assert threads() <= before + 2  # a codec pool left per video would add 3 or more each time
 
 
 def test_multipart_form_and_options(client, drive, tmp_path):

@@ -136,8 +136,13 @@ def test_interrupted_run_resumes_at_the_next_epoch(scenes, tmp_path, history_rea
     assert saved["epoch"] == 0  # only the first epoch finished
     steps_per_epoch = saved["global_step"]
 
+    moved = run.rename(tmp_path / "moved-run")  # a run folder copied elsewhere, or renamed, resumes the same
+    run = moved
     resumed = Config.from_yaml(run / "config.yaml").override(["train.max_epochs=2"])
     assert train(resumed, resume=run) == run
+    # its checkpoints are rewritten in place, not written beside as best-v1.ckpt / last-v1.ckpt
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["best.ckpt", "last.ckpt"]
+    assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)["epoch"] == 1
     history = history_reader(run)
     assert [row["epoch"] for row in history] == ["0", "1"]
     assert int(history[1]["step"]) == 2 * steps_per_epoch - 1  # the step counter went on, not from zero

@@ -19,8 +19,13 @@ from cityseg.training.checkpoints import AtomicCheckpointIO, check_checkpoint, c
 
 
 def lightning_like(step: int, size: int = 200_000) -> dict:
-    """A checkpoint shaped like Lightning's: a state_dict and the loop's counters."""
-    return {"state_dict": {"net.weight": torch.full((size,), float(step))}, "global_step": step, "epoch": 0}
+    """A checkpoint shaped like Lightning's: a state_dict, the loop's counters and Lightning's version."""
+    return {
+        "state_dict": {"net.weight": torch.full((size,), float(step))},
+        "global_step": step,
+        "epoch": 0,
+        "pytorch-lightning_version": "2.5.0",
+    }
 
 
 def make_run(tmp_path: Path, steps: dict[str, int]) -> Path:
@@ -56,6 +61,14 @@ def test_a_full_disk_keeps_the_previous_checkpoint_and_says_what_was_needed(tmp_
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["last.ckpt"]  # no half-written temp file
 
 
+def test_a_checkpoint_without_what_lightning_resumes_from_is_refused_before_lightning_reads_it(tmp_path):
+    """Weights alone (another program's, or a checkpoint reduced to them) made Lightning fail with a KeyError."""
+    run = make_run(tmp_path, {"last": 5})
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {"w": torch.zeros(2)}}, checkpoint_path(run, "last"))
+    with pytest.raises(CitysegError, match="not a Lightning checkpoint of a cityseg run; start a new run instead"):
+        check_checkpoint(run)
+
+
 def test_a_truncated_checkpoint_is_named_with_the_way_on(tmp_path):
     run = make_run(tmp_path, {"last": 5, "best": 4})
     last = checkpoint_path(run, "last")
@@ -82,7 +95,8 @@ step = int(sys.argv[2])
 print("ready", flush=True)
 while True:
     step += 1
-    state = {"state_dict": {"w": torch.full((1_000_000,), float(step))}, "global_step": step}
+    state = {"state_dict": {"w": torch.full((1_000_000,), float(step))}, "global_step": step, "epoch": 0,
+             "pytorch-lightning_version": "2.5.0"}
     AtomicCheckpointIO().save_checkpoint(state, path)
 """
 

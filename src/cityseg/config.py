@@ -79,6 +79,7 @@ class ModelConfig:
     # architecture included; '' = a new network, its encoder filled as encoder_weights says
     init: str = ""
     init_head: str = ""  # written by train with init: kept (the model's own classes) or new (other classes)
+    init_map_head: bool = True  # init to other Cityscapes classes: the new head from the model's classes they group
 
 
 @dataclass
@@ -94,6 +95,7 @@ class OptimConfig:
     ohem_min_kept: float = 0.1  # loss ohem: share of the labelled pixels kept at least (the hardest)
     fused: bool = False  # adam/adamw: one fused kernel updates every parameter (faster on CPU)
     class_weights: bool = False  # weight cross-entropy by inverse log class frequency
+    init_lr_scale: float = 0.1  # with model.init: the trained layers it gives learn at lr x this, a new head at lr
 
 
 @dataclass
@@ -158,9 +160,11 @@ class Config:
         if str(path) in PRESETS and not Path(path).exists():
             path = preset_path(str(path))
         try:
-            text = Path(path).read_text()
+            text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise CitysegError(f"cannot read config {path}: {exc.strerror}; check the path") from None
+        except UnicodeDecodeError as exc:
+            raise CitysegError(f"config {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
         try:
             values = yaml.safe_load(text) or {}
         except yaml.YAMLError as exc:

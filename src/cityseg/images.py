@@ -45,6 +45,12 @@ EXIF_ORIENTATION = 0x0112
 TURNED = (5, 6, 7, 8)  # EXIF orientations rotated by 90 degrees: the upright photo is height x width
 SKIP_ADVICE = "replace or remove it (or pass --skip-bad)"
 
+# The most pixels one byte of a complete file can describe, with room to spare: deflate (PNG) expands at most
+# about 1032 times and a 1-bit image packs 8 pixels into a byte; a JPEG spends at least one bit on every 8x8 block.
+# A header claiming more pixels than that is of a file cut short or crafted, refused before the pixels' memory is
+# taken (a 2 kB file would otherwise make PIL allocate a 100-megapixel image before it finds the data missing).
+MAX_PIXELS_PER_BYTE = {"PNG": 2 * 8 * 1032, "JPEG": 4 * 512}
+
 # Errors a decoder raises for a file that is not a (complete) image; all become a DecodeError.
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
 
@@ -246,6 +252,7 @@ def _open(
     """PIL's lazy image (header read, no pixels) and the source's name for messages."""
     if isinstance(source, bytes | bytearray | memoryview):
         label = name or "image data"
+        file_size = len(source)
         if not source:
             raise EmptyImageError(f"{label} is empty (0 bytes); {SKIP_ADVICE}", label)
         stream: io.BytesIO | Path = io.BytesIO(source)
@@ -253,7 +260,8 @@ def _open(
         stream = Path(source)
         label = name or str(stream)
         try:
-            if stream.stat().st_size == 0:
+            file_size = stream.stat().st_size
+            if file_size == 0:
                 raise EmptyImageError(f"{label} is empty (0 bytes); {SKIP_ADVICE}", label)
         except OSError as exc:
             reason = exc.strerror or str(exc)
@@ -278,6 +286,14 @@ def _open(
             f"and {max_side} pixels a side; downscale it",
             label,
             size=(width, height),
+        )
+    if width * height > MAX_PIXELS_PER_BYTE.get(pil.format, width * height) * file_size:
+        pil.close()
+        raise TruncatedImageError(
+            f"{label} says it is {width}x{height} pixels but holds only {file_size} bytes, too few for that: "
+            f"it is cut short or damaged; {SKIP_ADVICE}",
+            label,
+            "too few bytes for its size",
         )
     return pil, label
 

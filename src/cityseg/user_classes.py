@@ -69,12 +69,14 @@ def _load(path: Path) -> Any:
     import yaml
 
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise CitysegError(
             f"cannot read class table {path}: {exc.strerror or exc}; check the path (or use train19, "
             "categories or labelids)"
         ) from None
+    except UnicodeDecodeError as exc:
+        raise CitysegError(f"class table {path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     try:
         return json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (yaml.YAMLError, ValueError) as exc:
@@ -107,7 +109,11 @@ def normalize_table(values: Any, source: str, default_name: str = "custom") -> d
     if not ignore:
         raise CitysegError(f"{source}: ignore needs at least one value (255 is the usual)")
     ignore_color = values.get("ignore_color") or []
-    if ignore_color and not isinstance(ignore_color[0], list | tuple):  # one colour, not a list of them
+    # one colour ([r, g, b], '#rrggbb'), not a list of them; anything else (a mapping: found by fuzzing, it
+    # raised KeyError: 0) goes to _color, which says what a colour looks like
+    if not isinstance(ignore_color, list | tuple) or not isinstance(
+        ignore_color[0] if ignore_color else [], list | tuple
+    ):
         ignore_color = [ignore_color]
     ignore_color = [_color(color, source, "ignore_color") for color in ignore_color]
     entries = values["classes"]

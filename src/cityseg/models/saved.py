@@ -306,14 +306,16 @@ def load_model(folder: str | os.PathLike) -> tuple[nn.Module, ModelInfo]:
 
 
 def network_from_model(
-    folder: str | os.PathLike, class_names: tuple[str, ...], load_weights: bool = True
+    folder: str | os.PathLike, class_names: tuple[str, ...], load_weights: bool = True, classes: ClassSet | None = None
 ) -> tuple[nn.Module, bool]:
     """A trained model's whole network, to fine-tune on ``class_names``: (network in training mode, head kept).
 
     The architecture comes from the folder's ``config.json``. With the model's own classes every weight is
     loaded; with other classes (other names, or another number) every layer but the last (smp's
-    ``segmentation_head``) is, and the head starts afresh, sized for ``class_names``. ``load_weights=False``
-    returns the architecture untrained.
+    ``segmentation_head``) is, and the head is sized for ``class_names``: afresh, or, when both the model's
+    classes and ``classes`` are built-in Cityscapes sets (train19 to the 7 categories, say), each new class's
+    row is the mean of the rows of the model's classes whose label ids it takes (:func:`mapped_head_rows`).
+    ``load_weights=False`` returns the architecture untrained.
 
     Raises:
         CitysegError: the folder's files are missing, damaged or do not fit each other.
@@ -326,7 +328,11 @@ def network_from_model(
         return net.train(), keep_head
     state = _read_weights(folder)
     if not keep_head:
+        members = mapped_head_rows(info.classes, classes) if classes is not None else None
+        head = {key: value for key, value in state.items() if key.startswith(HEAD_PREFIX)}
         state = {key: value for key, value in state.items() if not key.startswith(HEAD_PREFIX)}
+        if members:
+            state.update(_mapped_head(head, net.state_dict(), members))
     try:
         missing, unexpected = net.load_state_dict(state, strict=keep_head)
     except RuntimeError as exc:
@@ -337,6 +343,35 @@ def network_from_model(
     if stray:
         raise CitysegError(f"{folder / WEIGHTS_FILE} does not match {folder / CONFIG_FILE}: {', '.join(stray[:3])}")
     return net.train(), keep_head
+
+
+def mapped_head_rows(model_classes: ClassSet, classes: ClassSet) -> list[list[int]] | None:
+    """For each class of ``classes``, the model's classes whose Cityscapes label ids it takes; None when either
+    set is a user's table (its ids are its own, not Cityscapes') or no class of one is a class of the other."""
+    import numpy as np
+
+    if model_classes.table is not None or classes.table is not None:
+        return None
+    ids = np.asarray(model_classes.class_to_id)
+    taken = classes.from_label_ids(np.clip(ids, 0, 255).astype(np.uint8))  # per model class: a class, or ignored
+    taken = np.where((ids >= 0) & (ids < 256), taken, 255)
+    members = [[k for k in range(model_classes.num_classes) if taken[k] == c] for c in range(classes.num_classes)]
+    return members if any(members) else None
+
+
+def _mapped_head(trained: dict, fresh: dict, members: list[list[int]]) -> dict:
+    """The new head's tensors: a new class's row is the mean of its members' trained rows (weights and bias);
+    a class without members keeps its fresh initialisation."""
+    head = {}
+    for key, value in fresh.items():
+        if not key.startswith(HEAD_PREFIX) or key not in trained:
+            continue
+        rows = value.detach().clone()
+        for new_class, old_classes in enumerate(members):
+            if old_classes:
+                rows[new_class] = trained[key][old_classes].float().mean(dim=0).to(rows.dtype)
+        head[key] = rows
+    return head
 
 
 def _network_from_config(folder: Path, num_classes: int | None = None) -> nn.Module:

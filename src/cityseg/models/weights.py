@@ -110,7 +110,7 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
         except Exception as exc:
             raise CitysegError(f"cannot read safetensors file {path}: {exc}; check the file is complete") from None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_file(path)
     except Exception as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise CitysegError(
@@ -252,3 +252,18 @@ def _efficientnet_body(encoder_module: nn.Module) -> tuple[nn.Module, str]:
 
 
 # ---- what a saved model is --------------------------------------------------------------------
+
+
+def load_torch_file(path: str | os.PathLike):
+    """``torch.load(path, weights_only=True)`` on the CPU, without torch's warnings about the pickle inside.
+
+    A damaged file can name an odd pickle protocol, and torch then warns on stderr before it fails (found by
+    fuzzing checkpoints): the caller's one-line error is all a user should see.
+    """
+    import warnings
+
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)

@@ -23,7 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cityseg.engine import Segmenter, preprocess
 from cityseg.errors import CitysegError, first_line
 from cityseg.images import Photo
-from cityseg.inference import labels_at_size
+from cityseg.inference import edge_labels_at_size, labels_at_size
 from cityseg.outputs import ids_encoder
 from cityseg.serve.schemas import ClassesBody, ClassInfo, ClassShare, ErrorBody, HealthBody, PredictionBody, Timing
 from cityseg.serve.settings import RequestError, ServeSettings
@@ -55,7 +55,11 @@ PREDICT_BODY = {  # the request body as the OpenAPI schema shows it (the handler
             for media in ("image/jpeg", "image/png", "image/webp", "application/octet-stream")
         },
         "multipart/form-data": {
-            "schema": {"type": "object", "properties": {"file": {"type": "string", "format": "binary"}}},
+            "schema": {
+                "type": "object",
+                "properties": {"file": {"type": "string", "format": "binary"}},
+                "required": ["file"],
+            },
         },
     },
 }
@@ -73,6 +77,10 @@ class ServedModel:
         info, classes = self.segmenter.info, self.segmenter.class_set
         self.info = info
         self.target = (int(info.input_size[0]), int(info.input_size[1]))
+        # a backend without torch (ONNX Runtime) keeps torch off the request path too, as cityseg predict does:
+        # importing it on the first request cost that request 4.5 s (found by the soak benchmark)
+        self.torch_free = self.segmenter.torch_free
+        self.labels_at_size = edge_labels_at_size if self.torch_free else labels_at_size
         self.worker = InferenceWorker(self.segmenter.logits, self.settings.max_batch)
         self.admission = Admission(self.settings.queue_size)
         self.backend = getattr(self.segmenter.backend, "name", type(self.segmenter.backend).__name__)
@@ -121,8 +129,22 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, name
 
 
 def _require_token(app: FastAPI, token: str) -> None:
-    """Every route but the page answers 401 without ``Authorization: Bearer <token>``."""
+    """Every route but the page answers 401 without ``Authorization: Bearer <token>``; the schema says so."""
     from cityseg.serve.auth import OPEN_PATHS, authorised
+
+    def openapi_with_security() -> dict:
+        if app.openapi_schema is None:
+            schema = FastAPI.openapi(app)
+            schema.setdefault("components", {})["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+            schema["security"] = [{"bearer": []}]  # every operation (the page is not in the schema)
+            for operation in (op for path in schema["paths"].values() for op in path.values()):
+                operation.setdefault("responses", {})["401"] = {
+                    "description": "no token, or a wrong one: send Authorization: Bearer TOKEN",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
+                }
+        return app.openapi_schema
+
+    app.openapi = openapi_with_security
 
     @app.middleware("http")
     async def check_token(request: Request, call_next):
@@ -260,14 +282,14 @@ async def _segment_upload(
     """Read, decode, queue for the model, resize back, answer: the steps of one admitted ``/predict``."""
     data = await read_upload(request, served.settings.max_upload_bytes)
     started = time.perf_counter()
-    photo, image = await run_in_threadpool(_prepare, data, served.target, served.settings, served.info)
+    photo, image = await run_in_threadpool(_prepare, data, served)
     decoded = time.perf_counter()
     try:
         result: Inference = await asyncio.wrap_future(served.worker.submit(image))
     except Exception as exc:
         raise RequestError(500, "inference_failed", f"the model failed on this image: {first_line(exc)}") from None
     inferred = time.perf_counter()
-    labels = await run_in_threadpool(labels_at_size, result.logits, photo.size)  # (H, W) uint8
+    labels = await run_in_threadpool(served.labels_at_size, result.logits, photo.size)  # (H, W) uint8
     resized = time.perf_counter()
     timing = Timing(
         decode=1000 * (decoded - started),
@@ -296,9 +318,9 @@ async def _segment_upload(
     )
 
 
-def _prepare(data: bytes, target: tuple[int, int], settings: ServeSettings, info) -> tuple[Photo, np.ndarray]:
-    photo = decode_upload(data, target, settings)
-    return photo, preprocess(photo.image, info)  # (3, h, w) float32
+def _prepare(data: bytes, served: ServedModel) -> tuple[Photo, np.ndarray]:
+    photo = decode_upload(data, served.target, served.settings)
+    return photo, preprocess(photo.image, served.info, served.torch_free)  # (3, h, w) float32
 
 
 def _encode_png(to_ids: Callable[[np.ndarray], np.ndarray], labels: np.ndarray) -> bytes:

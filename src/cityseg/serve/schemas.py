@@ -15,7 +15,8 @@ class ErrorBody(BaseModel):
 class ClassInfo(BaseModel):
     index: int = Field(description="class index: the value in the label PNG with ids=classes")
     name: str
-    color: tuple[int, int, int] = Field(description="RGB colour of the class")
+    # lists of fixed length, not tuples: a tuple's JSON schema (items as a list) is not a valid OpenAPI 3.1 schema
+    color: list[int] = Field(min_length=3, max_length=3, description="RGB colour of the class, 0..255 each")
     label_id: int = Field(description="official Cityscapes label id of the class")
 
 
@@ -54,7 +55,7 @@ class HealthBody(BaseModel):
     encoder: str
     backend: str
     class_set: str
-    input_size: tuple[int, int]
+    input_size: list[int] = Field(min_length=2, max_length=2, description="(height, width) the model runs at")
     in_flight: int = Field(description="requests being served now")
     queue_size: int = Field(description="requests in flight allowed before 503")
     max_batch: int

@@ -23,6 +23,7 @@ from lightning.pytorch.plugins.io import TorchCheckpointIO
 from cityseg.defaults import RESUME_FROM
 from cityseg.errors import CitysegError, first_line
 from cityseg.files import atomic_write_bytes
+from cityseg.models.weights import load_torch_file
 
 CHECKPOINTS_DIR = "checkpoints"  # RUN/checkpoints/{best,last}.ckpt
 LAST_CHECKPOINT, BEST_CHECKPOINT = RESUME_FROM  # what --resume RUN --from may name
@@ -37,6 +38,11 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         buffer = io.BytesIO()
         torch.save(checkpoint, buffer)
         atomic_write_bytes(Path(path), buffer.getvalue())
+
+
+# what Lightning reads to resume: without one it fails with a KeyError deep inside (a checkpoint reduced to its
+# weights, or another program's)
+RESUMABLE_KEYS = frozenset({"state_dict", "pytorch-lightning_version", "epoch", "global_step"})
 
 
 def checkpoint_path(run_dir: Path, which: str = LAST_CHECKPOINT) -> Path:
@@ -67,11 +73,11 @@ def check_checkpoint(run_dir: Path, which: str = LAST_CHECKPOINT) -> Path:
     if not path.is_file():
         raise CitysegError(f"run {run_dir} has no {CHECKPOINTS_DIR}/{path.name} to resume from; {way_on}")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_file(path)
     except Exception as exc:  # torch raises many kinds for a damaged file (OSError, RuntimeError, EOFError, ...)
         size = os.path.getsize(path)
         raise CitysegError(f"checkpoint {path} is damaged ({first_line(exc)}; {size} bytes); {way_on}") from None
-    if not isinstance(state, dict) or "state_dict" not in state:
+    if not isinstance(state, dict) or not RESUMABLE_KEYS.issubset(state):
         raise CitysegError(f"checkpoint {path} is not a Lightning checkpoint of a cityseg run; {way_on}")
     return path
 

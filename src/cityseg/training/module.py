@@ -14,6 +14,7 @@ from cityseg.config import Config
 from cityseg.loss_registry import LOSS_TERMS, loss_terms
 from cityseg.metrics import SegmentationMetrics, update_confusion
 from cityseg.optim import LRSchedule, make_optimizer
+from cityseg.training.start import parameter_groups
 
 
 class SegmentationLoss(torch.nn.Module):
@@ -199,7 +200,7 @@ class SegModule(L.LightningModule):
 
     def configure_optimizers(self):
         optim = self.config.optim
-        optimizer = make_optimizer([p for p in self.net.parameters() if p.requires_grad], optim)
+        optimizer = make_optimizer(parameter_groups(self.net, self.config), optim)
         if optim.schedule == "none" and optim.warmup_steps == 0:
             return optimizer
         self.lr_schedule = LRSchedule(

@@ -3,13 +3,17 @@
 Fine-tuning takes the architecture from the model it starts from: a run that asks for another one is
 stopped with both named, before a run folder is made, not quietly given the wrong network. With the model's
 own classes every weight is kept; with other classes (a user's table, the 7 categories) every layer but the
-last, and the run says so in one line and records it in its config (``model.init_head``).
+last, and the run says so in one line and records it in its config (``model.init_head``). The layers the model
+gives learn at a tenth of the peak LR (``optim.init_lr_scale``), a new head at the LR itself
+(:func:`parameter_groups`): a recipe's LR, made for layers that start from ImageNet, would first undo what the
+trained layers know.
 """
 
 from __future__ import annotations
 
 from cityseg.config import Config, ModelConfig
 from cityseg.errors import CitysegError
+from cityseg.models.saved import HEAD_PREFIX, mapped_head_rows
 
 HEADS = ("kept", "new")  # model.init_head: the model's own last layer, or a fresh one for other classes
 
@@ -47,13 +51,61 @@ def prepare_init(config: Config, class_names: tuple[str, ...]) -> str:
     model = config.model
     same = tuple(info.names) == tuple(class_names)
     model.init_head = HEADS[0] if same else HEADS[1]
+    rates = _rates_line(config, same)
     if same:
         network = f"{info.arch}/{info.encoder}, {len(class_names)} classes"
-        return f"cityseg: starting from {model.init}: its whole network ({network})"
-    return (
-        f"cityseg: starting from {model.init}: every layer but the last; the head starts afresh for "
-        f"{len(class_names)} classes ({model.init} has {info.num_classes}: {info.class_set_name})"
+        return f"cityseg: starting from {model.init}: its whole network ({network}){rates}"
+    target = target_classes(config, class_names)
+    mapped = mapped_head_rows(info.classes, target) if target is not None else None
+    head = (
+        f"the head for {len(class_names)} classes starts from its {info.num_classes} ({info.class_set_name}) "
+        "mapped by their label ids"
+        if mapped
+        else f"the head starts afresh for {len(class_names)} classes ({model.init} has {info.num_classes}: "
+        f"{info.class_set_name})"
     )
+    return f"cityseg: starting from {model.init}: every layer but the last; {head}{rates}"
+
+
+def target_classes(config: Config, class_names: tuple[str, ...]):
+    """The run's class set (``labels.classes``) for a head mapped from the model's classes
+    (``model.init_map_head``), when it is the one ``class_names`` come from; else None."""
+    from cityseg.classes import class_set
+
+    if not config.model.init_map_head:
+        return None
+    try:
+        chosen = class_set(config.labels.classes)
+    except (ValueError, CitysegError):  # kmeans, or a table that is not there: nothing to map onto
+        return None
+    return chosen if tuple(chosen.names) == tuple(class_names) else None
+
+
+def _rates_line(config: Config, head_kept: bool) -> str:
+    scale, lr = config.optim.init_lr_scale, config.optim.lr
+    if scale == 1:
+        return ""
+    layers = "it learns" if head_kept else "its layers learn"
+    return f"; {layers} at {lr * scale:g} (LR x optim.init_lr_scale {scale:g})" + (
+        "" if head_kept else f", the head at {lr:g}"
+    )
+
+
+def parameter_groups(net, config: Config) -> list[dict]:
+    """The optimiser's parameter groups: every trainable parameter at ``optim.lr``; after ``model.init``, those
+    the model gave at ``optim.lr x optim.init_lr_scale`` and a new head's at ``optim.lr``."""
+    named = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
+    scale = config.optim.init_lr_scale
+    if not config.model.init or scale == 1:
+        return [{"params": [p for _, p in named]}]
+    fresh_head = config.model.init_head == HEADS[1]
+    is_new = [fresh_head and name.startswith(HEAD_PREFIX) for name, _ in named]
+    groups = [
+        {"params": [p for (_, p), new in zip(named, is_new, strict=True) if not new], "lr": config.optim.lr * scale}
+    ]
+    if any(is_new):
+        groups.append({"params": [p for (_, p), new in zip(named, is_new, strict=True) if new], "lr": config.optim.lr})
+    return groups
 
 
 def init_network(config: Config, class_names: tuple[str, ...], load_weights: bool = True):
@@ -63,7 +115,9 @@ def init_network(config: Config, class_names: tuple[str, ...], load_weights: boo
     from cityseg.model_sources import resolve_model_dir
     from cityseg.models import network_from_model
 
-    net, kept = network_from_model(resolve_model_dir(config.model.init), tuple(class_names), load_weights)
+    folder = resolve_model_dir(config.model.init)
+    target = target_classes(config, tuple(class_names))
+    net, kept = network_from_model(folder, tuple(class_names), load_weights, classes=target)
     if not load_weights:
         return net, "none"
     return net, f"init {config.model.init} ({'whole network' if kept else 'all but the head'})"

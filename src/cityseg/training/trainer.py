@@ -46,6 +46,10 @@ def make_callbacks(config: Config, run_dir: Path, budget: BudgetPlanner | None =
             save_top_k=1,
             save_last=True,
             auto_insert_metric_name=False,
+            # a resumed run rewrites its own best.ckpt and last.ckpt (atomically): with Lightning's counter, a run
+            # resumed from a folder moved since wrote best-v1.ckpt and last-v1.ckpt beside them, and the run's
+            # final weights were lost
+            enable_version_counter=False,
         ),
         # checked when a validation ends, where its metrics always are: a run resumed from a checkpoint written
         # at an epoch's last validation ends that epoch with no validation of its own

@@ -190,7 +190,7 @@ def _open_reader(
     """A reader that prepares one frame in ``every`` for the model: decode_image's array path, then preprocess."""
 
     def prepare(index: int, rgb: np.ndarray) -> np.ndarray:
-        return preprocess(segmenter.open(rgb).image, segmenter.info)
+        return preprocess(segmenter.open(rgb).image, segmenter.info, segmenter.torch_free)
 
     return FrameReader(path, prepare=prepare, wanted=lambda index: index % every == 0, max_frames=max_frames)
 

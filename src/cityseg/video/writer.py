@@ -166,14 +166,14 @@ class OverlayVideoWriter:
         except (av.FFmpegError, OSError) as exc:
             self.abort()
             raise CitysegError(f"cannot write {self.shown_as}: {first_line(exc)}; check free space") from None
-        self.container = None
+        self.container = self.stream = None  # PyAV frees the encoder and its threads now, not at a later GC
 
     def abort(self) -> None:
         """Close the file without flushing (the caller deletes it)."""
         if self.container is not None:
             with contextlib.suppress(Exception):  # the file is thrown away; its closing errors say nothing new
                 self.container.close()
-            self.container = None
+            self.container = self.stream = None
 
 
 def frame_png_path(folder: Path, index: int, suffix: str) -> Path:
