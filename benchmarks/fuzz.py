@@ -76,9 +76,10 @@ def fuzz_target(name: str, seconds: float, seed: int) -> Tally:
 
         try:
             run()
-        except BrokenPromise as exc:
-            tally.broken.append(str(exc).splitlines()[0])
-            print(f"  broken promise in {name}: {tally.broken[-1]}", flush=True)
+        except (BrokenPromise, BaseExceptionGroup) as exc:  # Hypothesis groups distinct failures of one batch
+            for broken in getattr(exc, "exceptions", [exc]):
+                tally.broken.append(str(broken).splitlines()[0])
+                print(f"  broken promise in {name}: {tally.broken[-1]}", flush=True)
         batch += 1
     tally.seconds = time.monotonic() - started
     return tally

@@ -350,3 +350,20 @@ def test_the_video_benchmark_runs_the_recipes_network_in_a_folder_it_cleans_up(
     assert f"model: {recipe.model.arch}/{recipe.model.encoder} at {width}x{height}, random weights" in printed
     assert "| PyTorch | 5 |" in printed  # 0.5 s at 10 fps
     assert list(tmp_path.glob("video-bench-*")) == []  # its work folder, random model included, is gone
+
+
+def test_a_video_whose_metadata_is_not_utf8_is_read(tmp_path):
+    """Found by fuzzing: PyAV raised UnicodeDecodeError while opening a file whose stream title was not UTF-8."""
+    from cityseg.video.reader import FrameReader
+
+    path = tmp_path / "titled.mkv"
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 32, "yuv420p"
+        stream.metadata["title"] = "QQQQQQQQ"
+        for frame in street_frames(3, 32, 64):
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")))
+        container.mux(stream.encode())
+    path.write_bytes(path.read_bytes().replace(b"QQQQQQQQ", b"Q\x88\x88QQQQQ"))
+    with FrameReader(path) as reader:
+        assert sum(1 for _ in reader) == 3

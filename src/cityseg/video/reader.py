@@ -128,7 +128,9 @@ def open_video(path: str | os.PathLike) -> tuple[Any, Any, VideoInfo]:
     if size == 0:
         raise CitysegError(f"video {path} is empty (0 bytes, a zero-length video); nothing to segment")
     try:
-        container = av.open(str(path), mode="r")
+        # metadata (titles, tags) that is not UTF-8 is replaced, not fatal: PyAV raised UnicodeDecodeError for it
+        # while opening (found by fuzzing), and the frames are what matter here
+        container = av.open(str(path), mode="r", metadata_errors="replace")
     except av.error.EOFError:
         raise CitysegError(f"video {path} ends before its first frame (a zero-length or cut-off video)") from None
     except av.FFmpegError as exc:
