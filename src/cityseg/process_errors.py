@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from cityseg.errors import CitysegError, first_line
+from cityseg.errors import CONTROL_ESCAPES, CitysegError, first_line
 
 _INIT_FAILURE: dict[str, str] = {}  # in a worker: the one-line error of its initializer, if it failed
 # PyTorch's fold of a worker's exception: "Caught KeyError in DataLoader worker process 0.\nOriginal Traceback..."
@@ -98,14 +98,14 @@ def one_line(exc: BaseException, rank: int | None = None) -> str:
         >>> one_line(CitysegError(folded), rank=3)
         'a.jpg: cannot decode; check it (in DataLoader worker process 1 of rank 3)'
     """
-    text = str(exc)
+    text = _raw_text(exc)
     match = _WORKER_TRACEBACK.match(text)
     if match is None:
         message, places = first_line(exc), []
     else:
         kind, where = match.groups()
         last = [line for line in text.strip().splitlines() if line.strip()][-1]
-        message = last.split(": ", 1)[1] if ": " in last else last
+        message = (last.split(": ", 1)[1] if ": " in last else last).translate(CONTROL_ESCAPES)
         message, places = (message if kind == "CitysegError" else f"{kind}: {message}"), [where]
     places += [] if rank is None else [f"rank {rank}"]
     return f"{message} (in {' of '.join(places)})" if places else message
@@ -113,7 +113,13 @@ def one_line(exc: BaseException, rank: int | None = None) -> str:
 
 def from_worker(exc: BaseException) -> bool:
     """Whether ``exc`` is an exception PyTorch re-raised from a DataLoader worker."""
-    return bool(_WORKER_TRACEBACK.match(str(exc)))
+    return bool(_WORKER_TRACEBACK.match(_raw_text(exc)))
+
+
+def _raw_text(exc: BaseException) -> str:
+    """The message as raised: a CitysegError's ``str()`` escapes line breaks, and PyTorch folds a worker's
+    traceback into the message of the exception it raises again, lines and all."""
+    return exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
 
 
 def settle(exc: BaseException) -> str | None:
