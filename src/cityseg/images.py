@@ -207,7 +207,9 @@ def decode_image(
     _load(pil, label, draft_side)
     upright = pil
     if orientation != 1:
-        with contextlib.suppress(*DECODE_ERRORS):  # a broken EXIF block should not stop a readable photo
+        # a broken EXIF block should not stop a readable photo (a rational where an integer belongs raised
+        # TypeError in PIL's transpose: found by fuzzing)
+        with contextlib.suppress(*DECODE_ERRORS, TypeError):
             upright = ImageOps.exif_transpose(pil)
     return Photo(_reduce(_to_rgb(upright), target_size), (height, width))
 
