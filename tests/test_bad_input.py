@@ -89,6 +89,10 @@ def bad(tmp_path_factory, tiny_pairs, tiny_model_dir):
     made.bad_info = root / "model-with-bad-info"
     shutil.copytree(tiny_model_dir, made.bad_info)
     (made.bad_info / "cityseg.json").write_text("{ not json")
+    made.infinite = root / "model-with-infinite-size"  # found by fuzzing: an OverflowError traceback
+    shutil.copytree(tiny_model_dir, made.infinite)
+    info = (made.infinite / "cityseg.json").read_text()
+    (made.infinite / "cityseg.json").write_text(info.replace('"input_size": [', '"input_size": [Infinity, ', 1))
     made.run = root / "run-with-damaged-checkpoint"
     (made.run / "checkpoints").mkdir(parents=True)
     (made.run / "config.yaml").write_text(f"data:\n  root: {tiny_pairs}\n")
@@ -161,6 +165,8 @@ CASES = [
     ("predict-header-claims-more-than-the-file-holds",
      lambda b: ["predict", str(b.model), str(b.photo_overclaiming), "--out", str(b.root / "p10")],
      "overclaiming-photo.png"),
+    ("predict-model-with-infinite-size",
+     lambda b: ["predict", str(b.infinite), str(b.photo), "--out", str(b.root / "p11")], "cityseg.json"),
     ("predict-unwritable", lambda b: ["predict", str(b.model), str(b.photo), "--out", str(b.blocker / "out")],
      "a-regular-file"),
     ("predict-damaged-weights", lambda b: ["predict", str(b.no_weights), str(b.photo), "--out", str(b.root / "p7")],

@@ -155,7 +155,7 @@ class ModelInfo:
                 encoder_weights=str(values.get("encoder_weights", "none")),
                 class_table=_class_table(values.get("class_table"), source),
             )
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: an infinite size (found by fuzzing)
             raise CitysegError(f"{source} has a malformed value ({exc}); save the model again with cityseg") from None
 
 
