@@ -90,8 +90,6 @@ def fuzz_api(seconds: float, seed: int) -> list[Tally]:
     import threading
 
     import schemathesis
-    from hypothesis import HealthCheck, given, settings
-    from hypothesis import seed as seeded
     from schemathesis.generation import GenerationMode
 
     from cityseg.engine import Segmenter
@@ -106,40 +104,47 @@ def fuzz_api(seconds: float, seed: int) -> list[Tally]:
     schema = schemathesis.openapi.from_url(f"{server.url}openapi.json", headers=auth)
     routes = [(path, method) for path, methods in schema.raw_schema["paths"].items() for method in methods]
     uploads = valid_uploads()
+    share = seconds / (2 * len(routes))
     tallies = []
     for path, method in routes:
         for mode in ("positive", "negative"):
-            tally = Tally(f"{method.upper()} {path} ({mode})")
-            started, share = time.monotonic(), seconds / (2 * len(routes))
             # a schema cannot say "a decodable image": valid requests carry a real photo (video), their query
             # parameters generated; invalid ones a generated body
             upload = uploads.get(path, {}) if mode == "positive" else {}
             strategy = schema[path][method.upper()].as_strategy(generation_mode=GenerationMode(mode), **upload)
-            batch = 0
-            while time.monotonic() - started < share:
-
-                @seeded(seed * 100_000 + batch)
-                @settings(max_examples=50, database=None, deadline=None, suppress_health_check=list(HealthCheck))
-                @given(strategy)
-                def run(case, tally=tally, started=started, share=share):
-                    if time.monotonic() - started > share:
-                        return
-                    tally.inputs += 1
-                    response = case.call(headers=auth, timeout=120)
-                    tally.errors += response.status_code >= 400
-                    tally.results += response.status_code < 400
-                    case.validate_response(response, headers=auth)
-
-                try:
-                    run()
-                except Exception as exc:  # a Schemathesis failure group: server error, schema violation, open route
-                    tally.broken.append(str(exc).strip().splitlines()[0])
-                    print(f"  {tally.name}: {tally.broken[-1]}", flush=True)
-                batch += 1
-            tally.seconds = time.monotonic() - started
-            tallies.append(tally)
+            tallies.append(fuzz_route(Tally(f"{method.upper()} {path} ({mode})"), strategy, share, seed, auth))
     server.stop()
     return tallies
+
+
+def fuzz_route(tally: Tally, strategy, seconds: float, seed: int, auth: dict) -> Tally:
+    """Send one route's generated requests for ``seconds`` in batches of fresh seeds; Schemathesis checks each."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import seed as seeded
+
+    started, batch = time.monotonic(), 0
+    while time.monotonic() - started < seconds:
+
+        @seeded(seed * 100_000 + batch)
+        @settings(max_examples=50, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+        @given(strategy)
+        def run(case):
+            if time.monotonic() - started > seconds:
+                return
+            tally.inputs += 1
+            response = case.call(headers=auth, timeout=120)
+            tally.errors += response.status_code >= 400
+            tally.results += response.status_code < 400
+            case.validate_response(response, headers=auth)
+
+        try:
+            run()
+        except Exception as exc:  # a Schemathesis failure group: a server error, a schema violation, an open route
+            tally.broken.append(str(exc).strip().splitlines()[0])
+            print(f"  {tally.name}: {tally.broken[-1]}", flush=True)
+        batch += 1
+    tally.seconds = time.monotonic() - started
+    return tally
 
 
 def valid_uploads() -> dict[str, dict]:

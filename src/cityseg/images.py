@@ -51,8 +51,9 @@ SKIP_ADVICE = "replace or remove it (or pass --skip-bad)"
 # taken (a 2 kB file would otherwise make PIL allocate a 100-megapixel image before it finds the data missing).
 MAX_PIXELS_PER_BYTE = {"PNG": 2 * 8 * 1032, "JPEG": 4 * 512}
 
-# Errors a decoder raises for a file that is not a (complete) image; all become a DecodeError.
-DECODE_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, Image.DecompressionBombError)
+# Errors a decoder raises for a file that is not a (complete) image; all become a DecodeError. TypeError: PIL's TIFF
+# and EXIF parsers meet a rational where an integer belongs in a damaged file (found by fuzzing).
+DECODE_ERRORS = (OSError, SyntaxError, ValueError, TypeError, UnidentifiedImageError, Image.DecompressionBombError)
 
 ImageSource = str | os.PathLike | bytes | Image.Image | np.ndarray
 
@@ -207,9 +208,7 @@ def decode_image(
     _load(pil, label, draft_side)
     upright = pil
     if orientation != 1:
-        # a broken EXIF block should not stop a readable photo (a rational where an integer belongs raised
-        # TypeError in PIL's transpose: found by fuzzing)
-        with contextlib.suppress(*DECODE_ERRORS, TypeError):
+        with contextlib.suppress(*DECODE_ERRORS):  # a broken EXIF block should not stop a readable photo
             upright = ImageOps.exif_transpose(pil)
     return Photo(_reduce(_to_rgb(upright), target_size), (height, width))
 
