@@ -268,6 +268,12 @@ class Segmenter:
         return getattr(self.backend, "needs_torch", True) is False and not self.flip and self.scales == (1.0,)
 
     @property
+    def label_resizer(self) -> Callable[[np.ndarray, tuple[int, int]], np.ndarray]:
+        """Logits to labels at a photo's size: :func:`~cityseg.inference.edge_labels_at_size` when
+        :attr:`torch_free`, else :func:`~cityseg.inference.labels_at_size`."""
+        return edge_labels_at_size if self.torch_free else labels_at_size
+
+    @property
     def class_set(self) -> ClassSet:
         """The classes the model predicts (names, colours, label-id mapping)."""
         return self.info.classes
@@ -304,7 +310,7 @@ class Segmenter:
         if not photos:
             return [], times
         torch_free = self.torch_free
-        resize_labels = edge_labels_at_size if torch_free else labels_at_size
+        resize_labels = self.label_resizer
         began = time.perf_counter()
         batch = np.stack([preprocess(photo.image, self.info, torch_free) for photo in photos])  # (B, 3, h, w)
         times.preprocess_s = time.perf_counter() - began

@@ -244,6 +244,11 @@ def facts_from_info(info: Any, name: str, weights: str | os.PathLike | None = No
         parameters=parameters,
         training={"encoder start": info.encoder_weights},
     )
+    return with_weights(facts, weights)
+
+
+def with_weights(facts: CardFacts, weights: str | os.PathLike | None) -> CardFacts:
+    """``facts`` with the parameter count and SHA-256 read from ``weights`` (a ``model.safetensors``), if given."""
     if weights is None:
         return facts
     return replace(facts, parameters=count_parameters(weights), weights_sha256=file_sha256(weights))
@@ -307,10 +312,7 @@ def run_facts(
         note = json.loads(splits.read_text()).get("note", "") if splits.is_file() else ""
     except (OSError, ValueError, AttributeError):
         note = ""
-    facts = facts_from_run(name, info, config, report, test_set=held_out_text(str(note)))
-    if weights is None:
-        return facts
-    return replace(facts, parameters=count_parameters(weights), weights_sha256=file_sha256(weights))
+    return with_weights(facts_from_run(name, info, config, report, test_set=held_out_text(str(note))), weights)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

@@ -111,9 +111,7 @@ def normalize_table(values: Any, source: str, default_name: str = "custom") -> d
     ignore_color = values.get("ignore_color") or []
     # one colour ([r, g, b], '#rrggbb'), not a list of them; anything else (a mapping: found by fuzzing, it
     # raised KeyError: 0) goes to _color, which says what a colour looks like
-    if not isinstance(ignore_color, list | tuple) or not isinstance(
-        ignore_color[0] if ignore_color else [], list | tuple
-    ):
+    if not isinstance(ignore_color, list | tuple) or (ignore_color and not isinstance(ignore_color[0], list | tuple)):
         ignore_color = [ignore_color]
     ignore_color = [_color(color, source, "ignore_color") for color in ignore_color]
     entries = values["classes"]

@@ -23,7 +23,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from cityseg.engine import Segmenter, preprocess
 from cityseg.errors import CitysegError, first_line
 from cityseg.images import Photo
-from cityseg.inference import edge_labels_at_size, labels_at_size
 from cityseg.outputs import ids_encoder
 from cityseg.serve.schemas import ClassesBody, ClassInfo, ClassShare, ErrorBody, HealthBody, PredictionBody, Timing
 from cityseg.serve.settings import RequestError, ServeSettings
@@ -80,7 +79,7 @@ class ServedModel:
         # a backend without torch (ONNX Runtime) keeps torch off the request path too, as cityseg predict does:
         # importing it on the first request cost that request 4.5 s (found by the soak benchmark)
         self.torch_free = self.segmenter.torch_free
-        self.labels_at_size = edge_labels_at_size if self.torch_free else labels_at_size
+        self.labels_at_size = self.segmenter.label_resizer
         self.worker = InferenceWorker(self.segmenter.logits, self.settings.max_batch)
         self.admission = Admission(self.settings.queue_size)
         self.backend = getattr(self.segmenter.backend, "name", type(self.segmenter.backend).__name__)

@@ -95,17 +95,14 @@ def parameter_groups(net, config: Config) -> list[dict]:
     """The optimiser's parameter groups: every trainable parameter at ``optim.lr``; after ``model.init``, those
     the model gave at ``optim.lr x optim.init_lr_scale`` and a new head's at ``optim.lr``."""
     named = [(name, p) for name, p in net.named_parameters() if p.requires_grad]
-    scale = config.optim.init_lr_scale
+    lr, scale = config.optim.lr, config.optim.init_lr_scale
     if not config.model.init or scale == 1:
         return [{"params": [p for _, p in named]}]
     fresh_head = config.model.init_head == HEADS[1]
-    is_new = [fresh_head and name.startswith(HEAD_PREFIX) for name, _ in named]
-    groups = [
-        {"params": [p for (_, p), new in zip(named, is_new, strict=True) if not new], "lr": config.optim.lr * scale}
-    ]
-    if any(is_new):
-        groups.append({"params": [p for (_, p), new in zip(named, is_new, strict=True) if new], "lr": config.optim.lr})
-    return groups
+    given, new = [], []
+    for name, parameter in named:
+        (new if fresh_head and name.startswith(HEAD_PREFIX) else given).append(parameter)
+    return [{"params": given, "lr": lr * scale}] + ([{"params": new, "lr": lr}] if new else [])
 
 
 def init_network(config: Config, class_names: tuple[str, ...], load_weights: bool = True):
