@@ -39,10 +39,29 @@ REPRODUCE = """\
 python benchmarks/accuracy.py --recipe cpu-hour --minutes 80 --no-tta
 # 2. the same run continued to {minutes:g} minutes in all (the schedule is refitted to the new budget)
 cityseg train --resume RUN --budget-minutes {minutes:g}
-# 3. pack it: fp16 weights, the ONNX graph reading them, the figures and this card
-python benchmarks/builtin_model.py RUN
+{refine}# {step}. pack it: fp16 weights, the ONNX graph reading them, the figures and this card
+python benchmarks/builtin_model.py {packed}
 ```
 """
+REFINE = """\
+# 3. refine: the whole network of that run, {steps} more steps at a tenth of the peak LR (0.0003, every layer)
+cityseg train --config RUN/config.yaml --init RUN --set optim.lr=0.0003 --set optim.init_lr_scale=1 \\
+  --set train.max_steps={steps} --set train.budget_minutes=0
+"""
+
+
+def training_minutes(run: Path) -> tuple[float, Path | None]:
+    """Minutes of training behind ``run`` (its own, and those of the run it started from with ``model.init``),
+    and that run (None when it started from ImageNet)."""
+    from cityseg.config import Config
+
+    config = Config.from_yaml(run / "config.yaml")
+    report = json.loads((run / "metrics.json").read_text())
+    own = config.train.budget_minutes or round(float(report["fit_seconds"]) / 60)
+    start = Path(config.model.init) if config.model.init else None
+    if start is not None and (start / "config.yaml").is_file():
+        return own + training_minutes(start)[0], start
+    return own, None
 
 
 def pack_weights(model_dir: Path, out: Path) -> dict:
@@ -255,8 +274,12 @@ def write_card(run: Path, folder: Path, name: str, one_pass: dict, flipped: dict
     (folder / "metrics.json").write_text(json.dumps(one_pass, indent=1) + "\n")
     info, config = read_model_info(folder), Config.from_yaml(run / "config.yaml")
     facts = run_facts(run, info, config, one_pass, name=name, weights=folder / "model.safetensors")
-    minutes = config.train.budget_minutes or round(float(run_report["fit_seconds"]) / 60)
-    training = {**facts.training, "minutes": f"{minutes:g} of 2 CPU cores (the budget, over resumed sessions)"}
+    minutes, start = training_minutes(run)
+    first = training_minutes(start)[0] if start is not None else minutes
+    training = {**facts.training, "minutes": f"{minutes:g} of 2 CPU cores (the budgets, over resumed sessions)"}
+    refine = REFINE.format(steps=config.train.max_steps) if start is not None else ""
+    reproduce = REPRODUCE.format(minutes=first, refine=refine, step=4 if refine else 3, packed="REFINED" if refine
+                                 else "RUN")  # fmt: skip
     speed_text = (
         f"On 2 CPU cores (AMD EPYC, AVX2), per 512x256 photo (decode, model, labels at the photo's size): "
         f"{figures['ms_per_photo_onnx']:.0f} ms with ONNX Runtime (the default, `--backend auto`), "
@@ -271,7 +294,7 @@ def write_card(run: Path, folder: Path, name: str, one_pass: dict, flipped: dict
         training=training,
         trained_on=f"the {len(json.loads((run / 'splits.json').read_text())['train'])} training pairs of the "
         "Cityscapes image pairs (pix2pix/Kaggle release, 512x256), whole cities held out",
-        sections=(("Speed", speed_text), ("Reproduce", REPRODUCE.format(minutes=minutes))),
+        sections=(("Speed", speed_text), ("Reproduce", reproduce)),
     )
     (folder / "README.md").write_text(render_card(facts, one_pass, one_pass["flip"]))
 

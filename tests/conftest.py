@@ -69,23 +69,25 @@ def write_layouts(root: Path, seed: int = LAYOUT_SEED) -> dict[str, Path]:
     ids), so reading them back must give exactly the classes of the ids (:func:`scene_label_ids`).
     """
     from cityseg.layouts import LAYOUTS
-    from cityseg.synth import write_labelled
+    from cityseg.synth import write_layout
 
     written = {}
     for name, layout in LAYOUTS.items():
-        val = 0.0 if layout.split_folders == "never" else LAYOUT_VAL
+        val = 0.0 if layout.split_folders == "never" and not layout.image_sets else LAYOUT_VAL
         size = LAYOUT_SIZES.get(name, (64, 128))
-        write_labelled(root / name, name, count=LAYOUT_SCENES, seed=seed, val_fraction=val, size=size)
+        write_layout(root / name, name, count=LAYOUT_SCENES, seed=seed, val_fraction=val, size=size)
         written[name] = root / name
     return written
 
 
 def scene_label_ids(layout: str, split: str, number: int, seed: int = LAYOUT_SEED) -> tuple[np.ndarray, np.ndarray]:
     """(photo, exact label ids) of scene ``number`` of ``split`` in :func:`write_layouts`' ``layout``."""
+    from cityseg.layouts import LAYOUTS
     from cityseg.synth import render_scene
 
     n_val = 0 if layout == "kitti" else round(LAYOUT_SCENES * LAYOUT_VAL)
-    index = number + (LAYOUT_SCENES - n_val if split == "val" else 0)
+    pooled = bool(LAYOUTS[layout].image_sets)  # one photos folder (VOC): scenes are numbered across splits
+    index = number + (LAYOUT_SCENES - n_val if split == "val" and not pooled else 0)
     return render_scene(np.random.default_rng([seed, index]), LAYOUT_SIZES.get(layout, (64, 128)))
 
 

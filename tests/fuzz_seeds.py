@@ -181,3 +181,27 @@ def config_keys() -> list[str]:
     from cityseg.config import Config
 
     return [key for section in Config().to_dict().values() for key in section] + list(Config().to_dict())
+
+
+@functools.cache
+def export_seeds() -> dict[str, bytes]:
+    """Each annotation tool's export in miniature (2 scenes, written by synth --layout): relative path -> bytes."""
+    import tempfile
+
+    from cityseg.synth import write_layout
+
+    made: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory() as scratch:
+        for layout in ("voc", "cvat-cityscapes", "roboflow", "coco", "coco-panoptic"):
+            root = Path(scratch) / layout
+            write_layout(root, layout, count=2, seed=5, size=(32, 32))
+            for path in sorted(root.rglob("*")):
+                if path.is_file():
+                    made[f"{layout}/{path.relative_to(root).as_posix()}"] = path.read_bytes()
+    return made
+
+
+def class_list_seeds() -> list[tuple[str, bytes]]:
+    """(file name, bytes) of each export's class list (labelmap.txt, label_colors.txt, _classes.csv, COCO)."""
+    names = ("labelmap.txt", "label_colors.txt", "_classes.csv", ".json")
+    return [(path.rsplit("/", 1)[-1], data) for path, data in export_seeds().items() if path.endswith(names)]

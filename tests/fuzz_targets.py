@@ -34,10 +34,12 @@ from hypothesis import strategies as st
 from cityseg.errors import CitysegError
 from fuzz_seeds import (
     checkpoint_seeds,
+    class_list_seeds,
     class_table_keys,
     class_tables,
     config_keys,
     config_texts,
+    export_seeds,
     label_seeds,
     model_seed,
     pair_seeds,
@@ -288,7 +290,11 @@ for _format in ("labelids", "trainids", "color"):
     label_target(_format)
 
 
-LAYOUT_NAMES = ["images/train", "labels/train", "images/val", "labels/val", "images", "labels", "masks"]
+LAYOUT_NAMES = [
+    "images/train", "labels/train", "images/val", "labels/val", "images", "labels", "masks", "train/images",
+    "valid/masks", "train", "JPEGImages", "SegmentationClass", "ImageSets/Segmentation", "imgsFine/leftImg8bit/a/b",
+    "gtFine/a/b", "annotations",
+]  # fmt: skip
 
 
 @st.composite
@@ -298,14 +304,14 @@ def layout_trees(draw) -> list[str]:
         st.sampled_from(["0001", "a_leftImg8bit", "a_gtFine_labelIds", "x.y", "000000_10"]),
         st.text(st.characters(codec="utf-8", exclude_characters="/\\\0"), min_size=1, max_size=12),
     )
-    suffixes = st.sampled_from([".png", ".jpg", ".PNG", "_labelIds.png", ".txt", ""])
+    suffixes = st.sampled_from([".png", ".jpg", ".PNG", "_labelIds.png", "_mask.png", ".txt", ""])
     paths = st.tuples(st.sampled_from(LAYOUT_NAMES), stems, suffixes).map(lambda t: f"{t[0]}/{t[1]}{t[2]}")
     return draw(st.lists(paths, max_size=8))
 
 
 @target("layout", layout_trees)
 def read_layout(value: list[str], folder: Path):
-    from cityseg.layouts import open_labelled
+    from cityseg.labelled_folders import open_labelled
 
     root = folder / "input"
     root.mkdir()
@@ -319,6 +325,53 @@ def read_layout(value: list[str], folder: Path):
         except OSError:  # a name the file system refuses (too long): not an input the reader can meet
             continue
     return open_labelled(root)
+
+
+@st.composite
+def class_list_files(draw) -> tuple[str, bytes]:
+    """(file name, bytes): an export's class list, mutated."""
+    seeds = class_list_seeds()
+    name = draw(st.sampled_from(sorted({name for name, _ in seeds})))
+    return name, draw(mutated([data for seed, data in seeds if seed == name]))
+
+
+@target("class-list", class_list_files)
+def read_class_list_file(value: tuple[str, bytes], folder: Path):
+    from cityseg.classes import class_set
+
+    name, data = value
+    path = folder / "input" / name
+    path.parent.mkdir()
+    path.write_bytes(data)
+    return class_set(str(path))
+
+
+@st.composite
+def export_trees(draw) -> dict[str, bytes]:
+    """An annotation tool's export in miniature, one of its files mutated (or gone)."""
+    seeds = export_seeds()
+    layout = draw(st.sampled_from(sorted({path.split("/", 1)[0] for path in seeds})))
+    tree = {path.split("/", 1)[1]: data for path, data in seeds.items() if path.startswith(f"{layout}/")}
+    victim = draw(st.sampled_from(sorted(tree)))
+    if draw(st.integers(0, 9)) == 0:
+        del tree[victim]
+    else:
+        tree[victim] = draw(mutated([tree[victim]]))
+    return tree
+
+
+@target("export", export_trees)
+def read_export(value: dict[str, bytes], folder: Path):
+    from cityseg.classes import class_set
+    from cityseg.labelled_folders import dataset_classes, open_labelled, read_truth
+
+    root = folder / "input"
+    for relative, data in value.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(data)
+    found = open_labelled(root)
+    classes = class_set(dataset_classes(root))
+    return [read_truth(truth, found.label_format, classes) for truth in found.truths.values()]
 
 
 @target("video", files(video_seeds))
@@ -411,3 +464,13 @@ def read_checkpoint(value: bytes, folder: Path):
     path.parent.mkdir(parents=True)
     path.write_bytes(value)
     return check_checkpoint(run)
+
+
+def token_unless_generated(case, auth: dict[str, str]) -> dict[str, str]:
+    """For a Schemathesis case, ``auth`` (the token's header), unless the case made its own Authorization or left
+    it out on purpose: an invalid case's header is its point, and sending the token would make it a valid one."""
+    from schemathesis.core.parameters import ParameterLocation
+
+    own = any(name.lower() == "authorization" for name in case.headers or {})
+    left_out = case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER)
+    return {} if own or left_out else auth

@@ -109,7 +109,7 @@ def test_label_ids_round_trip(name):
 
 
 def test_unknown_class_set_names_the_valid_ones():
-    with pytest.raises(ValueError, match="train19, categories, labelids, kmeans"):
+    with pytest.raises(ValueError, match="auto, train19, categories, labelids, voc21, kmeans"):
         class_set("train20")
 
 

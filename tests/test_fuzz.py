@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from fuzz_targets import TARGETS, BrokenPromise, Target, check, mutated
 
 # inputs per target in the suite: the slow readers (a network built per model folder, a video decoded) get fewer
-EXAMPLES = {"model-folder": 15, "video": 30, "checkpoint": 40, "layout": 40}
+EXAMPLES = {"model-folder": 15, "video": 30, "checkpoint": 40, "layout": 40, "export": 40}
 DEFAULT_EXAMPLES = 60
 
 
@@ -34,7 +34,7 @@ def test_every_reader_keeps_its_promise_on_generated_and_mutated_input(name):
 def test_the_targets_cover_every_reader_the_issue_names():
     assert set(TARGETS) >= {
         "photo", "upload", "array", "pair", "label-labelids", "label-trainids", "label-color", "layout", "video",
-        "class-table", "config", "set", "model-folder", "checkpoint",
+        "class-table", "config", "set", "model-folder", "checkpoint", "class-list", "export",
     }  # fmt: skip
 
 

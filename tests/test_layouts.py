@@ -14,10 +14,13 @@ from cityseg.classes import class_set
 from cityseg.cli import main
 from cityseg.config import Config
 from cityseg.errors import CitysegError
-from cityseg.layouts import LAYOUTS, NAME_SUFFIXES, LabelSource, find_layout, label_source, name_key, open_labelled
+from cityseg.labelled_folders import LabelSource, dataset_classes, label_source, open_labelled
+from cityseg.layouts import LAYOUTS, NAME_SUFFIXES, find_layout, name_key
 from cityseg.pairs import discover
 from cityseg.splits import split_dataset
 from cityseg.synth.labelled import write_label_file
+
+EXPORTS_WITH_CLASSES = ("voc", "roboflow", "coco", "coco-panoptic")  # cvat-cityscapes lists Cityscapes' own
 
 
 def _number(layout: str, photo: Path) -> int:
@@ -25,9 +28,18 @@ def _number(layout: str, photo: Path) -> int:
     stem = name_key(photo.name)[0]
     if layout == "bdd100k":
         return int(stem.split("-")[0], 16)
-    if layout in ("acdc", "darkzurich"):
+    if layout in ("acdc", "darkzurich", "voc", "cvat-cityscapes"):
         return int(stem.rsplit("_", 1)[1])
     return int(stem.split("_")[0])
+
+
+def in_train19(classes) -> np.ndarray:
+    """(256,) a class set's indices -> train19's, by name (a class train19 lacks, background say: ignored)."""
+    train19 = class_set("train19")
+    lookup = np.full(256, 255, dtype=np.uint8)
+    for index, name in enumerate(classes.names):
+        lookup[index] = train19.names.index(name) if name in train19.names else 255
+    return lookup
 
 
 @pytest.mark.parametrize("name", list(LAYOUTS))
@@ -38,15 +50,17 @@ def test_each_layout_is_recognised_and_reads_the_exact_classes(layouts, name, la
     expected_splits = {"all"} if name == "kitti" else {"train", "val"}
     assert set(found) == expected_splits and sum(len(v) for v in found.values()) == layout_scene_count
     source = label_source(root)
+    classes = class_set(dataset_classes(root))  # an export's own class list, else train19
+    assert (classes.name == "train19") == (name not in EXPORTS_WITH_CLASSES)
     train19 = class_set("train19")
     for split, photos in found.items():
         for photo_path in photos:
-            photo, labels = source.read(photo_path, train19)
+            photo, labels = source.read(photo_path, classes)
             exact_photo, exact_ids = layout_truth(name, split, _number(name, photo_path))
-            np.testing.assert_array_equal(labels, train19.from_label_ids(exact_ids))  # every pixel's class
+            np.testing.assert_array_equal(in_train19(classes)[labels], train19.from_label_ids(exact_ids))
             if photo_path.suffix == ".png":
                 np.testing.assert_array_equal(photo, exact_photo)
-            else:  # BDD100K's photos are JPEGs
+            else:  # JPEG photos (BDD100K, VOC, Roboflow, COCO)
                 assert np.abs(photo.astype(int) - exact_photo).mean() < 4
 
 
@@ -101,7 +115,7 @@ def test_unmatched_photos_and_labels_are_listed_or_skipped(tmp_path, caplog):
     message = str(error.value)
     assert "1 photo without a label" in message and "3.png" in message
     assert "1 label without a photo" in message and "9.png" in message and "--skip-bad" in message
-    with caplog.at_level(logging.WARNING, logger="cityseg.layouts"):
+    with caplog.at_level(logging.WARNING, logger="cityseg.labelled_folders"):
         folder = open_labelled(root, skip_bad=True)
     assert [p.name for p in folder.splits["all"]] == ["1.png", "2.png"]
     assert "skipped" in caplog.text and "3.png: no label" in caplog.text and "9.png: no photo" in caplog.text

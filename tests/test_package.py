@@ -34,10 +34,10 @@ ROOT = PACKAGE.name
 LAYERS = (
     ("__init__", "errors", "defaults"),
     # the classes: the Cityscapes table, ClassSet and the built-in sets, a user's table file, class_set()
-    ("cityscapes", "class_sets", "user_classes", "classes"),
+    ("cityscapes", "class_sets", "class_lists", "user_classes", "classes"),
     ("files", "optim", "loss_registry", "loss_modules", "process_errors", "extras"),
     ("config", "run_folders", "model_card", "images", "plots", "report", "metrics"),
-    ("pairs", "synth", "label_formats", "layouts"),
+    ("label_formats", "layouts", "coco", "labelled_folders", "pairs", "synth"),
     ("labels",),
     ("splits", "transforms"),
     ("datasets", "models", "devices"),

@@ -209,6 +209,14 @@ def test_bad_parameters_and_routes_get_json_errors(client):
     assert client.get("/predict").status_code == 405
 
 
+def test_a_query_parameter_the_route_does_not_take_is_refused_not_ignored(client, photos):
+    misspelt = post_image(client, photos["0.png"], "?fromat=json")
+    assert misspelt.status_code == 422 and misspelt.json()["error"] == "invalid_parameter"
+    assert misspelt.json()["message"] == "unknown query parameter 'fromat' for /predict; it takes format, ids"
+    assert client.get("/health?verbose=1").json()["message"].endswith("it takes none")
+    assert client.get("/health").status_code == 200 and client.get("/?from=mail").status_code == 200
+
+
 def test_upload_and_image_size_limits(tiny_segmenter, photos):
     settings = ServeSettings(max_upload_bytes=20_000, max_pixels=100_000, max_side=300)
     with TestClient(create_app(tiny_segmenter, settings)) as small:
@@ -476,3 +484,22 @@ def test_page_in_headless_chromium_shows_overlay_legend_and_errors(tiny_model_di
                 browser.close()
         assert (tmp_path / "serve.png").stat().st_size > 10_000
         assert httpx.get(url + "health").json()["served"] >= 4  # the server survived it all
+
+
+def test_the_heap_is_trimmed_on_a_timer_and_its_arenas_capped(monkeypatch):
+    import ctypes
+    import platform
+
+    from cityseg.serve import memory
+
+    trims = []
+    monkeypatch.setattr(memory, "trim_heap", lambda: trims.append(time.monotonic()))
+    trimmer = memory.HeapTrimmer(seconds=0.01).start()
+    deadline = time.monotonic() + 5
+    while len(trims) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    trimmer.stop()
+    trimmer._thread.join(timeout=5)
+    assert len(trims) >= 3 and not trimmer._thread.is_alive()
+    if platform.libc_ver()[0] == "glibc":  # the settings take where glibc is the C library
+        assert memory.cap_arenas(8) and hasattr(ctypes.CDLL(None), "malloc_trim")

@@ -49,7 +49,9 @@ class DataConfig:
 @dataclass
 class LabelConfig:
     method: str = "palette"  # palette: nearest official colour | kmeans: K clusters of mask colours
-    classes: str = "train19"  # train19 | categories | labelids | a class table, FILE.yaml (kmeans makes its own)
+    # auto: the dataset's own (an export's class list, else train19) | train19 | categories | labelids | voc21 |
+    # a class table FILE.yaml, or an export's class list (labelmap.txt, _classes.csv, COCO json); kmeans: its own
+    classes: str = "auto"
     k: int = 10  # clusters for method=kmeans
     kmeans_pixels: int = 200_000  # mask pixels sampled (seeded) to fit K-Means
     max_distance: float = 45.0  # RGB distance within which a mask pixel may be an official colour (a luma check

@@ -56,9 +56,10 @@ def prepare_labels(
         ``(splits, label_cache, reports)``: the splits without skipped images, the cache the datasets read
         from, and each split's :class:`~cityseg.labels.LabelReport` (class pixel counts, skipped images).
     """
+    from cityseg.labelled_folders import adopt_dataset_classes, label_source
     from cityseg.labels import LabelCache, LabellingOptions, label_splits, make_labeller
-    from cityseg.layouts import label_source
 
+    adopt_dataset_classes(config)  # labels.classes: auto -> the dataset's own (train prints what it chose)
     data = config.data
     cache_dir = data.cache_dir or None
     source = label_source(data.root, data.label_format)  # a labelled folder's photos: labels from its label images

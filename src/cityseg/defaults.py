@@ -17,7 +17,10 @@ CLASS_SET_CHOICES = ("train19", "categories", "labelids")  # the class sets of c
 # what a dataset's labels are (data.label_format): auto = the layout's own; cityseg.label_formats reads them
 LABEL_FORMATS = ("auto", "pairs", "labelids", "trainids", "color")
 # the dataset layouts cityseg reads and cityseg synth --layout writes (cityseg.layouts.LAYOUTS, and pairs)
-DATASET_LAYOUTS = ("pairs", "kitti", "bdd100k", "acdc", "darkzurich", "images")
+DATASET_LAYOUTS = (
+    "pairs", "kitti", "bdd100k", "acdc", "darkzurich", "voc", "cvat-cityscapes", "roboflow", "coco-panoptic", "coco",
+    "split-folders", "images",
+)  # fmt: skip
 EVAL_SPLITS = (*SPLIT_NAMES, "all")  # cityseg evaluate --split: a split of the run's kind, or every labelled image
 
 # ---- synth and label ---------------------------------------------------------------------------

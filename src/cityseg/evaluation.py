@@ -328,7 +328,7 @@ def _run_labeller(config: Config, run_dir: Path | None, splits: dict, info):
     if labeller_file is not None and labeller_file.is_file():
         labeller = load_labeller(labeller_file)
     else:
-        from cityseg.layouts import label_source
+        from cityseg.labelled_folders import label_source
 
         exact = label_source(config.data.root, config.data.label_format) is not None
         data = config.data

@@ -4,52 +4,56 @@ A *labelled folder* is a folder of photos and a folder of label images, matched 
 layouts (:data:`LAYOUTS`) are recognised by their folder names, as the pairs and the Cityscapes release are
 (:func:`cityseg.pairs.discover` asks :func:`find_layout` first):
 
-==============  ===========================================  =====================================  ==========
-layout          photos                                       labels                                 holds
-==============  ===========================================  =====================================  ==========
-``kitti``       ``training/image_2/*.png``                   ``training/semantic/*.png``            label ids
-``bdd100k``     ``images/10k/{train,val}/*.jpg``             ``labels/sem_seg/masks/{train,val}``   train ids
-``acdc``        ``rgb_anon/{fog,night,rain,snow}/SPLIT/SEQ``  ``gt/...`` (``*_gt_labelIds.png``)     label ids
-``darkzurich``  ``rgb_anon/{train,val}/night/SEQ``           ``gt/...`` (``*_gt_labelIds.png``)     label ids
-``images``      ``images/`` (GTA5, WildDash, your own)       ``labels/``                            label ids
-==============  ===========================================  =====================================  ==========
+==================  ===========================================  =====================================  =========
+layout              photos                                       labels                                 hold
+==================  ===========================================  =====================================  =========
+``kitti``           ``training/image_2/*.png``                   ``training/semantic/*.png``            label ids
+``bdd100k``         ``images/10k/{train,val}/*.jpg``             ``labels/sem_seg/masks/{train,val}``   train ids
+``acdc``            ``rgb_anon/{fog,night,rain,snow}/SPLIT/SEQ``  ``gt/...`` (``*_gt_labelIds.png``)     label ids
+``darkzurich``      ``rgb_anon/{train,val}/night/SEQ``           ``gt/...`` (``*_gt_labelIds.png``)     label ids
+``voc``             ``JPEGImages/`` (VOC, CVAT's "mask 1.1")     ``SegmentationClass/``; ImageSets      its list
+``cvat-cityscapes`` ``imgsFine/leftImg8bit/SPLIT/CITY``          ``gtFine/SPLIT/CITY`` (``_labelIds``)  label ids
+``roboflow``        ``{train,valid,test}/NAME.jpg``              ``NAME_mask.png`` beside it            its list
+``coco-panoptic``   where the JSON's ``file_name`` lies          ``panoptic_*.json`` + its PNGs         its list
+``coco``            where the JSON's ``file_name`` lies          ``instances_*.json``, ``stuff_*.json``  its list
+``split-folders``   ``{train,val,valid,test}/images/``           ``.../labels`` (masks, annotations)    label ids
+``images``          ``images/`` (GTA5, WildDash, your own)       ``labels/`` (masks, annotations, gt)   label ids
+==================  ===========================================  =====================================  =========
 
-(``images/`` + ``labels/`` holding RGB label images is read as colours; train ids are never guessed: say
-``data.label_format=trainids``.)
+An annotation tool's export brings its class list (:mod:`cityseg.class_lists`):
+:func:`cityseg.labelled_folders.dataset_classes` says which, and ``labels.classes: auto`` (the default) takes
+it; ``--classes`` still wins. COCO's annotations are rasterised (:mod:`cityseg.coco`).
+
+(``images/`` + ``labels/`` holding RGB label images is read as colours, and so are a VOC export's RGB masks;
+train ids are never guessed: say ``data.label_format=trainids``.)
 
 A photo and a label match when they lie in the same sub-folder of their folders and their names agree once
 the suffixes of :data:`NAME_SUFFIXES` (the one table of them) are stripped: ``X_leftImg8bit.png`` and
 ``X_gtFine_labelIds.png``, ``X_rgb_anon.png`` and ``X_gt_labelIds.png``, ``X.jpg`` and ``X.png``. Label
 files with the suffix of another format (``X_color.png`` beside label ids) are not labels of this one.
 
-Splits are the dataset's own: the first sub-folder named ``train``, ``val`` or ``test`` (else ``all``, split
-by seed later, :mod:`cityseg.splits`). A split with no label at all (the test splits, Dark Zurich's train)
-is left out. A photo without a label, or a label without a photo, in the rest is an error listing them,
-or with ``skip_bad`` a warning listing them, and they are left out.
+Splits are the dataset's own: the first sub-folder named ``train``, ``val`` (or ``valid``, ``validation``) or
+``test`` (else ``all``, split by seed later, :mod:`cityseg.splits`), or Pascal VOC's image lists. A split with
+no label at all (the test splits, Dark Zurich's train) is left out. A photo without a label, or a label without
+a photo, in the rest is an error listing them, or with ``skip_bad`` a warning listing them, and they are left out.
 """
 
 from __future__ import annotations
 
-import logging
+import dataclasses
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-import numpy as np
-
-from cityseg.classes import ClassSet
 from cityseg.errors import CitysegError
-from cityseg.files import natural_key
-from cityseg.images import IMAGE_SUFFIXES, image_size
-from cityseg.label_formats import LABEL_FORMATS, read_label_file, sniff_format
-
-log = logging.getLogger(__name__)
 
 SPLIT_FOLDERS = ("train", "val", "test")
-LISTED = 5  # unmatched files named in an error; the rest are counted
+SPLIT_NAMES = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}  # folder -> split
+LABEL_FOLDERS = ("labels", "masks", "annotations", "gt")  # what the labels' folder beside images/ may be called
 
 # The one table of name suffixes, stripped from a file's stem before photos and labels are matched, and what a
-# file with each one is: a photo, a label of one format, or another annotation (instance ids ...) to pass over.
+# file with each one is: a photo, a label of one format, a label of any format, or another annotation
+# (instance ids ...) to pass over.
 NAME_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("_leftImg8bit", "photo"),  # Cityscapes
     ("_rgb_anon", "photo"),  # ACDC, Dark Zurich
@@ -64,6 +68,7 @@ NAME_SUFFIXES: tuple[tuple[str, str], ...] = (
     ("_gtFine_color", "color"),
     ("_gt_labelColor", "color"),
     ("_color", "color"),
+    ("_mask", "label"),  # Roboflow (beside its photo), and many tools' own
     ("_gtFine_instanceIds", "other"),
     ("_gt_invGray", "other"),
     ("_instanceIds", "other"),
@@ -77,12 +82,20 @@ class Layout:
     Attributes:
         name: its name (``data`` notes, ``cityseg synth --layout``).
         title: the dataset(s) it is, for messages.
-        photos: the photos' folder under the root.
+        photos: the photos' folder under the root (under each split folder with ``within_splits``).
         labels: (label format, folder under the root) of each kind of label it ships, its own format first.
         marker: when given, one of these folders lies directly in ``photos`` (tells ACDC from Dark Zurich).
         label_suffixes: the label-name suffix of each format (the photo's suffix replaced; ``""``: same name).
-        split_folders: ``always`` (photos lie in train/val folders), ``never`` (one pool, split by seed) or
-            ``optional`` (either).
+        split_folders: ``always`` (photos lie in train/val folders), ``never`` (one pool, split by seed or by
+            ``image_sets``) or ``optional`` (either).
+        within_splits: photos and labels lie in ``ROOT/<split>/`` (``train``, ``val`` or ``valid``, ``test``).
+        label_folders: other names the labels' folder may have (the first found is taken).
+        marker_files: when given, one of these files (glob patterns) lies in the root (or a split folder).
+        classes_files: the export's class list (:mod:`cityseg.class_lists`), the first found in the root (or a
+            split folder); ``voc21`` and the like name a built-in list.
+        image_sets: the folder of split lists (VOC's ``train.txt`` ...); photos with no label are not named.
+        labels_marked: a label is told from a photo by its suffix only (``_mask``: both in one folder).
+        annotations: how labels are read: ``images`` (label images), ``coco`` (annotations rasterised).
     """
 
     name: str
@@ -92,6 +105,13 @@ class Layout:
     marker: tuple[str, ...] = ()
     label_suffixes: tuple[tuple[str, str], ...] = ()
     split_folders: str = "always"
+    within_splits: bool = False
+    label_folders: tuple[str, ...] = ()
+    marker_files: tuple[str, ...] = ()
+    classes_files: tuple[str, ...] = ()
+    image_sets: str = ""
+    labels_marked: bool = False
+    annotations: str = "images"
 
     @property
     def label_format(self) -> str:
@@ -109,9 +129,16 @@ class Layout:
     def label_suffix(self, label_format: str) -> str:
         return dict(self.label_suffixes).get(label_format, "")
 
+    def with_label_folder(self, folder: str) -> Layout:
+        """This layout with its labels in ``folder`` (one of :attr:`label_folders`)."""
+        return dataclasses.replace(self, labels=tuple((fmt, folder) for fmt, _ in self.labels))
+
 
 CONDITIONS = ("fog", "night", "rain", "snow")  # ACDC's weather conditions: the first folders of its photos
 _GT_SUFFIXES = (("labelids", "_gt_labelIds"), ("trainids", "_gt_labelTrainIds"), ("color", "_gt_labelColor"))
+_ANY_FORMAT = (("labelids", "labels"), ("trainids", "labels"), ("color", "labels"))
+COCO_FILES = ("instances_*.json", "stuff_*.json", "*.coco.json")  # COCO's, COCO-Stuff's, Roboflow's
+PANOPTIC_FILES = ("panoptic_*.json",)
 LAYOUTS: dict[str, Layout] = {
     layout.name: layout
     for layout in (
@@ -132,15 +159,57 @@ LAYOUTS: dict[str, Layout] = {
             marker=SPLIT_FOLDERS, label_suffixes=_GT_SUFFIXES,
         ),
         Layout(
-            "images", "images/ + labels/ (GTA5, WildDash, your own)", "images",
-            (("labelids", "labels"), ("trainids", "labels"), ("color", "labels")), split_folders="optional",
+            "voc", "Pascal VOC segmentation", "JPEGImages",
+            (("labelids", "SegmentationClass"), ("color", "SegmentationClass")), split_folders="never",
+            classes_files=("labelmap.txt", "voc21"), image_sets="ImageSets/Segmentation",
+        ),
+        Layout(
+            "cvat-cityscapes", "CVAT's Cityscapes 1.0 export", "imgsFine/leftImg8bit",
+            (("labelids", "gtFine"), ("color", "gtFine")),
+            label_suffixes=(("labelids", "_gtFine_labelIds"), ("color", "_gtFine_color")),
+            classes_files=("label_colors.txt", "label_color.txt"),
+        ),
+        Layout(
+            "roboflow", "Roboflow semantic segmentation", "", (("labelids", ""),),
+            label_suffixes=(("labelids", "_mask"),), within_splits=True, marker_files=("_classes.csv",),
+            classes_files=("_classes.csv",), labels_marked=True,
+        ),
+        Layout(
+            "coco-panoptic", "COCO panoptic", "", (("labelids", ""),), split_folders="optional",
+            marker_files=PANOPTIC_FILES, annotations="coco",
+        ),
+        Layout(
+            "coco", "COCO", "", (("labelids", ""),), split_folders="optional", marker_files=COCO_FILES,
+            annotations="coco",
+        ),
+        Layout(
+            "split-folders", "split folders (train/images + train/labels)", "images", _ANY_FORMAT,
+            within_splits=True, label_folders=LABEL_FOLDERS,
+        ),
+        Layout(
+            "images", "images/ + labels/ (GTA5, WildDash, your own)", "images", _ANY_FORMAT,
+            split_folders="optional", label_folders=LABEL_FOLDERS,
         ),
     )
 }  # fmt: skip
 
 
+def split_bases(root: Path, layout: Layout) -> list[tuple[Path, str | None]]:
+    """(folder, split) where ``layout``'s photos and labels lie: each split folder's, or the root (split None)."""
+    if not layout.within_splits:
+        return [(root, None)]
+    try:
+        names = sorted(entry.name for entry in root.iterdir() if entry.is_dir() and entry.name.lower() in SPLIT_NAMES)
+    except OSError:
+        return []
+    return [(root / name, SPLIT_NAMES[name.lower()]) for name in names]
+
+
 def find_layout(root: str | os.PathLike) -> Layout | None:
     """The known layout of photos and labels at ``root`` (first match in :data:`LAYOUTS`), or None.
+
+    A layout whose labels' folder may have other names (:attr:`Layout.label_folders`) comes back with the
+    one found.
 
     Example:
         >>> find_layout("data/kitti").name  # doctest: +SKIP
@@ -148,13 +217,35 @@ def find_layout(root: str | os.PathLike) -> Layout | None:
     """
     root = Path(root)
     for layout in LAYOUTS.values():
-        photos = root / layout.photos
-        if not photos.is_dir() or not any((root / folder).is_dir() for _, folder in layout.labels):
-            continue
-        if layout.marker and not any((photos / name).is_dir() for name in layout.marker):
-            continue
-        return layout
+        for base, _ in split_bases(root, layout):
+            found = _found_in(base, layout)
+            if found is not None:
+                return found
     return None
+
+
+def _found_in(base: Path, layout: Layout) -> Layout | None:
+    photos = base / layout.photos
+    if not photos.is_dir():
+        return None
+    if layout.marker and not any((photos / name).is_dir() for name in layout.marker):
+        return None
+    if layout.marker_files and not _any_file(base, layout.marker_files, layout.annotations == "coco"):
+        return None
+    if layout.label_folders:
+        folder = next((name for name in layout.label_folders if (base / name).is_dir()), None)
+        return None if folder is None else layout.with_label_folder(folder)
+    return layout if any((base / folder).is_dir() for _, folder in layout.labels) else None
+
+
+def _any_file(base: Path, patterns: tuple[str, ...], deep: bool) -> bool:
+    """One of ``patterns`` in ``base`` (COCO's also one level down: ``annotations/``, Roboflow's splits)."""
+    for pattern in patterns:
+        if any(path.is_file() for path in base.glob(pattern)):
+            return True
+        if deep and any(path.is_file() for path in base.glob(f"*/{pattern}")):
+            return True
+    return False
 
 
 def name_key(name: str) -> tuple[str, str | None]:
@@ -172,221 +263,6 @@ def name_key(name: str) -> tuple[str, str | None]:
     return stem, None
 
 
-@dataclass
-class LabelledFolder:
-    """The photos of a labelled folder by split, each with its label file; what did not match.
-
-    Attributes:
-        root, layout, label_format: where, which layout, what its labels hold.
-        splits: split (``train``, ``val``, ``test`` or ``all``) -> matched photos, in natural order.
-        truths: each matched photo's label file (keys: resolved paths).
-        unlabelled: photos of a labelled split without a label.
-        orphans: labels without a photo.
-        left_out: splits with no label at all -> their photo count (a test split, say).
-    """
-
-    root: Path
-    layout: Layout
-    label_format: str
-    splits: dict[str, list[Path]] = field(default_factory=dict)
-    truths: dict[Path, Path] = field(default_factory=dict)
-    unlabelled: list[Path] = field(default_factory=list)
-    orphans: list[Path] = field(default_factory=list)
-    left_out: dict[str, int] = field(default_factory=dict)
-
-    def truth(self, photo: str | os.PathLike) -> Path:
-        """The label file of ``photo``."""
-        try:
-            return self.truths[Path(photo).resolve()]
-        except KeyError:
-            raise CitysegError(
-                f"{photo} has no label in {self.root / self.layout.label_folder(self.label_format)} "
-                "(matched by name); add it (or pass --skip-bad)"
-            ) from None
-
-    def problems(self) -> str:
-        """The unmatched files in one line ("" when every photo has its label and every label its photo)."""
-        parts = []
-        if self.unlabelled:
-            parts.append(f"{_count(self.unlabelled, 'photo')} without a label ({_names(self.unlabelled)})")
-        if self.orphans:
-            parts.append(f"{_count(self.orphans, 'label')} without a photo ({_names(self.orphans)})")
-        return " and ".join(parts)
-
-
-def _count(paths: list[Path], noun: str) -> str:
-    return f"{len(paths)} {noun}{'s' if len(paths) != 1 else ''}"
-
-
-def _names(paths: list[Path]) -> str:
-    shown = ", ".join(str(p) for p in paths[:LISTED])
-    return shown + (f" and {len(paths) - LISTED} more" if len(paths) > LISTED else "")
-
-
-def _files(folder: Path) -> list[Path]:
-    """Image files under ``folder`` at any depth, not hidden, in natural order of their relative paths."""
-    try:
-        found = [
-            path
-            for path in folder.rglob("*")
-            if path.suffix.lower() in IMAGE_SUFFIXES
-            and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-            and path.is_file()
-        ]
-    except OSError as exc:
-        raise CitysegError(f"cannot list dataset folder {folder}: {exc.strerror or exc}; check the path") from None
-    return sorted(found, key=lambda p: [natural_key(part) for part in p.relative_to(folder).parts])
-
-
-def _split_of(folder: PurePosixPath) -> str:
-    """The split a sub-folder belongs to: its first part named train, val or test, else ``all``."""
-    return next((part for part in folder.parts if part in SPLIT_FOLDERS), "all")
-
-
-def _keyed(files: list[Path], base: Path, kinds: tuple[str | None, ...], what: str) -> dict[tuple, Path]:
-    """(sub-folder, stripped name) -> file, for the files whose suffix is of one of ``kinds``."""
-    keyed: dict[tuple, Path] = {}
-    for path in files:
-        stem, kind = name_key(path.name)
-        if kind not in kinds:
-            continue
-        key = (PurePosixPath(path.relative_to(base).parent.as_posix()), stem)
-        if key in keyed:
-            raise CitysegError(
-                f"two {what} for one name: {keyed[key]} and {path}; remove one (names match once "
-                "their suffixes are stripped)"
-            )
-        keyed[key] = path
-    return keyed
-
-
-def open_labelled(root: str | os.PathLike, label_format: str = "auto", skip_bad: bool = False) -> LabelledFolder:
-    """Index the labelled folder at ``root``: photos by split, each matched to its label file.
-
-    Args:
-        root: the dataset's root (see the module docstring for the layouts).
-        label_format: ``auto`` (the layout's own), ``labelids``, ``trainids`` or ``color``.
-        skip_bad: leave photos without a label and labels without a photo out, with a warning listing them,
-            instead of stopping.
-
-    Raises:
-        CitysegError: no known layout at ``root``, no label folder for the format, no photo with a label, or
-            (without ``skip_bad``) unmatched files, named.
-    """
-    root = Path(root)
-    layout = find_layout(root)
-    if layout is None:
-        raise CitysegError(f"{root} holds no known layout of photos and labels (images/ + labels/, KITTI, ...)")
-    fmt = _auto_format(root, layout) if label_format in ("auto", "") else label_format
-    if fmt not in LABEL_FORMATS:
-        valid = ", ".join(LABEL_FORMATS)
-        raise CitysegError(f"{root} is {layout.title}; data.label_format must be auto or one of {valid}, not {fmt!r}")
-    photos_dir, labels_dir = root / layout.photos, root / layout.label_folder(fmt)
-    if not labels_dir.is_dir():
-        raise CitysegError(f"{root} is {layout.title} but has no {labels_dir} for its {fmt} labels; check the path")
-    photos = _keyed(_files(photos_dir), photos_dir, ("photo", None), "photos")
-    labels = _keyed(_files(labels_dir), labels_dir, (fmt, None), "labels")
-    folder = LabelledFolder(root, layout, fmt)
-    by_split: dict[str, list[tuple]] = {}
-    for key in photos:
-        by_split.setdefault(_split_of(key[0]), []).append(key)
-    for split, keys in by_split.items():
-        matched = [key for key in keys if key in labels]
-        if not matched:
-            folder.left_out[split] = len(keys)
-            continue
-        folder.splits[split] = [photos[key] for key in matched]
-        folder.truths.update({photos[key].resolve(): labels[key] for key in matched})
-        folder.unlabelled += [photos[key] for key in keys if key not in labels]
-    folder.orphans = [path for key, path in labels.items() if key not in photos]
-    if not folder.splits:
-        raise CitysegError(
-            f"no photo in {photos_dir} has a label in {labels_dir} ({len(photos)} photos, {len(labels)} {fmt} "
-            "labels; matched by sub-folder and name, suffixes such as _leftImg8bit/_gtFine_labelIds stripped)"
-        )
-    _check_matched(folder, skip_bad)
-    return folder
-
-
-def _auto_format(root: Path, layout: Layout) -> str:
-    """The layout's own format; for ``images/ + labels/``, ``color`` when its labels are RGB images."""
-    if layout.name != "images":
-        return layout.label_format
-    first = next((p for p in _files(root / layout.label_folder("labelids")) if name_key(p.name)[1] is None), None)
-    return sniff_format(first) if first is not None else layout.label_format
-
-
-def _check_matched(folder: LabelledFolder, skip_bad: bool) -> None:
-    problems = folder.problems()
-    if not problems:
-        return
-    if not skip_bad:
-        raise CitysegError(
-            f"{folder.layout.title} at {folder.root}: {problems}; add or remove them, or pass --skip-bad to leave "
-            "them out"
-        )
-    for path in folder.unlabelled:
-        log.warning("skipped %s: no label", path)
-    for path in folder.orphans:
-        log.warning("skipped %s: no photo", path)
-    log.warning("skipped %s", problems)
-
-
-# ---- reading one photo and its labels -------------------------------------------------------------------
-
-_OPENED: dict[tuple[str, str], LabelledFolder] = {}  # (resolved root, format) -> its index, once per process
-
-
-@dataclass(frozen=True)
-class LabelSource:
-    """Where the labels of a labelled folder's photos come from: small, so it travels to worker processes.
-
-    Example:
-        >>> source = LabelSource("data/kitti")  # doctest: +SKIP
-        >>> photo = "data/kitti/training/image_2/000000_10.png"
-        >>> pixels, classes = source.read(photo, class_set("train19"))  # doctest: +SKIP
-    """
-
-    root: str
-    label_format: str = "auto"
-
-    def folder(self) -> LabelledFolder:
-        """The folder's index, made once per process (unmatched files are left out here; discover reported them)."""
-        key = (str(Path(self.root).resolve()), self.label_format)
-        if key not in _OPENED:
-            _OPENED[key] = open_labelled(self.root, self.label_format, skip_bad=True)
-        return _OPENED[key]
-
-    def read(
-        self, photo_path: str | os.PathLike, classes: ClassSet, need_photo: bool = True
-    ) -> tuple[np.ndarray | None, np.ndarray]:
-        """``(photo, labels)``: (H, W, 3) uint8 RGB (None unless ``need_photo``) and (H, W) uint8 class indices.
-
-        Raises:
-            CitysegError: either file unreadable, a label value the format lacks, or sizes that differ.
-        """
-        from cityseg.images import decode_image
-
-        folder = self.folder()
-        truth = folder.truth(photo_path)
-        labels = read_label_file(truth, folder.label_format, classes)
-        photo = np.array(decode_image(photo_path).image) if need_photo else None  # writable: torch takes it
-        size = photo.shape[:2] if photo is not None else image_size(photo_path)
-        if tuple(size) != labels.shape:
-            raise CitysegError(
-                f"{truth} is {labels.shape[1]}x{labels.shape[0]} but its photo {photo_path} is {size[1]}x{size[0]}; "
-                "a label image must be the size of its photo: replace one (or pass --skip-bad)"
-            )
-        return photo, labels
-
-
-def label_source(root: str | os.PathLike, label_format: str = "auto") -> LabelSource | None:
-    """The :class:`LabelSource` of ``root`` when it is a labelled folder (not pairs, not the release), else None.
-
-    Each call starts from a fresh index of the folder (made at first use), so files added since an earlier
-    run in the same process are seen; worker processes started after that use the same one.
-    """
-    if not root or label_format == "pairs" or find_layout(root) is None:
-        return None
-    _OPENED.pop((str(Path(root).resolve()), label_format), None)
-    return LabelSource(str(root), label_format)
+def split_of(folder: PurePosixPath) -> str:
+    """The split a sub-folder belongs to: its first part named train, val (valid) or test, else ``all``."""
+    return next((SPLIT_NAMES[part.lower()] for part in folder.parts if part.lower() in SPLIT_NAMES), "all")

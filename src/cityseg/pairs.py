@@ -61,7 +61,7 @@ def discover(
 
     Layouts recognised, first match wins: the official Cityscapes release (``root/leftImg8bit`` exists;
     see :func:`discover_release`: its photos, not pair images), a labelled folder of photos and label images
-    (KITTI, BDD100K, ACDC, Dark Zurich, ``images/`` + ``labels/``: :func:`cityseg.layouts.open_labelled`, its
+    (KITTI, BDD100K, ACDC, Dark Zurich, ``images/`` + ``labels/``: :func:`cityseg.labelled_folders.open_labelled`, its
     photos), ``root/cityscapes_data/{train,val}`` (Kaggle), ``root/cityscapes/{train,val}`` (pix2pix),
     ``root/{train,val}``, or ``root`` itself holding the pair images (split ``"all"``). Non-image files and
     ``*_labelIds.png`` truth files are ignored.
@@ -137,7 +137,8 @@ def _one_split(root: Path, found: dict[str, list[Path]], split: str) -> dict[str
 
 def _labelled_splits(root: Path, label_format: str, skip_bad: bool) -> dict[str, list[Path]] | None:
     """The photos of a labelled folder at ``root`` by split, or None for pair images."""
-    from cityseg.layouts import find_layout, open_labelled
+    from cityseg.labelled_folders import open_labelled
+    from cityseg.layouts import find_layout
 
     layout = find_layout(root)
     if layout is None:

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from cityseg.cityscapes import IGNORE_INDEX
+from cityseg.class_lists import is_class_list, read_class_list
 from cityseg.class_sets import CLASS_SETS, NO_SUCH_VALUE, ClassSet, LabelValues
 from cityseg.errors import CitysegError
 
@@ -62,6 +63,8 @@ def read_class_table(source: str | os.PathLike | dict) -> ClassSet:
     if isinstance(source, dict):
         return _class_set(normalize_table(source, str(source.get("name") or "class table")))
     path = Path(source)
+    if is_class_list(path):  # an annotation tool's labelmap.txt, _classes.csv, COCO categories ...
+        return _class_set(normalize_table(read_class_list(path), str(path)))
     return _class_set(normalize_table(_load(path), str(path), default_name=path.stem))
 
 

@@ -66,11 +66,11 @@ def _run_synth(args: argparse.Namespace) -> int:
     if args.out is None:
         raise CitysegError("pass OUT, the folder for the scenes, or --video OUT.mp4 for a drive")
     if args.layout != "pairs":
-        from cityseg.synth import write_labelled
+        from cityseg.synth import write_layout
 
         size = None if args.size is None else parse_size(args.size)
         options = {"count": args.count, "seed": args.seed, "val_fraction": args.val_fraction, "size": size}
-        print(write_labelled(args.out, args.layout, label_format=args.label_format, **options))
+        print(write_layout(args.out, args.layout, label_format=args.label_format, **options))
         return 0
     if args.size is not None or args.label_format is not None:
         raise CitysegError("--size and --label-format are for a drive or a --layout; pairs are 512x256")

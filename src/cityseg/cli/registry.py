@@ -82,9 +82,10 @@ def add_dataset_options(parser) -> None:
     """``--classes`` and ``--label-format``: which classes, and what the dataset's labels are (a parser or a group)."""
     parser.add_argument(
         "--classes",
-        metavar="SET|FILE.yaml",
-        help=f"class set: {', '.join(defaults.CLASS_SET_CHOICES)} or your class table, a YAML file "
-        f"(default {LabelConfig.classes})",
+        metavar="SET|FILE",
+        help=f"class set: {', '.join(defaults.CLASS_SET_CHOICES)}, voc21, your class table (a YAML file) or an "
+        f"export's class list (labelmap.txt, _classes.csv, a COCO json); default {LabelConfig.classes}: the "
+        "dataset's own list where an annotation tool's export has one, else train19",
     )
     parser.add_argument(
         "--label-format",

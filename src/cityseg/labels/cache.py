@@ -14,7 +14,7 @@ from cityseg.files import atomic_path, ensure_writable_dir
 from cityseg.labels.base import Labeller, refuse_kmeans
 
 if TYPE_CHECKING:
-    from cityseg.layouts import LabelSource
+    from cityseg.labelled_folders import LabelSource
 
 CACHE_FORMAT = 1  # bump when the stored labels change meaning, so old caches are not reused
 
@@ -46,7 +46,7 @@ class LabelCache:
         labeller: what computes the labels (for exact labels, only its ``class_set`` is used).
         cache_dir: cache folder (default ``$XDG_CACHE_HOME/cityseg`` or ``~/.cache/cityseg``).
         enabled: False to compute every time and write nothing.
-        source: the labelled folder the photos are from (:func:`cityseg.layouts.label_source`), or None.
+        source: the labelled folder the photos are from (:func:`cityseg.labelled_folders.label_source`), or None.
 
     Example:
         >>> cache = LabelCache(PaletteLabeller())  # doctest: +SKIP

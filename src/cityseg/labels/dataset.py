@@ -98,7 +98,7 @@ class LabellingOptions:
         progress: show a tqdm progress bar (on a terminal only).
         mask_side: which half of each pair image holds the mask.
         use_cache: read and write the cache (False: compute every label).
-        source: the labelled folder the photos are from (:class:`cityseg.layouts.LabelSource`), or None.
+        source: the labelled folder the photos are from (:class:`cityseg.labelled_folders.LabelSource`), or None.
     """
 
     cache_dir: str | os.PathLike | None = None
@@ -257,6 +257,7 @@ class LabelRun:
         report: the class frequencies, and the images skipped.
         figure: the figure drawn, or None.
         exact: for a dataset with label images, what they are (its layout and format), read as they are.
+        recognised: the line saying what the dataset was recognised as and whose classes it takes.
     """
 
     root: str
@@ -265,12 +266,14 @@ class LabelRun:
     report: LabelReport
     figure: Path | None = None
     exact: str = ""
+    recognised: str = ""  # what the dataset was recognised as, and whose classes it takes
 
     def __str__(self) -> str:
         report, labeller = self.report, self.labeller
         resumed = f", {report.cached} of them already in the cache" if report.cached else ""
         how = self.exact or labeller.key()
-        lines = [f"labelled {report.count} of {self.found} images in {self.root} ({how}){resumed}"]
+        lines = [f"cityseg: {self.recognised}"] if self.recognised else []
+        lines.append(f"labelled {report.count} of {self.found} images in {self.root} ({how}){resumed}")
         lines.append(report.table())
         if labeller.method == "kmeans":
             lines.append("clusters absorbed:")
@@ -302,8 +305,8 @@ def label_folder(
         CitysegError: a bad image (without ``data.skip_bad``), an unwritable cache or figure folder.
     """
     from cityseg.files import ensure_writable_dir
+    from cityseg.labelled_folders import adopt_dataset_classes, label_source
     from cityseg.labels.registry import make_labeller
-    from cityseg.layouts import label_source
     from cityseg.pairs import discover
 
     figure = Path(figure)
@@ -315,6 +318,7 @@ def label_folder(
                 f"cannot write figure {figure}: its folder is not writable; pick another --out"
             ) from None
     data = config.data
+    recognised = adopt_dataset_classes(config)
     splits = discover(data.root, label_format=data.label_format, skip_bad=data.skip_bad)
     source = label_source(data.root, data.label_format)
     paths = [path for images in splits.values() for path in images]
@@ -336,6 +340,7 @@ def label_folder(
     if source is not None:
         folder = source.folder()
         run.exact = f"{folder.layout.title}: {folder.label_format} labels as {labeller.class_set.name} classes"
+        run.recognised = recognised
     if show > 0:
         from cityseg.plots import plot_label_figure
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from fastapi import FastAPI, Query, Request
+from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from PIL import Image
@@ -116,6 +116,7 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, name
         docs_url=None,  # Swagger UI and ReDoc load their scripts from a CDN; the schema is at /openapi.json
         redoc_url=None,
         lifespan=lifespan,
+        dependencies=[Depends(refuse_unknown_query)],
     )
     app.state.worker, app.state.admission, app.state.settings = served.worker, served.admission, served.settings
     _add_error_handlers(app)
@@ -125,6 +126,20 @@ def create_app(segmenter: Segmenter, settings: ServeSettings | None = None, name
     _add_predict_route(app, served)
     add_video_route(app, served, ERROR_RESPONSES)
     return app
+
+
+def refuse_unknown_query(request: Request) -> None:
+    """A query parameter the route does not take is refused (422), not ignored: a misspelt ``?fromat=json``
+    would otherwise answer a PNG with no word of why."""
+    route = request.scope.get("route")
+    if route is None or not getattr(route, "include_in_schema", False):
+        return  # the page and the icon: a browser may add what it likes
+    known = {param.alias for param in route.dependant.query_params}
+    unknown = sorted(set(request.query_params) - known)
+    if unknown:
+        takes = f"it takes {', '.join(sorted(known))}" if known else "it takes none"
+        names = ", ".join(repr(name) for name in unknown)
+        raise RequestError(422, "invalid_parameter", f"unknown query parameter {names} for {request.url.path}; {takes}")
 
 
 def _require_token(app: FastAPI, token: str) -> None:
@@ -193,7 +208,9 @@ def _add_info_routes(app: FastAPI, served: ServedModel) -> None:
     def favicon() -> Response:
         return Response(status_code=204)
 
-    @app.get("/health", response_model=HealthBody, summary="the server is up; model and queue")
+    unknown_query = {422: {"model": ErrorBody, "description": "a query parameter the route does not take"}}
+
+    @app.get("/health", response_model=HealthBody, summary="the server is up; model and queue", responses=unknown_query)
     def health() -> HealthBody:
         return HealthBody(
             status="ok",
@@ -209,7 +226,12 @@ def _add_info_routes(app: FastAPI, served: ServedModel) -> None:
             served=served.worker.images,
         )
 
-    @app.get("/classes", response_model=ClassesBody, summary="the classes the model predicts: names, ids, colours")
+    @app.get(
+        "/classes",
+        response_model=ClassesBody,
+        summary="the classes the model predicts: names, ids, colours",
+        responses=unknown_query,
+    )
     def list_classes() -> ClassesBody:
         return ClassesBody(class_set=info.class_set_name, classes=served.class_table)
 
@@ -220,7 +242,7 @@ ERROR_RESPONSES = {
         400: "empty body, not an image (a video), corrupt or truncated file, a form without a file, ids not available",
         413: "upload over the size limit, an image (video frame) over the pixel limit, a video over the length limit",
         415: "a content type that is not an image (a video) or a multipart form",
-        422: "a bad query parameter",
+        422: "a bad query parameter, or one the route does not take",
         503: "the server is busy (queue full); retry after Retry-After seconds",
     }.items()
 }

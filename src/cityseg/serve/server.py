@@ -13,6 +13,7 @@ from cityseg.defaults import DEFAULT_HOST, DEFAULT_LOG_LEVEL, DEFAULT_PORT
 from cityseg.engine import PredictOptions, Segmenter
 from cityseg.errors import CitysegError
 from cityseg.serve.app import create_app, model_label
+from cityseg.serve.memory import HeapTrimmer, cap_arenas
 from cityseg.serve.settings import ServeSettings
 
 
@@ -50,9 +51,12 @@ class LocalServer:
     url: str
 
     def run(self) -> None:
+        cap_arenas()  # before uvicorn's threads allocate: see cityseg.serve.memory
+        trimmer = HeapTrimmer().start()
         try:
             self.server.run(sockets=[self.socket])
         finally:
+            trimmer.stop()
             self.socket.close()
 
     def stop(self) -> None:

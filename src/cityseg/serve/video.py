@@ -12,9 +12,6 @@ gets 503, as a full queue does.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import gc
 import math
 import shutil
 import tempfile
@@ -29,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cityseg.engine import Segmenter
 from cityseg.errors import CitysegError, first_line
+from cityseg.serve.memory import release_memory
 from cityseg.serve.settings import RequestError
 from cityseg.serve.upload import UPLOAD_KINDS, read_upload
 from cityseg.serve.worker import Admission, InferenceWorker
@@ -108,7 +106,7 @@ def add_video_route(app: FastAPI, served, error_responses: dict) -> None:
             overlay, summary = await run_in_threadpool(_segment, segmenter, served.settings, path, video)
         finally:
             await run_in_threadpool(shutil.rmtree, folder, True)
-            await run_in_threadpool(release_video_memory)
+            await run_in_threadpool(release_memory)
             served.admission.leave()
             one_video.leave()
         latency_ms = 1000 * (time.perf_counter() - started)
@@ -139,15 +137,6 @@ def _video_body() -> dict:
             },
         },
     }
-
-
-def release_video_memory() -> None:
-    """Give back what a segmented video leaves: objects still in reference cycles, and the freed frame buffers
-    the C heap keeps (``malloc_trim``, glibc's). In-process, 12 two-second videos then leave the server's RSS
-    flat instead of 35 MiB higher."""
-    gc.collect()
-    with contextlib.suppress(OSError, AttributeError):  # malloc_trim is glibc's; elsewhere the heap stays as it is
-        ctypes.CDLL(None).malloc_trim(0)
 
 
 def _write_upload(data: bytes, path: Path) -> None:

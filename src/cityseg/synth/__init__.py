@@ -23,7 +23,8 @@ The stages, one module each:
 - ``props``: buildings and parks, vegetation, street furniture, vehicles, people, as functions over a ``scene``.
 - ``patterns`` and ``finish``: the per-pixel passes that turn the drawn canvas into a photo.
 - ``render``: the order a scene is drawn in; ``write``: pairs and label ids on disk; ``labelled``: scenes as
-  KITTI, BDD100K, ACDC, Dark Zurich or ``images/`` + ``labels/`` datasets (photos and label images).
+  KITTI, BDD100K, ACDC, Dark Zurich or ``images/`` + ``labels/`` datasets (photos and label images);
+  ``exports``: scenes as annotation tools export them (Pascal VOC, CVAT's Cityscapes, Roboflow, COCO).
 - ``drive``: a generated drive, the camera moving down one street, as a video with the label ids of every
   frame (``cityseg synth --video``); ``scene.Shot`` is where one frame is taken from.
 
@@ -44,6 +45,7 @@ from cityseg.synth.drive import (
     labels_folder,
     write_drive,
 )
+from cityseg.synth.exports import write_layout
 from cityseg.synth.ids import DRAWN_IDS
 from cityseg.synth.labelled import LayoutSummary, write_labelled
 from cityseg.synth.render import IMAGE_SIZE, render_scene
@@ -67,5 +69,6 @@ __all__ = [
     "train_class_shares",
     "write_drive",
     "write_labelled",
+    "write_layout",
     "write_scenes",
 ]

@@ -50,6 +50,12 @@ SCENE_FILES: dict[str, SceneFiles] = {  # one for each of layouts.LAYOUTS
     "acdc": SceneFiles("{condition}/{split}/GOPR{seq:04d}/GOPR{seq:04d}_frame_{i:06d}_rgb_anon.png"),
     "darkzurich": SceneFiles("{split}/night/GOPR{seq:04d}/GOPR{seq:04d}_frame_{i:06d}_rgb_anon.png"),
     "images": SceneFiles("{split}/{i:05d}.png"),
+    "voc": SceneFiles("2026_{i:06d}.jpg"),
+    "cvat-cityscapes": SceneFiles("{split}/synth/synth_000000_{i:06d}_leftImg8bit.png", size=(128, 256)),
+    "roboflow": SceneFiles("{i:05d}_png.rf.{i:08x}.jpg"),
+    "coco-panoptic": SceneFiles("{i:06d}.jpg"),
+    "coco": SceneFiles("{i:06d}.jpg"),
+    "split-folders": SceneFiles("{i:05d}.png"),
 }
 
 
@@ -105,7 +111,45 @@ def scene_paths(layout: Layout, split: str, index: int, label_format: str, flat:
     photo = template.format(split=split, i=index, seq=seq, condition=CONDITIONS[seq % len(CONDITIONS)])
     stem, _ = name_key(Path(photo).name)
     label = str(Path(photo).parent / f"{stem}{layout.label_suffix(label_format)}.png")
-    return f"{layout.photos}/{photo}", f"{layout.label_folder(label_format)}/{label}"
+    photo, label = f"{layout.photos}/{photo}".lstrip("/"), f"{layout.label_folder(label_format)}/{label}".lstrip("/")
+    if layout.within_splits:  # ROOT/<split>/...: Roboflow calls its val split "valid"
+        folder = SPLIT_FOLDER_NAMES.get((layout.name, split), split)
+        photo, label = f"{folder}/{photo}", f"{folder}/{label}"
+    return photo, label
+
+
+SPLIT_FOLDER_NAMES = {("roboflow", "val"): "valid"}
+
+
+class SceneWriter:
+    """Writes each scene as a photo and a label image where its layout keeps them (the public datasets).
+
+    Annotation tools' exports (:mod:`cityseg.synth.exports`) are writers of their own: they encode the labels
+    their way and write their class lists, image lists and annotation files once every scene is drawn.
+    """
+
+    def __init__(self, out: Path, layout: Layout, label_format: str, flat: bool):
+        self.out, self.layout, self.label_format, self.flat = out, layout, label_format, flat
+
+    def check_empty(self) -> None:
+        """Refuse an output that already holds a dataset's photos (never mix generated and real files)."""
+        photos = self.out / self.layout.photos
+        if self.layout.photos and photos.is_dir() and any(photos.iterdir()):
+            raise CitysegError(f"{photos} is not empty; choose an empty output folder for the scenes")
+        if not self.layout.photos and any(self.out.iterdir()):
+            raise CitysegError(f"{self.out} is not empty; choose an empty output folder for the scenes")
+
+    def scene(self, split: str, number: int, photo: np.ndarray, label_ids: np.ndarray) -> None:
+        photo_name, label_name = scene_paths(self.layout, split, number, self.label_format, self.flat)
+        _write(self.out / label_name, None, self.label_pixels(label_ids))
+        _write(self.out / photo_name, photo, None)
+
+    def label_pixels(self, label_ids: np.ndarray) -> Image.Image:
+        """The label image of a scene's official label ids, in the layout's format."""
+        return Image.fromarray(LABEL_ENCODERS[self.label_format](label_ids))
+
+    def finish(self, counts: dict[str, int]) -> None:
+        """Write what the layout keeps beside the scenes (class lists, image lists, annotation files)."""
 
 
 def write_labelled(
@@ -116,6 +160,7 @@ def write_labelled(
     val_fraction: float = 0.0,
     size: tuple[int, int] | None = None,
     label_format: str | None = None,
+    writer: type[SceneWriter] = SceneWriter,
 ) -> LayoutSummary:
     """Write ``count`` scenes into ``out`` in the folders and formats of ``layout`` (:data:`~cityseg.layouts.LAYOUTS`).
 
@@ -123,12 +168,13 @@ def write_labelled(
 
     Args:
         out: the dataset's root (its photos folder must be empty or absent).
-        layout: ``kitti``, ``bdd100k``, ``acdc``, ``darkzurich`` or ``images``.
+        layout: a name of :data:`~cityseg.layouts.LAYOUTS` (an export's: :func:`cityseg.synth.write_layout`).
         count, seed: how many scenes, and the seed.
         val_fraction: the last ``round(count * val_fraction)`` scenes go to the val split (a layout without split
             folders takes none: its split is made by seed when it is read).
         size: (height, width); default the layout's :attr:`SceneFiles.size` (:data:`SCENE_FILES`).
         label_format: ``labelids``, ``trainids`` or ``color``; default the layout's own.
+        writer: how scenes are written (:class:`SceneWriter`, or an export's).
 
     Raises:
         CitysegError: an unknown layout or format, bad numbers, a photos folder that is not empty, a disk error.
@@ -145,20 +191,20 @@ def write_labelled(
     size = tuple(size or SCENE_FILES[layout].size)
     n_val = _check(chosen, count, seed, val_fraction)
     out = ensure_writable_dir(out)
-    photos = out / chosen.photos
-    if photos.is_dir() and any(photos.iterdir()):
-        raise CitysegError(f"{photos} is not empty; choose an empty output folder for the scenes")
     flat = chosen.split_folders == "never" or (chosen.split_folders == "optional" and n_val == 0)
-    splits = [("all" if flat else "train", count - n_val), ("val", n_val)]
+    scenes = writer(out, chosen, fmt, flat)
+    scenes.check_empty()
+    pooled = flat and not chosen.within_splits and not chosen.image_sets  # one pool: split by seed when read
+    splits = [("all" if pooled else "train", count - n_val), ("val", n_val)]
     start, pixels, index = time.perf_counter(), np.zeros(256, dtype=np.int64), 0
     for split, n in splits:
         for number in range(n):
             photo, label_ids = render_scene(np.random.default_rng([seed, index]), size)
-            photo_name, label_name = scene_paths(chosen, split, number, fmt, flat)
-            _write(out / photo_name, out / label_name, photo, label_ids, fmt)
+            scenes.scene(split, index if chosen.image_sets else number, photo, label_ids)  # one folder: unique
             pixels += np.bincount(label_ids.ravel(), minlength=256)
             index += 1
     counts = {split: n for split, n in splits if n}
+    scenes.finish(counts)
     shares = train_class_shares(pixels[:NUM_LABEL_IDS])
     return LayoutSummary(out, chosen, fmt, counts, size, shares, time.perf_counter() - start)
 
@@ -166,23 +212,36 @@ def write_labelled(
 def _check(layout: Layout, count: int, seed: int, val_fraction: float) -> int:
     check_scene_arguments(count, seed, val_fraction)
     n_val = round(count * val_fraction)
-    if n_val and layout.split_folders == "never":
+    if n_val and layout.split_folders == "never" and not layout.image_sets:
         raise CitysegError(f"{layout.title} has no val folder (it is split by seed when read); drop --val-fraction")
     return n_val
 
 
-def _write(photo_path: Path, label_path: Path, photo: np.ndarray, label_ids: np.ndarray, fmt: str) -> None:
+def _write(path: Path, photo: np.ndarray | None, label: Image.Image | None) -> None:
+    """Write a photo (JPEG or PNG by its suffix) or, with ``photo`` None, a label image (PNG), atomically."""
     try:
-        photo_path.parent.mkdir(parents=True, exist_ok=True)
-        label_path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(label_path) as tmp:
-            write_label_file(tmp, label_ids, fmt)
-        with atomic_path(photo_path) as tmp:
-            if photo_path.suffix.lower() in (".jpg", ".jpeg"):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            if photo is None:
+                label.save(tmp, format="PNG")
+            elif path.suffix.lower() in (".jpg", ".jpeg"):
                 Image.fromarray(photo).save(tmp, format="JPEG", quality=JPEG_QUALITY, subsampling=JPEG_SUBSAMPLING)
             else:
                 Image.fromarray(photo).save(tmp, format="PNG")
     except OSError as exc:
         raise CitysegError(
-            f"cannot write {photo_path}: {exc.strerror or exc}; free some space or choose another folder"
+            f"cannot write {path}: {exc.strerror or exc}; free some space or choose another folder"
+        ) from None
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a class list, image list or annotation file atomically, a disk error one line."""
+    from cityseg.files import atomic_write_text
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, text)
+    except OSError as exc:
+        raise CitysegError(
+            f"cannot write {path}: {exc.strerror or exc}; free some space or choose another folder"
         ) from None

@@ -110,6 +110,7 @@ def train(
 
 def _train_in(run_dir: Path, config: Config, checkpoint: Path | None, callbacks: Sequence[Callback]) -> Path:
     from cityseg.datasets import prepare_labels
+    from cityseg.labelled_folders import adopt_dataset_classes
     from cityseg.splits import load_splits, save_splits, split_dataset
     from cityseg.training.data import SegDataModule
 
@@ -122,6 +123,9 @@ def _train_in(run_dir: Path, config: Config, checkpoint: Path | None, callbacks:
     _say(f"cityseg: {note}")
     _say(f"cityseg: {', '.join(f'{len(v)} {k}' for k, v in splits.items())} images; run folder {run_dir}")
 
+    recognised = adopt_dataset_classes(config)
+    if recognised:
+        _say(f"cityseg: {recognised}")
     labeller = load_run_labeller(run_dir) if resuming else None
     splits, label_cache, reports = prepare_labels(config, splits, labeller=labeller, progress=config.train.progress)
     class_set = label_cache.labeller.class_set
