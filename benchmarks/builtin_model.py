@@ -44,24 +44,29 @@ python benchmarks/builtin_model.py {packed}
 ```
 """
 REFINE = """\
-# 3. refine: the whole network of that run, {steps} more steps at a tenth of the peak LR (0.0003, every layer)
-cityseg train --config RUN/config.yaml --init RUN --set optim.lr=0.0003 --set optim.init_lr_scale=1 \\
-  --set train.max_steps={steps} --set train.budget_minutes=0
+# {step}. pack it as the built-in model, then refine that: its whole network, {steps} more steps at {lr:g} (a tenth
+#    of the recipe's peak LR, every layer), the average of the weights (EMA {ema:g}) validated, tested and kept
+python benchmarks/builtin_model.py RUN
+cityseg train ../shared/data/cityscapes_pairs/train --config cpu-hour --init {name} \\
+  --set data.test_fraction={test_fraction!r} --set optim.lr={lr:g} --set optim.init_lr_scale=1 \\
+  --set train.max_steps={steps} --set train.budget_minutes=0 --set train.ema_decay={ema:g}
 """
+SHIPPED_MINUTES = 140  # the built-in model a refine starts from with --init NAME: 80 minutes, resumed to 140
 
 
-def training_minutes(run: Path) -> tuple[float, Path | None]:
-    """Minutes of training behind ``run`` (its own, and those of the run it started from with ``model.init``),
-    and that run (None when it started from ImageNet)."""
+def training_minutes(run: Path) -> tuple[float, float | None]:
+    """Minutes of training behind ``run``: its own plus those of the model it started from with ``model.init``
+    (a run folder, or the built-in model), and the latter alone (None when it started from ImageNet)."""
     from cityseg.config import Config
 
     config = Config.from_yaml(run / "config.yaml")
     report = json.loads((run / "metrics.json").read_text())
     own = config.train.budget_minutes or round(float(report["fit_seconds"]) / 60)
-    start = Path(config.model.init) if config.model.init else None
-    if start is not None and (start / "config.yaml").is_file():
-        return own + training_minutes(start)[0], start
-    return own, None
+    if not config.model.init:
+        return own, None
+    start = Path(config.model.init)
+    before = training_minutes(start)[0] if (start / "config.yaml").is_file() else SHIPPED_MINUTES
+    return own + before, before
 
 
 def pack_weights(model_dir: Path, out: Path) -> dict:
@@ -274,10 +279,17 @@ def write_card(run: Path, folder: Path, name: str, one_pass: dict, flipped: dict
     (folder / "metrics.json").write_text(json.dumps(one_pass, indent=1) + "\n")
     info, config = read_model_info(folder), Config.from_yaml(run / "config.yaml")
     facts = run_facts(run, info, config, one_pass, name=name, weights=folder / "model.safetensors")
-    minutes, start = training_minutes(run)
-    first = training_minutes(start)[0] if start is not None else minutes
-    training = {**facts.training, "minutes": f"{minutes:g} of 2 CPU cores (the budgets, over resumed sessions)"}
-    refine = REFINE.format(steps=config.train.max_steps) if start is not None else ""
+    minutes, before = training_minutes(run)
+    first = before if before is not None else minutes
+    spent = f"{minutes:g} of 2 CPU cores"
+    spent += f" ({first:g} for the model it started from, then {minutes - first:g})" if before is not None else ""
+    training = {**facts.training, "minutes": spent}
+    refine = ""
+    if before is not None:
+        refine = REFINE.format(
+            step=3, steps=config.train.max_steps, lr=config.optim.lr, ema=config.train.ema_decay, name=name,
+            test_fraction=config.data.test_fraction,
+        )  # fmt: skip
     reproduce = REPRODUCE.format(minutes=first, refine=refine, step=4 if refine else 3, packed="REFINED" if refine
                                  else "RUN")  # fmt: skip
     speed_text = (

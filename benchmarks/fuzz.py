@@ -122,7 +122,7 @@ def fuzz_route(tally: Tally, strategy, seconds: float, seed: int, auth: dict) ->
     from hypothesis import HealthCheck, given, settings
     from hypothesis import seed as seeded
 
-    from fuzz_targets import token_unless_generated
+    from fuzz_targets import token_unless_negative
 
     started, batch = time.monotonic(), 0
     while time.monotonic() - started < seconds:
@@ -134,7 +134,7 @@ def fuzz_route(tally: Tally, strategy, seconds: float, seed: int, auth: dict) ->
             if time.monotonic() - started > seconds:
                 return
             tally.inputs += 1
-            headers = token_unless_generated(case, auth)
+            headers = token_unless_negative(case, auth)
             response = case.call(headers=headers, timeout=120)
             tally.errors += response.status_code >= 400
             tally.results += response.status_code < 400

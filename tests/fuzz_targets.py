@@ -466,11 +466,10 @@ def read_checkpoint(value: bytes, folder: Path):
     return check_checkpoint(run)
 
 
-def token_unless_generated(case, auth: dict[str, str]) -> dict[str, str]:
-    """For a Schemathesis case, ``auth`` (the token's header), unless the case made its own Authorization or left
-    it out on purpose: an invalid case's header is its point, and sending the token would make it a valid one."""
+def token_unless_negative(case, auth: dict[str, str]) -> dict[str, str]:
+    """For a Schemathesis case, ``auth`` (the token's header, sent over the case's own), unless the case's headers
+    are its invalid part: then a missing or malformed Authorization is the point, and the token would make the
+    request valid. (A valid case carries a generated ``Bearer <random>``, which no server could accept.)"""
     from schemathesis.core.parameters import ParameterLocation
 
-    own = any(name.lower() == "authorization" for name in case.headers or {})
-    left_out = case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER)
-    return {} if own or left_out else auth
+    return {} if case.meta is not None and case.meta.is_negative_at(ParameterLocation.HEADER) else auth

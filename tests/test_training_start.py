@@ -57,10 +57,12 @@ def test_a_head_for_cityscapes_categories_starts_from_the_classes_they_group(tin
     for key in (k for k in got if k.startswith("segmentation_head.")):
         for category, rows in enumerate(members):
             assert np.allclose(got[key][category], trained[key][rows].mean(axis=0), atol=1e-6)
-    # a user's table: its ids are its own, not Cityscapes', so its head starts afresh
+    # a user's table (or an export's list): its ids are its own, not Cityscapes', so its classes map by name
     from cityseg.user_classes import read_class_table
 
-    assert mapped_head_rows(train19, read_class_table({"classes": [{"name": "road", "id": 7}]})) is None
+    table = read_class_table({"classes": [{"name": "Traffic_Light", "id": 7}, {"name": "soil", "id": 3}]})
+    assert mapped_head_rows(train19, table) == [[train19.names.index("traffic light")], []]
+    assert mapped_head_rows(train19, read_class_table({"classes": [{"name": "soil", "id": 7}]})) is None
 
 
 def test_prepare_init_takes_the_architecture_and_refuses_another(tiny_model_dir, tiny_test_model):

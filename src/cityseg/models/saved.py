@@ -346,17 +346,25 @@ def network_from_model(
 
 
 def mapped_head_rows(model_classes: ClassSet, classes: ClassSet) -> list[list[int]] | None:
-    """For each class of ``classes``, the model's classes whose Cityscapes label ids it takes; None when either
-    set is a user's table (its ids are its own, not Cityscapes') or no class of one is a class of the other."""
+    """For each class of ``classes``, the model's classes it starts from: those whose Cityscapes label ids it takes
+    where both are built-in sets; where either is a table (a user's, an export's class list), whose ids are its
+    own, the model's class of the same name (``car``, ``traffic light`` = ``traffic_light``). None when no class
+    of one is a class of the other."""
     import numpy as np
 
     if model_classes.table is not None or classes.table is not None:
-        return None
+        index = {_name_key(name): k for k, name in enumerate(model_classes.names)}
+        members = [[index[_name_key(name)]] if _name_key(name) in index else [] for name in classes.names]
+        return members if any(members) else None
     ids = np.asarray(model_classes.class_to_id)
     taken = classes.from_label_ids(np.clip(ids, 0, 255).astype(np.uint8))  # per model class: a class, or ignored
     taken = np.where((ids >= 0) & (ids < 256), taken, 255)
     members = [[k for k in range(model_classes.num_classes) if taken[k] == c] for c in range(classes.num_classes)]
     return members if any(members) else None
+
+
+def _name_key(name: str) -> str:
+    return " ".join(name.lower().replace("_", " ").replace("-", " ").split())
 
 
 def _mapped_head(trained: dict, fresh: dict, members: list[list[int]]) -> dict:

@@ -58,12 +58,17 @@ def prepare_init(config: Config, class_names: tuple[str, ...]) -> str:
     target = target_classes(config, class_names)
     mapped = mapped_head_rows(info.classes, target) if target is not None else None
     head = (
-        f"the head for {len(class_names)} classes starts from its {info.num_classes} ({info.class_set_name}) "
-        "mapped by their label ids"
-        if mapped
-        else f"the head starts afresh for {len(class_names)} classes ({model.init} has {info.num_classes}: "
+        f"the head starts afresh for {len(class_names)} classes ({model.init} has {info.num_classes}: "
         f"{info.class_set_name})"
     )
+    if mapped:
+        by_name = info.classes.table is not None or target.table is not None
+        matched = sum(map(bool, mapped))
+        basis = f"by name ({matched} of {len(class_names)}; the rest afresh)" if by_name else "by their label ids"
+        head = (
+            f"the head for {len(class_names)} classes starts from its {info.num_classes} ({info.class_set_name}) "
+            f"mapped {basis}"
+        )
     return f"cityseg: starting from {model.init}: every layer but the last; {head}{rates}"
 
 
