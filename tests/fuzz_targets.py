@@ -189,6 +189,14 @@ def files(seeds: Callable[[], list[bytes]]) -> Callable[[], st.SearchStrategy]:
     return inputs
 
 
+def write_tree(files: dict[str, bytes], root: Path) -> Path:
+    """Write ``files`` (path relative to ``root`` -> bytes) under ``root``; returns ``root``."""
+    for relative, data in files.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_bytes(data)
+    return root
+
+
 def write_input(value: tuple[bytes, str | None], folder: Path, suffix: str) -> Path:
     data, drawn = value
     path = folder / f"input{suffix if drawn is None else drawn}"
@@ -340,10 +348,7 @@ def read_class_list_file(value: tuple[str, bytes], folder: Path):
     from cityseg.classes import class_set
 
     name, data = value
-    path = folder / "input" / name
-    path.parent.mkdir()
-    path.write_bytes(data)
-    return class_set(str(path))
+    return class_set(str(write_tree({name: data}, folder / "input") / name))
 
 
 @st.composite
@@ -365,10 +370,7 @@ def read_export(value: dict[str, bytes], folder: Path):
     from cityseg.classes import class_set
     from cityseg.labelled_folders import dataset_classes, open_labelled, read_truth
 
-    root = folder / "input"
-    for relative, data in value.items():
-        (root / relative).parent.mkdir(parents=True, exist_ok=True)
-        (root / relative).write_bytes(data)
+    root = write_tree(value, folder / "input")
     found = open_labelled(root)
     classes = class_set(dataset_classes(root))
     return [read_truth(truth, found.label_format, classes) for truth in found.truths.values()]
@@ -448,11 +450,7 @@ def model_folders(draw) -> dict[str, bytes]:
 def read_model_folder(value: dict[str, bytes], folder: Path):
     from cityseg.models import load_model
 
-    root = folder / "input"
-    root.mkdir()
-    for name, data in value.items():
-        (root / name).write_bytes(data)
-    return load_model(root)
+    return load_model(write_tree(value, folder / "input"))
 
 
 @target("checkpoint", lambda: mutated(checkpoint_seeds()), names=lambda value, folder: ("last.ckpt",))

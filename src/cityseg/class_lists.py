@@ -127,16 +127,40 @@ def read_roboflow_classes(path: Path) -> dict:
     return _table(_name(path), _checked(entries, path))
 
 
-@lru_cache(maxsize=8)
-def _coco_categories(path: str, stamp: tuple[int, int]) -> tuple[tuple[int, str], ...]:
-    """(id, name) of a COCO file's categories (read once per file version: the files are large)."""
+def read_coco_json(path: str | os.PathLike) -> object:
+    """A COCO annotation file parsed, once per file version for the class list and the image index together
+    (:mod:`cityseg.coco`): the files run to hundreds of MB.
+
+    Raises:
+        CitysegError: the file cannot be read, or is not JSON.
+    """
+    return _parse_coco(str(path), file_version(path))
+
+
+def file_version(path: str | os.PathLike) -> tuple[int, int]:
+    """(modification time, size) of a file, to key what is read from it; (0, 0) where it cannot be stat'ed (the
+    read then names the file)."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return 0, 0
+    return status.st_mtime_ns, status.st_size
+
+
+@lru_cache(maxsize=2)
+def _parse_coco(path: str, version: tuple[int, int]) -> object:
     try:
         with open(path, "rb") as file:
-            values = json.load(file)
+            return json.load(file)
     except OSError as exc:
         raise CitysegError(f"cannot read COCO file {path}: {exc.strerror or exc}; check the export") from None
     except (ValueError, RecursionError) as exc:
         raise CitysegError(f"COCO file {path} is not valid JSON ({str(exc).splitlines()[0]})") from None
+
+
+def _coco_categories(path: Path) -> list[tuple[int, str]]:
+    """(id, name) of a COCO file's categories."""
+    values = read_coco_json(path)
     categories = values.get("categories") if isinstance(values, dict) else None
     if not isinstance(categories, list) or not categories:
         raise CitysegError(f"{path} has no 'categories' list; is it a COCO annotation file?")
@@ -145,14 +169,13 @@ def _coco_categories(path: str, stamp: tuple[int, int]) -> tuple[tuple[int, str]
         if not isinstance(category, dict) or not isinstance(category.get("id"), int) or "name" not in category:
             raise CitysegError(f"{path}: category {category!r} needs an integer 'id' and a 'name'")
         found.append((int(category["id"]), str(category["name"])))
-    return tuple(found)
+    return found
 
 
 def read_coco_categories(path: Path) -> dict:
     """The categories of a COCO annotation file, each valued by its id; ``background`` (0) first where no
     category has id 0 (what no annotation covers: the instance files' rule, :mod:`cityseg.coco`)."""
-    status = path.stat() if path.is_file() else None
-    categories = _coco_categories(str(path), (status.st_mtime_ns, status.st_size) if status else (0, 0))
+    categories = _coco_categories(path)
     entries = [(name, value, None) for value, name in categories]
     if all(value != 0 for value, _ in categories) and not path.name.lower().startswith("panoptic"):
         entries.insert(0, (BACKGROUND, 0, None))  # panoptic files cover every pixel: what they leave is void

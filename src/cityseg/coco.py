@@ -24,7 +24,6 @@ a one-line error naming the file, the id and its pixels.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cityseg.class_lists import file_version, read_coco_json
 from cityseg.classes import IGNORE_INDEX, ClassSet
 from cityseg.errors import CitysegError
 from cityseg.layouts import Layout, split_of
@@ -78,25 +78,13 @@ class CocoImage:
 
 
 def load_coco(path: str) -> dict[int, CocoImage]:
-    """Image id -> :class:`CocoImage` of a COCO file, read once per process (again once it changes)."""
-    try:
-        status = Path(path).stat()
-        stamp = (status.st_mtime_ns, status.st_size)
-    except OSError:
-        stamp = (0, 0)  # _read_coco names the file
-    return _read_coco(path, stamp)
+    """Image id -> :class:`CocoImage` of a COCO file, indexed once per process (again once it changes)."""
+    return _index_coco_file(path, file_version(path))
 
 
 @lru_cache(maxsize=4)
-def _read_coco(path: str, stamp: tuple[int, int]) -> dict[int, CocoImage]:
-    file = Path(path)
-    try:
-        with open(file, "rb") as handle:
-            values = json.load(handle)
-    except OSError as exc:
-        raise CitysegError(f"cannot read COCO file {file}: {exc.strerror or exc}; check the export") from None
-    except (ValueError, RecursionError) as exc:
-        raise CitysegError(f"COCO file {file} is not valid JSON ({str(exc).splitlines()[0]})") from None
+def _index_coco_file(path: str, version: tuple[int, int]) -> dict[int, CocoImage]:
+    file, values = Path(path), read_coco_json(path)  # the parse the class list was read from
     if not isinstance(values, dict) or not isinstance(values.get("images"), list):
         raise CitysegError(f"{file} has no 'images' list; is it a COCO annotation file?")
     images: dict[int, CocoImage] = {}
